@@ -1,0 +1,98 @@
+"""aisfx: a sound-effects CNN (ISMIR 2022) from the package `aisfx`, 512-d per ~2.3 s window.
+
+Long audio is cut into fixed, non-overlapping windows of 100 spectrogram frames (102,400
+samples at 44.1 kHz, 2.32 s); each window is one segment, so the same file always gives the
+same windows and memory stays bounded however long the file is. aisfx's own front end
+normalises each file by its peak; streaming cannot see the whole file first, so omnibind
+normalises each window by its own peak instead.
+
+aisfx ships classifier heads for its training sets but no class names, so it offers no
+classes to a ConSE bridge (see heads.ConSEHead's exemplar mode for what the default uses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import torch
+
+from omnibind.backbones import Backbone, Features, register
+from omnibind.errors import BackboneError
+from omnibind.inputs import AudioClip, Input
+
+SAMPLE_RATE = 44100
+N_FFT = 2048
+HOP = 1024
+FRAMES = 100  # aisfx's EMB_BLOCK_LENGTH
+WINDOW_SAMPLES = FRAMES * HOP  # 102,400 samples = 2.32 s
+MIN_TAIL_SAMPLES = SAMPLE_RATE  # a last partial window shorter than 1 s is dropped (unless it is all there is)
+SPEC_MAX = 9.457798957824707  # aisfx 'original' min-max normalisation (min 0)
+
+
+class LogMel(torch.nn.Module):
+    """aisfx's spectrogram (librosa settings) in torch: log10(mel(|STFT|^2) * 1e4 + 1) / max."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with resources.files("omnibind.data").joinpath("aisfx_mel_filters.npy").open("rb") as fh:
+            mel = np.load(fh)
+        self.register_buffer("mel", torch.from_numpy(mel))
+        self.register_buffer("window", torch.hann_window(N_FFT, periodic=True))
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(waves, N_FFT, HOP, N_FFT, self.window, center=True, pad_mode="constant", return_complex=True)
+        power = spec.real.square() + spec.imag.square()
+        mel = torch.matmul(self.mel, power)  # (n, 96, frames)
+        return torch.log10(mel * 10000.0 + 1.0) / SPEC_MAX
+
+
+class AisfxBackbone(Backbone):
+    ref = "aisfx"
+    modality = "audio"
+    outputs = {"embedding": 512}
+
+    def __init__(self) -> None:
+        try:
+            import aisfx  # noqa: F401  (the package holds the checkpoint and the network)
+            from aisfx.models.cnn2d import EmbeddingNet
+        except ImportError as exc:
+            raise BackboneError("backbone 'aisfx' needs the package aisfx (pip install --no-deps aisfx)") from exc
+        self.weights = str(resources.files("aisfx").joinpath("models/checkpoint.pth"))
+        # The checkpoint pickles numpy scalars next to the state dict, hence weights_only=False.
+        state, _ = torch.load(self.weights, map_location="cpu", weights_only=False)
+        net = EmbeddingNet("max", 3, 1, 64)
+        net.load_state_dict({k.removeprefix("embedding_net."): v for k, v in state.items() if k.startswith("embedding_net.")})
+        self.net = net.eval()
+        self.logmel = LogMel().eval()
+
+    def segments(self, item: Input) -> Iterator[Any]:
+        clip: AudioClip = item.payload
+        emitted = False
+        for window in clip.stream(SAMPLE_RATE, WINDOW_SAMPLES):
+            if window.shape[0] < WINDOW_SAMPLES:
+                if emitted and window.shape[0] < MIN_TAIL_SAMPLES:
+                    continue
+                window = np.pad(window, (0, WINDOW_SAMPLES - window.shape[0]))
+            peak = float(np.abs(window).max())
+            emitted = True
+            yield window / peak if peak > 0 else window
+
+    def collate(self, segments: list[Any]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(segments).astype(np.float32, copy=False))
+
+    @torch.inference_mode()
+    def features(self, batch: torch.Tensor) -> Features:
+        spec = self.logmel(batch)[:, :, :FRAMES]  # (n, 96, 100)
+        return {"embedding": self.net(spec.transpose(1, 2).contiguous())}  # aisfx wants (time, mel)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "weights": f"aisfx sound-effects CNN from package aisfx ({self.weights})",
+                "window_seconds": round(WINDOW_SAMPLES / SAMPLE_RATE, 3)}
+
+
+@register("aisfx", "audio")
+def _factory(_: str, modality: str) -> Backbone:
+    return AisfxBackbone()

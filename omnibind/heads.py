@@ -1,0 +1,144 @@
+"""Heads: small maps from a backbone's features into the shared space.
+
+- `identity`: the backbone already speaks the space (the text anchor, a CLIP half).
+- `linear`, `mlp`: trainable projections (trained by omnibind.bind).
+- `conse`: the training-free bridge of ConSE (Norouzi et al., 2014). A classifier's class
+  probabilities, kept to the top k, weight the anchor's embeddings of the class names. With
+  `prototypes` it works on backbones without a classifier: cosine similarity to captioned
+  exemplar features stands in for the logits, and the exemplars' captions are the classes.
+
+Every head declares which backbone feature it reads (`input_key`) and its config, so a space
+can be rebuilt from `space.json` + `heads.safetensors`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from omnibind.errors import SpaceError
+
+Features = dict[str, torch.Tensor]
+
+
+class Head(nn.Module):
+    kind: str = ""
+
+    def __init__(self, input_key: str, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.input_key, self.in_dim, self.out_dim = input_key, in_dim, out_dim
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "input_key": self.input_key, "in_dim": self.in_dim, "out_dim": self.out_dim}
+
+    def forward(self, features: Features) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class IdentityHead(Head):
+    kind = "identity"
+
+    def __init__(self, input_key: str = "embedding", in_dim: int = 384, out_dim: int | None = None) -> None:
+        if out_dim not in (None, in_dim):
+            raise SpaceError(f"identity head cannot map {in_dim} to {out_dim} dimensions")
+        super().__init__(input_key, in_dim, in_dim)
+
+    def forward(self, features: Features) -> torch.Tensor:
+        return features[self.input_key]
+
+
+class LinearHead(Head):
+    kind = "linear"
+
+    def __init__(self, input_key: str, in_dim: int, out_dim: int) -> None:
+        super().__init__(input_key, in_dim, out_dim)
+        self.proj = nn.Linear(in_dim, out_dim)
+
+    def forward(self, features: Features) -> torch.Tensor:
+        return self.proj(features[self.input_key])
+
+
+class MLPHead(Head):
+    kind = "mlp"
+
+    def __init__(self, input_key: str, in_dim: int, out_dim: int, hidden: int = 1024, dropout: float = 0.1) -> None:
+        super().__init__(input_key, in_dim, out_dim)
+        self.hidden, self.dropout = hidden, dropout
+        self.net = nn.Sequential(
+            nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "hidden": self.hidden, "dropout": self.dropout}
+
+    def forward(self, features: Features) -> torch.Tensor:
+        return self.net(features[self.input_key])
+
+
+class ConSEHead(Head):
+    """Convex combination of class-name embeddings, weighted by the top-k class probabilities."""
+
+    kind = "conse"
+
+    def __init__(
+        self,
+        input_key: str,
+        in_dim: int,
+        out_dim: int,
+        num_classes: int,
+        top_k: int = 10,
+        temperature: float = 1.0,
+        exemplars: bool = False,
+    ) -> None:
+        super().__init__(input_key, in_dim, out_dim)
+        self.num_classes, self.top_k, self.temperature, self.exemplars = num_classes, top_k, temperature, exemplars
+        self.register_buffer("class_embeddings", torch.zeros(num_classes, out_dim))
+        if exemplars:
+            self.register_buffer("prototypes", torch.zeros(num_classes, in_dim))
+
+    @classmethod
+    def from_classes(
+        cls, input_key: str, class_embeddings: torch.Tensor, top_k: int = 10, temperature: float = 1.0,
+        prototypes: torch.Tensor | None = None,
+    ) -> "ConSEHead":
+        n, d = class_embeddings.shape
+        in_dim = prototypes.shape[1] if prototypes is not None else n
+        head = cls(input_key, in_dim, d, n, top_k, temperature, exemplars=prototypes is not None)
+        head.class_embeddings.copy_(nn.functional.normalize(class_embeddings.float(), dim=-1))
+        if prototypes is not None:
+            head.prototypes.copy_(nn.functional.normalize(prototypes.float(), dim=-1))
+        return head
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "num_classes": self.num_classes, "top_k": self.top_k,
+                "temperature": self.temperature, "exemplars": self.exemplars}
+
+    def class_probabilities(self, features: Features) -> torch.Tensor:
+        """Softmax over classes (logits, or exemplar cosines), zero outside the top k, renormalised."""
+        x = features[self.input_key].float()
+        scores = nn.functional.normalize(x, dim=-1) @ self.prototypes.T if self.exemplars else x
+        probs = torch.softmax(scores / self.temperature, dim=-1)
+        k = min(self.top_k, probs.shape[-1])
+        top = torch.topk(probs, k, dim=-1)
+        kept = torch.zeros_like(probs).scatter_(-1, top.indices, top.values)
+        return kept / kept.sum(dim=-1, keepdim=True)
+
+    def forward(self, features: Features) -> torch.Tensor:
+        return self.class_probabilities(features) @ self.class_embeddings
+
+
+HEADS: dict[str, type[Head]] = {h.kind: h for h in (IdentityHead, LinearHead, MLPHead, ConSEHead)}
+
+
+def build_head(config: dict[str, Any]) -> Head:
+    """Rebuild an (untrained) head from its `config()`; load its state dict afterwards."""
+    config = dict(config)
+    kind = config.pop("kind", None)
+    if kind not in HEADS:
+        raise SpaceError(f"unknown head kind {kind!r}; known: {', '.join(HEADS)}")
+    try:
+        return HEADS[kind](**config)
+    except TypeError as exc:
+        raise SpaceError(f"bad config for {kind} head: {exc}") from exc

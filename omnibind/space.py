@@ -1,0 +1,277 @@
+"""Space: the towers of one shared embedding space, anchored on text.
+
+A space is saved as a folder: `space.json` (towers, backbone references, head configs, dim,
+video fusion, format and omnibind versions, provenance) and `heads.safetensors` (head weights).
+Backbone weights are referenced by name, never copied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from safetensors.torch import load_file, save_file
+
+from omnibind.errors import InputError, SpaceError
+from omnibind.heads import build_head
+from omnibind.inputs import DEFAULT_LIMITS, Input, Limits, to_input
+from omnibind.tower import Tower
+from omnibind.video import VideoFusion, embed_videos
+
+FORMAT_VERSION = 1
+SPACE_FILE, HEADS_FILE = "space.json", "heads.safetensors"
+NAMED_SPACES = {"default": "bridge", "bridge": "bridge"}  # name -> folder under omnibind/data/spaces
+
+
+@dataclass
+class EmbedResult:
+    """What `embed(..., on_error="skip")` returns: no row ever silently shifts.
+
+    `vectors[j]` is the embedding of input `indices[j]`; `errors` lists the inputs that failed,
+    each an InputError with `.index`, `.source` and `.reason`.
+    """
+
+    vectors: np.ndarray
+    indices: list[int]
+    errors: list[InputError] = field(default_factory=list)
+
+
+class Space:
+    def __init__(
+        self,
+        towers: dict[str, Tower],
+        name: str = "custom",
+        anchor: str = "text",
+        video: VideoFusion | None = None,
+        temperature: float = 0.05,
+        provenance: dict[str, Any] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        if anchor not in towers:
+            raise SpaceError(f"anchor modality {anchor!r} has no tower")
+        dims = {m: t.dim for m, t in towers.items()}
+        if len(set(dims.values())) != 1:
+            raise SpaceError(f"towers disagree on the space dimension: {dims}")
+        self.towers, self.name, self.anchor = towers, name, anchor
+        self.video = video or VideoFusion()
+        self.temperature, self.provenance, self.limits = temperature, provenance or {}, limits
+
+    @property
+    def dim(self) -> int:
+        return next(iter(self.towers.values())).dim
+
+    @property
+    def modalities(self) -> list[str]:
+        video = ["video"] if "image" in self.towers else []
+        return list(self.towers) + video
+
+    # -- embedding ----------------------------------------------------------------------------
+
+    def embed(
+        self,
+        inputs: Any,
+        batch_size: int = 32,
+        dim: int | None = None,
+        show_progress: bool = False,
+        on_error: Literal["raise", "skip"] = "raise",
+        progress: Callable[[int], None] | None = None,
+    ) -> Any:
+        """L2-normalised float32 vectors, one row per input, in input order.
+
+        Mixed modalities may share one call. `dim` keeps the first `dim` coordinates and
+        renormalises (Matryoshka). With `on_error="raise"` (default) the first bad input raises
+        `InputError` and an ndarray is returned; with `"skip"` an `EmbedResult` says which
+        inputs failed and why.
+        """
+        if on_error not in ("raise", "skip"):
+            raise ValueError("on_error must be 'raise' or 'skip'")
+        items = [inputs] if _is_single(inputs) else list(inputs)
+        dim = self._check_dim(dim)
+        out = np.full((len(items), self.dim), np.nan, dtype=np.float32)
+        errors: dict[int, InputError] = {}
+        decoded: dict[str, list[tuple[int, Input]]] = {}
+        for i, obj in enumerate(items):
+            try:
+                item = to_input(obj, self.limits)
+                if item.modality not in self.modalities:
+                    raise InputError(item.source, f"this space has no {item.modality} tower (it has {', '.join(self.modalities)})")
+            except InputError as exc:
+                if on_error == "raise":
+                    raise exc.with_index(i) from None
+                errors[i] = exc.with_index(i)
+                continue
+            decoded.setdefault(item.modality, []).append((i, item))
+        with _progress_bar(len(items), show_progress, progress) as tick:
+            if errors:
+                tick(len(errors))
+            for modality, pairs in decoded.items():
+                positions = [i for i, _ in pairs]
+                vectors, failed = self._embed_modality(modality, [x for _, x in pairs], batch_size, tick)
+                if failed and on_error == "raise":
+                    j = min(failed)
+                    raise failed[j].with_index(positions[j])
+                out[positions] = vectors
+                errors.update({positions[j]: e.with_index(positions[j]) for j, e in failed.items()})
+        out = _truncate(out, dim)
+        if on_error == "raise":
+            return out
+        ok = [i for i in range(len(items)) if i not in errors]
+        return EmbedResult(out[ok], ok, [errors[i] for i in sorted(errors)])
+
+    def _embed_modality(self, modality: str, items: list[Input], batch_size: int, tick: Callable[[int], None]):
+        if modality == "video":
+            return embed_videos(items, self.towers["image"], self.towers.get("audio"), self.video, batch_size, tick)
+        return self.towers[modality].embed(items, batch_size, tick)
+
+    def _check_dim(self, dim: int | None) -> int | None:
+        if dim is not None and not 1 <= dim <= self.dim:
+            raise ValueError(f"dim must be between 1 and {self.dim}, got {dim}")
+        return dim
+
+    def similarity(self, a: Any, b: Any, dim: int | None = None) -> np.ndarray:
+        """Cosine similarity matrix between two sets of inputs or vectors."""
+        va, vb = (self._vectors(x, dim) for x in (a, b))
+        return va @ vb.T
+
+    def _vectors(self, x: Any, dim: int | None) -> np.ndarray:
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            x = x[None] if x.ndim == 1 else x
+            return _truncate(x.astype(np.float32), dim)
+        return self.embed(x, dim=dim)
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        from omnibind import __version__
+
+        return {
+            "format_version": FORMAT_VERSION,
+            "omnibind_version": __version__,
+            "name": self.name,
+            "dim": self.dim,
+            "anchor": self.anchor,
+            "temperature": self.temperature,
+            "towers": {m: {"backbone": t.backbone_ref, "head": t.head.config()} for m, t in self.towers.items()},
+            "video": self.video.config(),
+            "provenance": self.provenance,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the space folder atomically (a crash never leaves a half-written space)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        tensors = {f"{m}.{k}": v.detach().cpu().contiguous() for m, t in self.towers.items() for k, v in t.head.state_dict().items()}
+        save_file(tensors, str(tmp / HEADS_FILE))
+        (tmp / SPACE_FILE).write_text(json.dumps(self.config(), indent=2) + "\n", encoding="utf-8")
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _rmtree(old)
+        else:
+            os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Space":
+        path = Path(path)
+        config = _read_config(path)
+        try:
+            tensors = load_file(str(path / HEADS_FILE))
+        except Exception as exc:
+            raise SpaceError(f"{path / HEADS_FILE}: cannot read head weights: {exc}") from exc
+        towers = {}
+        for modality, spec in config["towers"].items():
+            head = build_head(spec["head"])
+            state = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == modality}
+            try:
+                head.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                raise SpaceError(f"{path}: head weights for {modality} do not match its config: {exc}") from exc
+            towers[modality] = Tower(modality, spec["backbone"], head.eval())
+        return cls(
+            towers,
+            name=config.get("name", path.name),
+            anchor=config.get("anchor", "text"),
+            video=VideoFusion(**config.get("video", {})),
+            temperature=float(config.get("temperature", 0.05)),
+            provenance=config.get("provenance", {}),
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Towers, dims and where each backbone's weights come from (loads the backbones)."""
+        return {
+            **{k: v for k, v in self.config().items() if k != "towers"},
+            "towers": {m: {**t.config(), "weights": t.backbone.describe()} for m, t in self.towers.items()},
+        }
+
+
+def load_space(path_or_name: str | Path | None = None) -> Space:
+    """Load a space folder, or a named space shipped with omnibind (default: "default")."""
+    key = str(path_or_name) if path_or_name is not None else "default"
+    if key in NAMED_SPACES:
+        folder = resources.files("omnibind.data").joinpath("spaces", NAMED_SPACES[key])
+        return Space.load(Path(str(folder)))
+    path = Path(key).expanduser()
+    if not (path / SPACE_FILE).exists():
+        raise SpaceError(f"no space at {path} (expected {SPACE_FILE}); named spaces: {', '.join(NAMED_SPACES)}")
+    return Space.load(path)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((path / SPACE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpaceError(f"no space at {path} (missing {SPACE_FILE})") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SpaceError(f"{path / SPACE_FILE}: unreadable: {exc}") from exc
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise SpaceError(
+            f"{path / SPACE_FILE}: format version {version!r} is not supported by this omnibind (reads {FORMAT_VERSION})"
+        )
+    if not isinstance(config.get("towers"), dict) or not config["towers"]:
+        raise SpaceError(f"{path / SPACE_FILE}: no towers")
+    return config
+
+
+def _is_single(x: Any) -> bool:
+    return isinstance(x, (str, Path, bytes, Input, dict)) or not isinstance(x, Iterable) or _is_image(x)
+
+
+def _is_image(x: Any) -> bool:
+    from PIL import Image
+
+    return isinstance(x, Image.Image)
+
+
+def _truncate(vectors: np.ndarray, dim: int | None) -> np.ndarray:
+    if dim is None or dim >= vectors.shape[1]:
+        return vectors
+    part = vectors[:, :dim]
+    norms = np.linalg.norm(part, axis=1, keepdims=True)
+    return (part / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _progress_bar(total: int, show: bool, callback: Callable[[int], None] | None):
+    """A context giving `tick(n)`: feeds the caller's callback and, if asked, a Rich bar."""
+    if not show:
+        return nullcontext(callback or (lambda n: None))
+    from omnibind.progress import rich_bar
+
+    return rich_bar(total, "embedding", callback)
+

@@ -1,0 +1,96 @@
+"""Tower: a backbone plus a head, for one modality.
+
+Inputs are cut into segments (one for a sentence or an image, one per window for audio),
+segments from many inputs share a batch, and the head's outputs are L2-normalised and averaged
+per input in the shared space, then normalised again. A bad input fails alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from omnibind.backbones import Backbone, load_backbone
+from omnibind.errors import InputError
+from omnibind.heads import Head
+from omnibind.inputs import Input
+
+Progress = Callable[[int], None]  # called with how many more inputs are finished
+
+
+@dataclass
+class Tower:
+    modality: str
+    backbone_ref: str
+    head: Head
+    _backbone: Backbone | None = field(default=None, repr=False)
+
+    @property
+    def backbone(self) -> Backbone:
+        if self._backbone is None:
+            self._backbone = load_backbone(self.backbone_ref, self.modality)
+        return self._backbone
+
+    @property
+    def dim(self) -> int:
+        return self.head.out_dim
+
+    def config(self) -> dict[str, Any]:
+        return {"modality": self.modality, "backbone": self.backbone_ref, "head": self.head.config()}
+
+    @torch.inference_mode()
+    def project(self, features: dict[str, torch.Tensor]) -> np.ndarray:
+        """Head + L2 normalisation of a batch of backbone features."""
+        out = torch.nn.functional.normalize(self.head(features).float(), dim=-1)
+        return out.cpu().numpy()
+
+    def embed(
+        self, inputs: Sequence[Input], batch_size: int = 32, progress: Progress | None = None
+    ) -> tuple[np.ndarray, dict[int, InputError]]:
+        """Vectors for `inputs` (rows of failed inputs are NaN) and the errors by position."""
+        n = len(inputs)
+        sums = np.zeros((n, self.dim), dtype=np.float64)
+        errors: dict[int, InputError] = {}
+        pending: list[Any] = []
+        owners: list[int] = []
+        ready = 0  # inputs whose segments are all queued but not yet reported done
+
+        def flush() -> None:
+            nonlocal ready
+            if pending:
+                vectors = self.project(self.backbone.features(self.backbone.collate(pending)))
+                np.add.at(sums, np.asarray(owners), vectors)
+                pending.clear()
+                owners.clear()
+            if progress and ready:
+                progress(ready)
+            ready = 0
+
+        for i, item in enumerate(inputs):
+            try:
+                for segment in self.backbone.segments(item):
+                    pending.append(segment)
+                    owners.append(i)
+                    if len(pending) >= batch_size:
+                        flush()
+            except InputError as exc:
+                errors[i] = exc.with_index(i)
+                sums[i] = 0.0
+                keep = [j for j, o in enumerate(owners) if o != i]
+                pending[:] = [pending[j] for j in keep]
+                owners[:] = [owners[j] for j in keep]
+            ready += 1
+        flush()
+        return _finish(sums, errors), errors
+
+
+def _finish(sums: np.ndarray, errors: dict[int, InputError]) -> np.ndarray:
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    out = (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    for i in errors:
+        out[i] = np.nan
+    return out
