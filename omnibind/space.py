@@ -171,6 +171,8 @@ class Space:
         tensors = {f"{m}.{k}": v.detach().cpu().contiguous() for m, t in self.towers.items() for k, v in t.head.state_dict().items()}
         save_file(tensors, str(tmp / HEADS_FILE))
         (tmp / SPACE_FILE).write_text(json.dumps(self.config(), indent=2) + "\n", encoding="utf-8")
+        for file in (tmp / HEADS_FILE, tmp / SPACE_FILE):
+            os.chmod(file, 0o644)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
