@@ -8,6 +8,7 @@ needs network access (set HF_HUB_OFFLINE=1 to make that fail fast).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,29 +27,70 @@ def _pooled(out: Any) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
-class HFBackbone(Backbone):
-    """One modality of a transformers dual encoder; features are its projected embeddings."""
+_SHARED: dict[str, tuple[Any, Any, Any]] = {}
+_SHARED_LOCK = threading.Lock()
 
-    def __init__(self, model_id: str, modality: str) -> None:
-        from transformers import AutoConfig, AutoModel, AutoProcessor
 
-        try:
-            config = AutoConfig.from_pretrained(model_id)
-        except Exception as exc:
-            raise BackboneError(f"cannot load Hugging Face config {model_id!r}: {exc}") from exc
+def _load(model_id: str, modality: str) -> tuple[Any, Any, Any]:
+    """(config, model, processor) of `model_id`, loaded once and shared by its modalities.
+
+    A CLIP space has a text and an image tower over the same checkpoint; both use one copy.
+    """
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    with _SHARED_LOCK:
+        if model_id in _SHARED:
+            config = _SHARED[model_id][0]
+        else:
+            try:
+                config = AutoConfig.from_pretrained(model_id)
+            except Exception as exc:
+                raise BackboneError(f"cannot load Hugging Face config {model_id!r}: {exc}") from exc
         kind = config.model_type
         if kind not in _SUPPORTED:
             raise BackboneError(f"hf:{model_id} is a {kind!r} model; supported: {', '.join(_SUPPORTED)}")
         if modality not in _SUPPORTED[kind]:
             raise BackboneError(f"hf:{model_id} ({kind}) has no {modality} tower; it has {_SUPPORTED[kind]}")
-        try:
-            self.model = AutoModel.from_pretrained(model_id).eval()
-            self.processor = AutoProcessor.from_pretrained(model_id)
-        except Exception as exc:
-            raise BackboneError(f"cannot load Hugging Face model {model_id!r}: {exc}") from exc
+        if model_id not in _SHARED:
+            try:
+                model = AutoModel.from_pretrained(model_id).eval()
+                processor = AutoProcessor.from_pretrained(model_id)
+            except Exception as exc:
+                raise BackboneError(f"cannot load Hugging Face model {model_id!r}: {exc}") from exc
+            _SHARED[model_id] = (config, model, processor)
+        return _SHARED[model_id]
+
+
+def _max_tokens(config: Any, tokenizer: Any) -> int:
+    """Longest token sequence the text tower can take.
+
+    The tokenizer's `model_max_length` is missing (a huge sentinel) in some saved tokenizers;
+    the position table of the text model is the hard limit. RoBERTa-style text towers (CLAP)
+    number positions from `pad_token_id + 1`.
+    """
+    text = config.text_config
+    limit = int(getattr(text, "max_position_embeddings", 0) or 0)
+    if limit and config.model_type == "clap":
+        limit -= int(getattr(text, "pad_token_id", None) or 0) + 1
+    declared = int(getattr(tokenizer, "model_max_length", 0) or 0)
+    if 0 < declared < 1_000_000:
+        limit = min(limit, declared) if limit > 0 else declared
+    if limit <= 0:
+        raise BackboneError(f"cannot tell the text length limit of {config.model_type} model")
+    return limit
+
+
+class HFBackbone(Backbone):
+    """One modality of a transformers dual encoder; features are its projected embeddings."""
+
+    def __init__(self, model_id: str, modality: str) -> None:
+        config, self.model, self.processor = _load(model_id, modality)
+        kind = config.model_type
         self.ref, self.modality, self.kind, self.model_id = f"hf:{model_id}", modality, kind, model_id
         width = getattr(config, "projection_dim", None) or config.text_config.hidden_size
         self.outputs = {"embedding": int(width)}
+        if modality == "text":
+            self.max_tokens = _max_tokens(config, self.processor.tokenizer)
         if modality == "audio":
             fe = self.processor.feature_extractor
             self.sampling_rate = int(fe.sampling_rate)
@@ -74,9 +116,11 @@ class HFBackbone(Backbone):
     @torch.inference_mode()
     def features(self, batch: list[Any]) -> Features:
         if self.modality == "text":
-            tok = self.processor.tokenizer(batch, padding=True, truncation=True, return_tensors="pt")
-            if self.kind == "siglip":
-                tok = self.processor.tokenizer(batch, padding="max_length", truncation=True, return_tensors="pt")
+            # SigLIP was trained on texts padded to the full length; CLIP and CLAP mask padding.
+            padding = "max_length" if self.kind == "siglip" else True
+            tok = self.processor.tokenizer(
+                batch, padding=padding, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+            )
             out = self.model.get_text_features(**tok)
         elif self.modality == "image":
             pixels = self.processor.image_processor(batch, return_tensors="pt")["pixel_values"]
@@ -85,7 +129,11 @@ class HFBackbone(Backbone):
             feats = self.processor.feature_extractor(
                 [np.asarray(w, dtype=np.float32) for w in batch], sampling_rate=self.sampling_rate, return_tensors="pt"
             )
-            out = self.model.get_audio_features(input_features=feats["input_features"], is_longer=feats.get("is_longer"))
+            # No window is longer than the extractor's maximum, so none is "longer". The extractor
+            # would otherwise mark a random window of the batch as longer (a training trick),
+            # which makes fused CLAP models give batch-dependent, non-reproducible vectors.
+            is_longer = torch.zeros((len(batch), 1), dtype=torch.bool)
+            out = self.model.get_audio_features(input_features=feats["input_features"], is_longer=is_longer)
         return {"embedding": _pooled(out).float()}
 
     def describe(self) -> dict[str, Any]:
