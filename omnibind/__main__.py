@@ -1,0 +1,3 @@
+from omnibind.cli import main
+
+main()

@@ -1,0 +1,204 @@
+"""The `omnibind` command line (Typer + Rich). Library code raises; this module prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from omnibind.errors import InputError, MislabelledInputWarning, OmnibindError
+
+app = typer.Typer(
+    help="omnibind: text, images, audio and video in one embedding space, offline by default.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+SpaceOpt = typer.Option(None, "--space", "-s", help="Space folder or name (default: the offline default space).")
+
+
+def _quiet_libraries() -> None:
+    """Keep third-party chatter (progress bars, tracer warnings) off the user's terminal."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except Exception:
+        pass
+    warnings.simplefilter("default", MislabelledInputWarning)
+    warnings.showwarning = lambda message, category, *a, **k: err.print(f"[yellow]warning:[/] {message}")
+
+
+def _load(space: Optional[str]):
+    from omnibind.space import load_space
+
+    _quiet_libraries()
+    return load_space(space)
+
+
+def _as_item(arg: str, force_text: bool = False) -> Any:
+    """A CLI argument is a file if such a path exists, text otherwise."""
+    if not force_text and Path(arg).expanduser().exists():
+        return Path(arg).expanduser()
+    return arg
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def embed(
+    items: list[str] = typer.Argument(None, help="Files or texts to embed (an existing path is a file)."),
+    text: list[str] = typer.Option([], "--text", "-t", help="Text to embed even if it looks like a path (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the vectors to this .npy file."),
+    dim: Optional[int] = typer.Option(None, help="Keep only the first DIM dimensions (Matryoshka)."),
+    batch_size: int = typer.Option(32, help="Inputs per batch."),
+    skip_errors: bool = typer.Option(False, "--skip-errors", help="Report bad inputs and embed the rest."),
+    space: Optional[str] = SpaceOpt,
+) -> None:
+    """Embed files and texts into the shared space."""
+    objs = [_as_item(x) for x in (items or [])] + list(text)
+    if not objs:
+        _fail(ValueError("nothing to embed: give files or texts, or --text"))
+    try:
+        sp = _load(space)
+        result = sp.embed(objs, batch_size=batch_size, dim=dim, show_progress=len(objs) > 8,
+                          on_error="skip" if skip_errors else "raise")
+    except OmnibindError as exc:
+        _fail(exc)
+    if skip_errors:
+        vectors, indices, errors = result.vectors, result.indices, result.errors
+    else:
+        vectors, indices, errors = result, list(range(len(objs))), []
+    table = Table(title=f"{len(indices)} vectors, {vectors.shape[1]} dims, space {sp.name}")
+    for col in ("#", "input", "modality", "first dims"):
+        table.add_column(col)
+    from omnibind.inputs import to_input
+
+    for row, i in enumerate(indices):
+        name = str(objs[i])
+        modality = _modality_of(objs[i], to_input)
+        table.add_row(str(i), name if len(name) < 60 else name[:57] + "...", modality,
+                      " ".join(f"{v:+.3f}" for v in vectors[row, :4]) + " ...")
+    console.print(table)
+    for e in errors:
+        err.print(f"[red]skipped[/] #{e.index} {e.source}: {e.reason}")
+    if out is not None:
+        np.save(out, vectors)
+        console.print(f"wrote {out} ({vectors.shape[0]} x {vectors.shape[1]} float32)")
+    if errors:
+        raise typer.Exit(2)
+
+
+def _modality_of(obj: Any, to_input) -> str:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return to_input(obj).modality
+    except InputError:
+        return "?"
+
+
+@app.command()
+def similarity(
+    a: str = typer.Argument(..., help="File or text."),
+    b: str = typer.Argument(..., help="File or text."),
+    space: Optional[str] = SpaceOpt,
+) -> None:
+    """Cosine similarity of two inputs of any modality."""
+    try:
+        sp = _load(space)
+        score = float(sp.similarity([_as_item(a)], [_as_item(b)])[0, 0])
+    except OmnibindError as exc:
+        _fail(exc)
+    console.print(f"{score:.4f}")
+
+
+@app.command()
+def info(
+    space: Optional[str] = SpaceOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the full description as JSON."),
+) -> None:
+    """The space's towers, dimensions, and where each backbone's weights come from."""
+    try:
+        details = _load(space).info()
+    except OmnibindError as exc:
+        _fail(exc)
+    if as_json:
+        console.print_json(json.dumps(details, default=str))
+        return
+    console.print(f"[bold]space[/] {details['name']}  dim={details['dim']}  anchor={details['anchor']}  "
+                  f"format={details['format_version']}  omnibind={details['omnibind_version']}")
+    table = Table()
+    for col in ("modality", "backbone", "head", "weights"):
+        table.add_column(col, overflow="fold")
+    for modality, tower in details["towers"].items():
+        head = tower["head"]
+        head_text = f"{head['kind']} {head['in_dim']}->{head['out_dim']} ({head['input_key']})"
+        table.add_row(modality, tower["backbone"], head_text, str(tower["weights"].get("weights", "")))
+    video = details["video"]
+    table.add_row("video", "image + audio towers", f"{video['frames']} frames, weights {video['image_weight']}/{video['audio_weight']}", "-")
+    console.print(table)
+    for key, value in details.get("provenance", {}).items():
+        console.print(f"[dim]{key}:[/] {value}")
+
+
+@app.command()
+def demo(
+    folder: Path = typer.Option(Path("examples/media"), help="Where the example media are (made by scripts/get-examples.py)."),
+    space: Optional[str] = SpaceOpt,
+) -> None:
+    """Embed the example media with their captions and print the cross-modal similarity table."""
+    from omnibind.demo import load_examples, rank_report
+
+    try:
+        sp = _load(space)
+        examples = load_examples(folder)
+        report = rank_report(sp, examples)
+    except OmnibindError as exc:
+        _fail(exc)
+    table = Table(title=f"Each caption against all {len(examples)} media — space {sp.name}")
+    for col, justify in (("caption", "left"), ("its media", "left"), ("rank", "right"), ("score", "right"),
+                         ("best match", "left"), ("score", "right")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for i, ex in enumerate(examples):
+        row = report.sims[i]
+        best = int(np.argmax(row))
+        rank = int((row > row[i]).sum()) + 1
+        mark = "[bold green]1[/]" if rank == 1 else str(rank)
+        table.add_row(ex.caption[:40], f"{ex.modality} {ex.path.name}", mark, f"{row[i]:.3f}",
+                      f"{examples[best].modality} {examples[best].path.name}", f"{row[best]:.3f}")
+    console.print(table)
+    for modality, (hits, total) in report.by_modality.items():
+        console.print(f"{modality:>6}: {hits}/{total} captions find their own media first")
+    console.print(f"[bold]total: {report.hits}/{len(examples)} captions find their own media first "
+                  f"(chance ≈ {report.chance:.1f})[/]")
+
+
+def main() -> None:  # pragma: no cover - entry point
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

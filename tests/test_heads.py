@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from omnibind.errors import SpaceError
+from omnibind.heads import ConSEHead, IdentityHead, LinearHead, MLPHead, build_head
+
+
+def test_conse_keeps_top_k_and_mixes_class_embeddings():
+    classes = torch.eye(4)  # class c embeds to the unit vector e_c
+    head = ConSEHead.from_classes("logits", classes, top_k=2, temperature=1.0)
+    logits = torch.tensor([[3.0, 2.0, -5.0, 1.0]])
+    probs = head.class_probabilities({"logits": logits})
+    p = torch.softmax(logits, -1)[0]
+    expected = torch.tensor([p[0], p[1], 0.0, 0.0]) / (p[0] + p[1])
+    assert torch.allclose(probs[0], expected, atol=1e-6)
+    assert torch.allclose(head({"logits": logits})[0], expected, atol=1e-6)  # probs @ eye
+
+
+def test_conse_one_hot_class_gives_its_embedding():
+    classes = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    head = ConSEHead.from_classes("logits", classes, top_k=1)
+    out = head({"logits": torch.tensor([[0.0, 0.0, 9.0, 0.0, 0.0]])})
+    assert torch.allclose(out[0], classes[2], atol=1e-6)
+
+
+def test_conse_exemplar_mode_uses_prototype_cosines():
+    protos = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    captions = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    head = ConSEHead.from_classes("embedding", captions, top_k=1, temperature=0.1, prototypes=protos)
+    out = head({"embedding": torch.tensor([[0.1, 5.0], [3.0, 0.2]])})
+    assert torch.allclose(out, torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("head", [
+    IdentityHead("embedding", 6),
+    LinearHead("embedding", 6, 4),
+    MLPHead("embedding", 6, 4, hidden=8),
+    ConSEHead.from_classes("embedding", torch.randn(3, 4), top_k=2, prototypes=torch.randn(3, 6)),
+])
+def test_heads_rebuild_from_config_and_state(head):
+    rebuilt = build_head(head.config())
+    rebuilt.load_state_dict(head.state_dict())
+    x = {"embedding": torch.randn(5, 6)}
+    head.eval(), rebuilt.eval()
+    assert torch.allclose(head(x), rebuilt(x))
+    assert rebuilt(x).shape == (5, head.out_dim)
+
+
+def test_unknown_head_kind_is_a_space_error():
+    with pytest.raises(SpaceError, match="unknown head kind"):
+        build_head({"kind": "transformer"})
+    with pytest.raises(SpaceError, match="bad config"):
+        build_head({"kind": "linear", "input_key": "x"})
