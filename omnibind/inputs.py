@@ -61,20 +61,28 @@ class AudioClip:
     expected_samples: int | None = None
 
     def stream(self, rate: int, block: int) -> Iterator[np.ndarray]:
-        pending: list[np.ndarray] = []
-        held = 0
+        if rate <= 0 or block <= 0:
+            raise ValueError(f"rate and block must be positive, got rate={rate}, block={block}")
+        # Copy each decoded chunk once into a block-sized buffer: linear in the length of the
+        # audio whatever the ratio of chunk to block size.
+        buf = np.empty(block, dtype=np.float32)
+        fill = 0
         total_in = 0
         for chunk in self._resampled(rate):
+            chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
             total_in += chunk.shape[0]
-            pending.append(chunk)
-            held += chunk.shape[0]
-            while held >= block:
-                joined = np.concatenate(pending)
-                yield joined[:block]
-                rest = joined[block:]
-                pending, held = [rest], rest.shape[0]
-        if held:
-            yield np.concatenate(pending)
+            pos = 0
+            while pos < chunk.shape[0]:
+                take = min(block - fill, chunk.shape[0] - pos)
+                buf[fill : fill + take] = chunk[pos : pos + take]
+                fill += take
+                pos += take
+                if fill == block:
+                    yield buf
+                    buf = np.empty(block, dtype=np.float32)
+                    fill = 0
+        if fill:
+            yield buf[:fill]
         self._check_complete(total_in, rate)
 
     def _resampled(self, rate: int) -> Iterator[np.ndarray]:
@@ -90,12 +98,17 @@ class AudioClip:
             raise InputError(self.source, "audio has no samples")
         if self.expected_samples:
             expected = self.expected_samples * rate / self.sampling_rate
-            if produced < 0.98 * expected - rate * 0.05:
+            if _falls_short(produced, expected, rate):
                 raise InputError(
                     self.source,
                     f"truncated audio: header promises {expected / rate:.2f}s, "
                     f"only {produced / rate:.2f}s could be decoded",
                 )
+
+
+def _falls_short(got: float, promised: float, rate: float) -> bool:
+    """Fewer samples than a header promised, beyond codec padding (2% and 50 ms of slack)."""
+    return got < 0.98 * promised - rate * 0.05
 
 
 @dataclass
@@ -110,6 +123,8 @@ class VideoClip:
 
     def frames(self, n: int) -> list[Image.Image]:
         """`n` frames at the centres of `n` equal time slices: deterministic for a file."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
         try:
             return self._frames(n)
         except InputError:
@@ -144,8 +159,8 @@ class Input:
 def sniff(head: bytes) -> str | None:
     """Name the format family of a file from its first bytes.
 
-    Returns "image", "audio", "video", "container" (MP4/Matroska/Ogg: audio or video, decided
-    by the streams inside), "text", or None when the bytes are no format we know.
+    Returns "image", "audio", "video", "container" (MP4/Matroska/Ogg/AVI: audio or video,
+    decided by the streams inside), "text", or None when the bytes are no format we know.
     """
     if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image"
@@ -156,9 +171,11 @@ def sniff(head: bytes) -> str | None:
     ):
         return "image"
     if head[:4] == b"RIFF" and len(head) >= 12:
-        return {b"WEBP": "image", b"WAVE": "audio", b"AVI ": "video"}.get(head[8:12])
-    if head.startswith(b"fLaC") or head.startswith(b"ID3"):
+        return {b"WEBP": "image", b"WAVE": "audio", b"AVI ": "container"}.get(head[8:12])
+    if head.startswith(b"fLaC"):
         return "audio"
+    if head.startswith(b"ID3") and len(head) >= 10 and head[3] in (2, 3, 4) and head[4] != 0xFF:
+        return "audio"  # ID3v2 tag (version 2.2-2.4) in front of MP3/AAC frames
     if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) in (0xF2, 0xF0, 0xF6, 0xF4):
         return "audio"  # MPEG audio / ADTS frame sync
     if head[4:8] == b"ftyp" or head.startswith(b"\x1a\x45\xdf\xa3") or head.startswith(b"OggS"):
@@ -197,7 +214,7 @@ def to_input(obj: Any, limits: Limits = DEFAULT_LIMITS) -> Input:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return load_bytes(bytes(obj), "<bytes>", limits)
     if isinstance(obj, Image.Image):
-        return Input("image", _checked_image(obj, "<PIL image>", limits), "<PIL image>")
+        return Input("image", _image_object(obj, "<PIL image>", limits), "<PIL image>")
     if isinstance(obj, dict) and "array" in obj:
         return Input("audio", audio_from_array(obj, "<audio array>", limits), "<audio array>")
     if isinstance(obj, (list, tuple)) and obj and all(isinstance(x, Image.Image) for x in obj):
@@ -244,21 +261,25 @@ def load_bytes(data: bytes, source: str = "<bytes>", limits: Limits = DEFAULT_LI
 
 def _decode(head: bytes, where: Path | bytes, source: str, limits: Limits) -> Input:
     kind = sniff(head)
+    if head.startswith(b"OggS"):
+        _check_ogg_complete(where, source)
+    elif head.startswith(b"\x1a\x45\xdf\xa3"):
+        _check_matroska_complete(head, where, source)
     if kind == "container":
         kind = _container_modality(where, source)
     if kind is None:
+        if _looks_like_legacy_text(head):
+            try:
+                head.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    source, f"not valid UTF-8 text (byte {exc.start}); re-save it as UTF-8"
+                ) from None
         raise InputError(source, "unsupported or unrecognised format (not an image, audio, video or UTF-8 text)")
     if isinstance(where, Path):
         _warn_if_mislabelled(where, kind)
     if kind == "text":
-        raw = where.read_bytes() if isinstance(where, Path) else where
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise InputError(source, f"not valid UTF-8 text (byte {exc.start})") from None
-        if "\x00" in text:
-            raise InputError(source, "binary content (NUL bytes) in what looked like text")
-        return _text_input(text, source, limits)
+        return _text_input(_read_text(where, source, limits), source, limits)
     if kind == "image":
         return Input("image", _open_image(where, source, limits), source)
     if kind == "audio":
@@ -266,8 +287,41 @@ def _decode(head: bytes, where: Path | bytes, source: str, limits: Limits) -> In
     return Input("video", open_video(where, source, limits), source)
 
 
+def _read_text(where: Path | bytes, source: str, limits: Limits) -> str:
+    size = where.stat().st_size if isinstance(where, Path) else len(where)
+    # UTF-8 spends at most 4 bytes a character (+3 for a BOM): refuse before reading it all.
+    if size > 4 * limits.max_text_chars + 3:
+        raise InputError(source, f"text file is {size} bytes, over the limit of {limits.max_text_chars} characters")
+    try:
+        raw = where.read_bytes() if isinstance(where, Path) else where
+    except OSError as exc:
+        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(source, f"not valid UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
+    if "\x00" in text:
+        raise InputError(source, "binary content (NUL bytes) in what looked like text")
+    return text
+
+
+def _looks_like_legacy_text(head: bytes) -> bool:
+    """Text in a legacy 8-bit encoding (Latin-1, cp1252...): no NULs, almost no control bytes."""
+    if not head or b"\x00" in head:
+        return False
+    controls = sum(1 for b in head if b < 0x20 and b not in b"\t\n\r\f") + head.count(0x7F)
+    return controls <= len(head) // 100
+
+
+# Containers that hold video or sound alone: audio in them is not mislabelled.
+_AV_CONTAINER_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".ogv")
+
+
 def _warn_if_mislabelled(path: Path, kind: str) -> None:
-    claimed = _EXTENSION_MODALITY.get(path.suffix.lower())
+    suffix = path.suffix.lower()
+    claimed = _EXTENSION_MODALITY.get(suffix)
+    if claimed == "video" and kind == "audio" and suffix in _AV_CONTAINER_EXTENSIONS:
+        return
     if claimed and claimed != kind:
         warnings.warn(
             f"{path}: named like {claimed} ({path.suffix}) but the content is {kind}; decoding it as {kind}",
@@ -314,6 +368,17 @@ def _checked_image(image: Image.Image, source: str, limits: Limits) -> Image.Ima
     return image
 
 
+def _image_object(image: Image.Image, source: str, limits: Limits) -> Image.Image:
+    """A PIL image handed in by the caller: size-checked, decoded now (a lazily opened file
+    may be truncated), RGB with transparency on white like images decoded from files."""
+    _checked_image(image, source, limits)
+    try:
+        image.load()
+        return to_rgb(image)
+    except Exception as exc:
+        raise InputError(source, f"truncated or corrupt image: {exc}") from None
+
+
 def _open_image(where: Path | bytes, source: str, limits: Limits) -> Image.Image:
     try:
         with warnings.catch_warnings():
@@ -344,6 +409,11 @@ def audio_from_array(obj: dict, source: str, limits: Limits) -> AudioClip:
     if rate <= 0:
         raise InputError(source, f"sampling_rate must be positive, got {rate}")
     if array.ndim == 2:
+        if array.shape[1] > array.shape[0]:
+            raise InputError(
+                source,
+                f"audio array of shape {array.shape} looks channels-first; pass (samples, channels)",
+            )
         array = array.mean(axis=1)
     if array.ndim != 1 or array.size == 0:
         raise InputError(source, f"audio array must be 1-D (or 2-D with channels last) and non-empty, got shape {array.shape}")
@@ -381,6 +451,8 @@ def open_audio(where: Path | bytes, source: str, limits: Limits = DEFAULT_LIMITS
         return _open_audio_av(where, source, limits)
     if info.frames <= 0 or info.samplerate <= 0:
         raise InputError(source, "audio has no samples")
+    if info.format in ("WAV", "WAVEX"):
+        _check_wav_complete(where, source, info)
     _check_duration(info.frames / info.samplerate, source, limits)
     rate = int(info.samplerate)
 
@@ -389,13 +461,110 @@ def open_audio(where: Path | bytes, source: str, limits: Limits = DEFAULT_LIMITS
 
         resampler = None if rate == target else soxr.ResampleStream(rate, target, 1, dtype="float32")
         with sf.SoundFile(_opener(where)) as fh:
-            for chunk in fh.blocks(blocksize=65536, dtype="float32", always_2d=True):
-                mono = chunk.mean(axis=1)
+            # Not fh.blocks(): past a truncation it keeps yielding full blocks of stale buffer
+            # up to the frame count in the header. read() returns only what was decoded.
+            while True:
+                chunk = fh.read(65536, dtype="float32", always_2d=True)
+                if chunk.shape[0] == 0:
+                    break
+                mono = chunk.mean(axis=1, dtype=np.float32)
                 yield mono if resampler is None else resampler.resample_chunk(mono)
         if resampler is not None:
             yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
     return AudioClip(source, rate, info.frames / rate, blocks, expected_samples=int(info.frames))
+
+
+def _check_wav_complete(where: Path | bytes, source: str, info: Any) -> None:
+    """libsndfile quietly shortens a WAV whose data chunk runs past the end of the file; the
+    RIFF header still says how many bytes of samples there should be."""
+    try:
+        fh = open(where, "rb") if isinstance(where, Path) else io.BytesIO(where)
+    except OSError as exc:
+        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
+    with fh:
+        pos, block_align = 12, 0
+        for _ in range(4096):  # chunks before 'data' (fmt, LIST, fact...): never that many
+            fh.seek(pos)
+            header = fh.read(8)
+            if len(header) < 8:
+                return
+            chunk_id, chunk_size = header[:4], int.from_bytes(header[4:], "little")
+            if chunk_id == b"fmt ":
+                fmt = fh.read(16)
+                block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) == 16 else 0
+            elif chunk_id == b"data":
+                if chunk_size in (0, 0xFFFFFFFF) or block_align <= 0:
+                    return  # streamed WAV (size never filled in): nothing promised
+                promised = chunk_size // block_align
+                if info.frames < promised:  # PCM has no codec padding: every frame must be there
+                    raise InputError(
+                        source,
+                        f"truncated WAV: header promises {promised} frames ({promised / info.samplerate:.2f}s), "
+                        f"the file holds {info.frames} ({info.frames / info.samplerate:.2f}s)",
+                    )
+                return
+            pos += 8 + chunk_size + (chunk_size & 1)
+
+
+def _check_ogg_complete(where: Path | bytes, source: str) -> None:
+    """The last Ogg page must be whole; in a cut-off file it runs past the end.
+
+    (libsndfile and FFmpeg take a truncated Ogg for a shorter one and say nothing.)
+    """
+    max_page = 27 + 255 + 255 * 255
+    tail = _read_tail(where, source, max_page + 4)
+    at = tail.rfind(b"OggS\x00")  # capture pattern + stream structure version 0
+    if at < 0:
+        raise InputError(source, "truncated or corrupt Ogg file: no page header near its end")
+    segments = tail[at + 26] if at + 26 < len(tail) else None
+    if segments is None or at + 27 + segments > len(tail):
+        raise InputError(source, "truncated Ogg file: its last page header is cut off")
+    end = at + 27 + segments + sum(tail[at + 27 : at + 27 + segments])
+    if end > len(tail):
+        raise InputError(source, f"truncated Ogg file: its last page lacks {end - len(tail)} bytes")
+
+
+def _read_tail(where: Path | bytes, source: str, n: int) -> bytes:
+    if not isinstance(where, Path):
+        return where[-n:]
+    try:
+        with open(where, "rb") as fh:
+            size = fh.seek(0, io.SEEK_END)
+            fh.seek(max(0, size - n))
+            return fh.read()
+    except OSError as exc:
+        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
+
+
+def _ebml_vint(data: bytes, at: int) -> tuple[int, int, bool] | None:
+    """(value, length, all-ones) of the EBML variable-length integer at `at`, or None."""
+    if at >= len(data) or data[at] == 0:
+        return None
+    length = 9 - data[at].bit_length()
+    if at + length > len(data):
+        return None
+    value = data[at] & (0xFF >> length)
+    for b in data[at + 1 : at + length]:
+        value = (value << 8) | b
+    return value, length, value == (1 << (7 * length)) - 1
+
+
+def _check_matroska_complete(head: bytes, where: Path | bytes, source: str) -> None:
+    """Matroska/WebM: the Segment element says how long it is; a cut-off file is shorter."""
+    size = where.stat().st_size if isinstance(where, Path) else len(where)
+    header = _ebml_vint(head, 4)  # the EBML header's size, after its 4-byte ID
+    if header is None:
+        return
+    at = 4 + header[1] + header[0]
+    if head[at : at + 4] != b"\x18\x53\x80\x67":  # Segment ID
+        return
+    segment = _ebml_vint(head, at + 4)
+    if segment is None or segment[2]:
+        return  # unknown size (a live recording): nothing promised
+    end = at + 4 + segment[1] + segment[0]
+    if end > size:
+        raise InputError(source, f"truncated Matroska/WebM file: its segment promises {end} bytes, the file has {size}")
 
 
 def _open_audio_av(where: Path | bytes, source: str, limits: Limits) -> AudioClip:
@@ -524,10 +693,13 @@ def _sample_frames(where: Path | bytes, source: str, n: int, duration: float | N
     picked: list[Image.Image] = []
     last_frame = None
     last_time = 0.0
+    decoded = 0
     with av.open(_opener(where)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        indexed = int(stream.frames or 0)  # frame count from the container's index (MP4, AVI), or 0
         for frame in decode_tolerant(container, stream, source):
+            decoded += 1
             last_frame, last_time = frame, float(frame.time or 0.0)
             while len(picked) < n and last_time + 1e-6 >= targets[len(picked)]:
                 picked.append(frame.to_image())
@@ -536,6 +708,10 @@ def _sample_frames(where: Path | bytes, source: str, n: int, duration: float | N
         if last_frame is None:
             raise InputError(source, "no decodable video frames")
         if len(picked) < n:
+            if indexed and decoded < 0.98 * indexed - 2:
+                raise InputError(
+                    source, f"truncated video: the index lists {indexed} frames, only {decoded} could be decoded"
+                )
             if last_time < 0.9 * duration - 0.5:
                 raise InputError(
                     source, f"truncated video: header promises {duration:.2f}s, frames stop at {last_time:.2f}s"
@@ -556,7 +732,7 @@ def _decoded_duration(where: Path | bytes, source: str) -> float:
 
 def video_from_frames(frames: list[Image.Image], source: str, limits: Limits) -> VideoClip:
     """A list of PIL images taken as a video with no soundtrack."""
-    images = [to_rgb(_checked_image(f, source, limits)) for f in frames]
+    images = [_image_object(f, source, limits) for f in frames]
 
     def sample(n: int) -> list[Image.Image]:
         return [images[min(len(images) - 1, int((i + 0.5) * len(images) / n))] for i in range(n)]
