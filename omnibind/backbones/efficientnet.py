@@ -29,22 +29,26 @@ from omnibind.inputs import Input, to_rgb
 log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 224
-CROP_FRACTION = 0.875
 # EfficientNet-Lite was trained on (x - 127) / 128 inputs (TF lite preprocessing).
 MEAN, STD = 127.0, 128.0
 ONNX_TOLERANCE = 1e-4
 
 
 def preprocess_image(image: Image.Image) -> np.ndarray:
-    """Resize the short side to 256, centre-crop 224, scale like TF-lite: CHW float32."""
+    """The whole image, letterboxed onto white to a square, resized to 224: CHW float32.
+
+    Keeping the whole picture beat the usual 87.5% centre crop for caption retrieval on the
+    Tux Paint *train* split (R@1 29.0 vs 20.8, R@10 57.5 vs 48.3; grey letterboxing 27.5 / 56.0),
+    since objects often fill the frame and a crop cuts them.
+    """
     image = to_rgb(image)
     w, h = image.size
-    short = IMAGE_SIZE / CROP_FRACTION
-    scale = short / min(w, h)
-    nw, nh = max(IMAGE_SIZE, round(w * scale)), max(IMAGE_SIZE, round(h * scale))
-    image = image.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0)
-    left, top = (nw - IMAGE_SIZE) // 2, (nh - IMAGE_SIZE) // 2
-    image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
+    side = max(w, h)
+    if w != h:
+        canvas = Image.new("RGB", (side, side), (255, 255, 255))
+        canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+        image = canvas
+    image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC, reducing_gap=3.0)
     array = (np.asarray(image, dtype=np.float32) - MEAN) / STD
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
