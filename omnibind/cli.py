@@ -183,13 +183,15 @@ def demo(
         best = int(np.argmax(row))
         rank = int((row > row[i]).sum()) + 1
         mark = "[bold green]1[/]" if rank == 1 else str(rank)
-        table.add_row(ex.caption[:40], f"{ex.modality} {ex.path.name}", mark, f"{row[i]:.3f}",
+        table.add_row(ex.caption, f"{ex.modality} {ex.path.name}", mark, f"{row[i]:.3f}",
                       f"{examples[best].modality} {examples[best].path.name}", f"{row[best]:.3f}")
     console.print(table)
-    for modality, (hits, total) in report.by_modality.items():
-        console.print(f"{modality:>6}: {hits}/{total} captions find their own media first")
-    console.print(f"[bold]total: {report.hits}/{len(examples)} captions find their own media first "
-                  f"(chance ≈ {report.chance:.1f})[/]")
+    counts = {m: sum(ex.modality == m for ex in examples) for m in report.by_modality}
+    for modality, (overall, within) in report.by_modality.items():
+        console.print(f"{modality:>6}: {overall}/{counts[modality]} captions rank their own media first among all "
+                      f"{len(examples)}; {within}/{counts[modality]} among the {counts[modality]} {modality} items")
+    console.print(f"[bold]total: {report.hits}/{len(examples)} captions rank their own media first among all "
+                  f"{len(examples)} (chance: {report.chance:.0f})[/]")
 
 
 def main() -> None:  # pragma: no cover - entry point

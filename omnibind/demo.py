@@ -40,7 +40,7 @@ class Example:
 class RankReport:
     sims: np.ndarray  # captions x media cosine similarity
     hits: int
-    by_modality: dict[str, tuple[int, int]]
+    by_modality: dict[str, tuple[int, int]]  # modality -> (first among all media, first among its own modality)
     chance: float
 
 
@@ -90,10 +90,12 @@ def rank_report(space, examples: list[Example]) -> RankReport:
     media = space.embed([ex.path for ex in examples])
     sims = captions @ media.T
     best = sims.argmax(axis=1)
+    modality = np.array([ex.modality for ex in examples])
     by_modality: dict[str, tuple[int, int]] = {}
     for i, ex in enumerate(examples):
-        hits, total = by_modality.get(ex.modality, (0, 0))
-        by_modality[ex.modality] = (hits + int(best[i] == i), total + 1)
+        same = np.where(modality == ex.modality, sims[i], -np.inf)
+        overall, within = by_modality.get(ex.modality, (0, 0))
+        by_modality[ex.modality] = (overall + int(best[i] == i), within + int(same.argmax() == i))
     return RankReport(sims, int((best == np.arange(len(examples))).sum()), by_modality, 1.0)
 
 
