@@ -517,7 +517,7 @@ CORRUPT_HEADER_BYTES = {
     "png": 16, "jpeg": 4, "gif": 6, "webp": 16, "bmp": 30,
     "wav": 12, "flac": 4, "ogg": 4, "mp3": 4,
     "mp4": 12, "mkv": 4, "webm": 4, "avi": 12, "m4a": 12,
-}  # fmt: idle
+}
 
 
 @pytest.mark.parametrize("fmt", sorted(CORRUPT_HEADER_BYTES))
@@ -880,8 +880,8 @@ def test_stream_twice_gives_the_same_samples(lib, source):
     second = collect(clip, 44100, 10_000)
     assert first.size > 80_000
     assert np.array_equal(first, second)
-    assert np.array_equal(collect(load_file(lib["wav"]).payload, 44100, 10_000),
-                          collect(load_file(lib["wav"]).payload, 44100, 10_000))
+    if source != "array":  # and a second opening of the same file too
+        assert np.array_equal(collect(load_file(lib[source]).payload, 44100, 10_000), first)
 
 
 def test_stereo_file_is_mixed_to_mono(tmp_path):
