@@ -246,7 +246,7 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _is_single(x: Any) -> bool:
-    return isinstance(x, (str, Path, bytes, Input, dict)) or not isinstance(x, Iterable) or _is_image(x)
+    return isinstance(x, (str, Path, bytes, bytearray, memoryview, Input, dict)) or not isinstance(x, Iterable) or _is_image(x)
 
 
 def _is_image(x: Any) -> bool:

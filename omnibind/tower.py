@@ -62,20 +62,23 @@ class Tower:
         def flush() -> None:
             nonlocal ready
             if pending:
-                vectors = self.project(self.backbone.features(self.backbone.collate(pending)))
-                np.add.at(sums, np.asarray(owners), vectors)
+                for rows in _batches(pending, batch_size, self.backbone.sort_key):
+                    segs = [pending[j] for j in rows]
+                    vectors = self.project(self.backbone.features(self.backbone.collate(segs)))
+                    np.add.at(sums, np.asarray([owners[j] for j in rows]), vectors)
                 pending.clear()
                 owners.clear()
             if progress and ready:
                 progress(ready)
             ready = 0
 
+        buffer = batch_size * max(1, self.backbone.flush_batches)
         for i, item in enumerate(inputs):
             try:
                 for segment in self.backbone.segments(item):
                     pending.append(segment)
                     owners.append(i)
-                    if len(pending) >= batch_size:
+                    if len(pending) >= buffer:
                         flush()
             except InputError as exc:
                 errors[i] = exc.with_index(i)
@@ -86,6 +89,14 @@ class Tower:
             ready += 1
         flush()
         return _finish(sums, errors), errors
+
+
+def _batches(segments: list[Any], batch_size: int, sort_key: Callable[[Any], Any]) -> list[list[int]]:
+    """Positions of `segments` cut into batches, grouped by `sort_key` when it gives one."""
+    order = list(range(len(segments)))
+    if segments and sort_key(segments[0]) is not None:
+        order.sort(key=lambda j: sort_key(segments[j]))
+    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
 
 
 def _finish(sums: np.ndarray, errors: dict[int, InputError]) -> np.ndarray:

@@ -27,6 +27,13 @@ class Backbone(ABC):
     ref: str
     modality: str
     outputs: dict[str, int]  # feature name -> width
+    # Backbones whose cost grows with segment length (transformers on text) set `sort_key`:
+    # the tower then buffers `flush_batches` batches, sorts them by it and cuts batches of
+    # similar length, as sentence-transformers' encode() does, so little compute goes to padding.
+    flush_batches: int = 1
+
+    def sort_key(self, segment: Any) -> int | None:
+        return None
 
     @abstractmethod
     def segments(self, item: Input) -> Iterator[Any]:

@@ -17,6 +17,7 @@ class SentenceTransformerBackbone(Backbone):
     """Any sentence-transformers model; features are its pooled (normalised) sentence vectors."""
 
     modality = "text"
+    flush_batches = 32
 
     def __init__(self, ref: str, model_id: str, source: str) -> None:
         from sentence_transformers import SentenceTransformer
@@ -34,6 +35,9 @@ class SentenceTransformerBackbone(Backbone):
 
     def segments(self, item: Input) -> Iterator[Any]:
         yield item.payload
+
+    def sort_key(self, segment: Any) -> int:
+        return -len(segment)  # longest first, like SentenceTransformer.encode
 
     def collate(self, segments: list[Any]) -> list[str]:
         return list(segments)
