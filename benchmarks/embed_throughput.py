@@ -225,13 +225,24 @@ def bench_audio(space: Any, report: Report, n: int, repeats: int) -> None:
         for i in range(0, w, BATCH):
             backbone.features(backbone.collate(windows[i : i + BATCH]))
 
-    times = interleaved({"embed": embed, "decode": decode, "features": features}, repeats)
+    def torch_features() -> None:
+        for i in range(0, w, BATCH):
+            backbone.torch_features(backbone.collate(windows[i : i + BATCH]))
+
+    first = backbone.collate(windows[:BATCH])
+    report.checks["audio_runtime"] = getattr(backbone, "runtime", "?")
+    report.checks["audio_max_abs_diff_onnx_vs_torch"] = float(
+        (backbone.features(first)["embedding"] - backbone.torch_features(first)["embedding"]).abs().max())
+    times = interleaved({"embed": embed, "decode": decode, "features": features, "torch": torch_features}, repeats)
     extra = {"audio_seconds": seconds, "windows": w}
     report.row("audio", "omnibind space.embed", n, "items", times["embed"], extra=extra)
     report.row("audio", "part: decode + resample + window only", n, "items", times["decode"],
                vs="omnibind space.embed", vs_times=times["embed"], extra=extra)
     report.row("audio", "part: backbone only (batches of 32 windows)", w, "windows", times["features"],
                vs="omnibind space.embed", vs_times=times["embed"], extra={"audio_seconds": seconds})
+    report.row("audio", "backbone: PyTorch eager (torch_features)", w, "windows", times["torch"])
+    report.row("audio", f"backbone: features() (runtime {backbone.runtime})", w, "windows", times["features"],
+               vs="backbone: PyTorch eager (torch_features)", vs_times=times["torch"])
 
 
 def bench_video(space: Any, report: Report, names: tuple[str, ...], repeats: int) -> None:

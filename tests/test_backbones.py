@@ -66,3 +66,28 @@ def test_unknown_backbone_and_wrong_modality():
         load_backbone("resnet-9000")
     with pytest.raises(BackboneError, match="serves image"):
         load_backbone("efficientnet-lite0", "audio")
+
+
+def test_aisfx_onnx_matches_torch_reference():
+    b = load_backbone("aisfx")
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((4, WINDOW_SAMPLES)).astype(np.float32) * 0.2)
+    assert b.runtime == "onnxruntime"
+    assert (b.features(x)["embedding"] - b.torch_features(x)["embedding"]).abs().max() <= 1e-4
+
+
+def test_onnx_falls_back_to_torch_when_export_disagrees(monkeypatch, tmp_path, caplog):
+    from omnibind.backbones import onnx
+
+    monkeypatch.setenv("OMNIBIND_CACHE", str(tmp_path))
+    monkeypatch.setattr(onnx, "TOLERANCE", -1.0)  # any difference is too much
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3)).eval()
+    probe = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    assert onnx.try_onnx(net, "tiny", __file__, probe, ("y",)) is None
+    assert "using PyTorch" in caplog.text
+    with pytest.raises(BackboneError, match="differs from PyTorch"):
+        onnx.try_onnx(net, "tiny", __file__, probe, ("y",), strict=True)
+    monkeypatch.setattr(onnx, "TOLERANCE", 1e-4)
+    runner = onnx.try_onnx(net, "tiny", __file__, probe, ("y",))
+    assert runner is not None and np.allclose(runner(probe)[0], net(torch.from_numpy(probe)).detach().numpy(), atol=1e-5)
+    monkeypatch.setenv("OMNIBIND_NO_ONNX", "1")
+    assert onnx.try_onnx(net, "tiny", __file__, probe, ("y",)) is None

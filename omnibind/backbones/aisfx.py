@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from omnibind.backbones import Backbone, Features, register
+from omnibind.backbones.onnx import try_onnx
 from omnibind.errors import BackboneError
 from omnibind.inputs import AudioClip, Input
 
@@ -67,6 +68,11 @@ class AisfxBackbone(Backbone):
         net.load_state_dict({k.removeprefix("embedding_net."): v for k, v in state.items() if k.startswith("embedding_net.")})
         self.net = net.eval()
         self.logmel = LogMel().eval()
+        # The CNN runs about 2x faster on ONNX Runtime (benchmarks/embed_throughput.py); the
+        # spectrogram stays in torch. Checked against the module on load, PyTorch on any failure.
+        probe = np.random.default_rng(0).uniform(0, 1, size=(3, FRAMES, 96)).astype(np.float32)
+        self.onnx = try_onnx(self.net, "aisfx", self.weights, probe, ("embedding",))
+        self.runtime = "onnxruntime" if self.onnx is not None else "torch"
 
     def segments(self, item: Input) -> Iterator[Any]:
         clip: AudioClip = item.payload
@@ -85,12 +91,19 @@ class AisfxBackbone(Backbone):
 
     @torch.inference_mode()
     def features(self, batch: torch.Tensor) -> Features:
-        spec = self.logmel(batch)[:, :, :FRAMES]  # (n, 96, 100)
-        return {"embedding": self.net(spec.transpose(1, 2).contiguous())}  # aisfx wants (time, mel)
+        spec = self.logmel(batch)[:, :, :FRAMES].transpose(1, 2).contiguous()  # aisfx wants (n, time, mel)
+        if self.onnx is not None:
+            return {"embedding": torch.from_numpy(self.onnx(spec.numpy())[0])}
+        return {"embedding": self.net(spec)}
+
+    @torch.inference_mode()
+    def torch_features(self, batch: torch.Tensor) -> Features:
+        """The PyTorch reference, whatever runtime `features` uses."""
+        return {"embedding": self.net(self.logmel(batch)[:, :, :FRAMES].transpose(1, 2).contiguous())}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "weights": f"aisfx sound-effects CNN from package aisfx ({self.weights})",
-                "window_seconds": round(WINDOW_SAMPLES / SAMPLE_RATE, 3)}
+                "window_seconds": round(WINDOW_SAMPLES / SAMPLE_RATE, 3), "runtime": self.runtime}
 
 
 @register("aisfx", "audio")
