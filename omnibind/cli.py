@@ -194,6 +194,87 @@ def demo(
                   f"{len(examples)} (chance: {report.chance:.0f})[/]")
 
 
+@app.command()
+def merge(
+    a: str = typer.Argument(..., help="Space A: folder or name (alpha=0 gives A)."),
+    b: str = typer.Argument(..., help="Space B: folder or name, same structure as A (alpha=1 gives B)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged space (and the sweep's JSON and PNG)."),
+    alpha: Optional[float] = typer.Option(None, help="Weight of B: heads = (1 - alpha) * A + alpha * B, in [0, 1]."),
+    alphas: Optional[str] = typer.Option(None, help="Sweep these comma-separated alphas (e.g. 0,0.25,0.5,0.75,1) "
+                                         "instead; needs --eval-general and --eval-domain."),
+    eval_general: Optional[str] = typer.Option(None, help="Evaluation set A is good at (sweep), e.g. tux-test."),
+    eval_domain: Optional[str] = typer.Option(None, help="Evaluation set B was tuned for (sweep), e.g. fashion-mnist-test."),
+    limit: Optional[int] = typer.Option(None, help="First N items of each evaluation set (default: each set's own; "
+                                        "Fashion-MNIST 2000)."),
+    name: Optional[str] = typer.Option(None, help="Name of the merged space."),
+) -> None:
+    """Merge two spaces of the same structure by weight interpolation (WiSE-FT), or sweep alpha."""
+    import time
+
+    from omnibind import merge as mg
+
+    if alphas is None and alpha is None:
+        _fail(ValueError("give --alpha, or --alphas with --eval-general and --eval-domain"))
+    sweep_alphas: list[float] = []
+    if alphas is not None:
+        try:
+            sweep_alphas = [float(x) for x in alphas.split(",") if x.strip()]
+        except ValueError:
+            _fail(ValueError(f"--alphas must be comma-separated numbers, got {alphas!r}"))
+        if not sweep_alphas or not eval_general or not eval_domain:
+            _fail(ValueError("--alphas needs at least one alpha, --eval-general and --eval-domain"))
+        for e in (eval_general, eval_domain):
+            if e not in mg.EVALS:
+                _fail(ValueError(f"unknown evaluation set {e!r}; known: {', '.join(mg.EVALS)}"))
+    try:
+        sa, sb = _load(a), _load(b)
+        if alpha is not None:
+            merged = mg.merge_spaces(sa, sb, alpha, name=name)
+            merged.save(out)
+            console.print(f"wrote {out}: space {merged.name}, {', '.join(merged.towers)} towers, "
+                          f"alpha={merged.provenance['alpha']:g} (A {sa.name}, B {sb.name})")
+        if not sweep_alphas:
+            return
+        kwargs = {} if limit is None else {"limit": limit}
+        sets = {"general": eval_general, "domain": eval_domain}
+
+        def evaluate(space) -> dict[str, float]:
+            metrics: dict[str, float] = {}
+            for set_name in dict.fromkeys(sets.values()):
+                metrics.update({f"{set_name}/{k}": v for k, v in mg.EVALS[set_name](space, **kwargs).items()})
+            return metrics
+
+        def report(row: dict[str, float]) -> None:
+            err.print("[dim]alpha " + f"{row['alpha']:g}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items() if k != "alpha"))
+
+        t0 = time.perf_counter()
+        rows = mg.sweep(sa, sb, sweep_alphas, evaluate, progress=report)
+    except (OmnibindError, ValueError) as exc:
+        _fail(exc)
+    # Each evaluator lists its headline metric first: domain on x, general on y (as in WiSE-FT).
+    x_metric = next(k for k in rows[0] if k.startswith(f"{eval_domain}/"))
+    y_metric = next(k for k in rows[0] if k.startswith(f"{eval_general}/"))
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "a": {"space": a, "name": sa.name, "heads_sha256": mg.heads_sha256(sa)},
+        "b": {"space": b, "name": sb.name, "heads_sha256": mg.heads_sha256(sb)},
+        "general": eval_general, "domain": eval_domain, "limit": limit,
+        "x_metric": x_metric, "y_metric": y_metric, "rows": rows,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    (out / "merge_sweep.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    png = mg.plot_tradeoff(rows, x_metric, y_metric, out / "merge_tradeoff.png",
+                           f"Merging {sa.name} (α=0) into {sb.name} (α=1)",
+                           x_label=f"domain: {x_metric}", y_label=f"general: {y_metric}")
+    table = Table(title=f"merge sweep: {sa.name} (alpha=0) -> {sb.name} (alpha=1)")
+    for col in rows[0]:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:g}" if k == "alpha" else f"{v:.2f}" for k, v in row.items()))
+    console.print(table)
+    console.print(f"wrote {out / 'merge_sweep.json'} and {png}")
+
+
 def main() -> None:  # pragma: no cover - entry point
     try:
         app()
