@@ -129,7 +129,50 @@ class ConSEHead(Head):
         return self.class_probabilities(features) @ self.class_embeddings
 
 
-HEADS: dict[str, type[Head]] = {h.kind: h for h in (IdentityHead, LinearHead, MLPHead, ConSEHead)}
+class ResidualHead(Head):
+    """A frozen bridge plus a trainable correction that starts at exactly zero.
+
+    output = bridge(features) + correction(features[input_key]). With the correction's last
+    layer zero-initialised, training starts from the bridge and only learns what improves on
+    it: on Tux Paint this beat plain linear/MLP heads, which fell below the bridge.
+    """
+
+    kind = "residual"
+
+    def __init__(self, input_key: str, in_dim: int, out_dim: int, bridge: dict[str, Any],
+                 correction: str = "mlp", hidden: int = 512) -> None:
+        super().__init__(input_key, in_dim, out_dim)
+        self.bridge_config, self.correction_kind, self.hidden = bridge, correction, hidden
+        self.bridge = build_head(bridge)
+        self.bridge.requires_grad_(False)
+        if correction == "linear":
+            self.correction = nn.Linear(in_dim, out_dim)
+            last = self.correction
+        elif correction == "mlp":
+            self.correction = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+            last = self.correction[-1]
+        else:
+            raise SpaceError(f"residual correction must be 'linear' or 'mlp', got {correction!r}")
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    @classmethod
+    def around(cls, bridge: Head, input_key: str, in_dim: int, correction: str = "mlp", hidden: int = 512) -> "ResidualHead":
+        head = cls(input_key, in_dim, bridge.out_dim, bridge.config(), correction, hidden)
+        head.bridge.load_state_dict(bridge.state_dict())
+        return head
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "bridge": self.bridge_config, "correction": self.correction_kind, "hidden": self.hidden}
+
+    def forward(self, features: Features) -> torch.Tensor:
+        with torch.no_grad():
+            base = self.bridge(features)
+        base = nn.functional.normalize(base.float(), dim=-1)  # corrections live on the bridge's unit scale
+        return base + self.correction(features[self.input_key].float())
+
+
+HEADS: dict[str, type[Head]] = {h.kind: h for h in (IdentityHead, LinearHead, MLPHead, ConSEHead, ResidualHead)}
 
 
 def build_head(config: dict[str, Any]) -> Head:

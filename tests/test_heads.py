@@ -51,3 +51,22 @@ def test_unknown_head_kind_is_a_space_error():
         build_head({"kind": "transformer"})
     with pytest.raises(SpaceError, match="bad config"):
         build_head({"kind": "linear", "input_key": "x"})
+
+
+def test_residual_head_starts_exactly_at_the_bridge_and_round_trips():
+    from omnibind.heads import ResidualHead
+
+    bridge = ConSEHead.from_classes("logits", torch.randn(7, 5), top_k=3)
+    head = ResidualHead.around(bridge, "pooled", 12)
+    feats = {"logits": torch.randn(4, 7), "pooled": torch.randn(4, 12)}
+    expected = torch.nn.functional.normalize(bridge(feats), dim=-1)
+    assert torch.equal(head(feats), expected)
+    assert not any(p.requires_grad for p in head.bridge.parameters())
+    trainable = [p for p in head.parameters() if p.requires_grad]
+    assert trainable and all(p is not None for p in trainable)
+    with torch.no_grad():
+        head.correction[-1].bias.fill_(0.1)
+    rebuilt = build_head(head.config())
+    rebuilt.load_state_dict(head.state_dict())
+    assert torch.allclose(rebuilt(feats), head(feats))
+    assert torch.allclose(rebuilt(feats), expected + 0.1)

@@ -1,0 +1,179 @@
+"""Feature cache: frozen backbone features computed once, stored on disk.
+
+Binding trains small heads on top of frozen backbones, so backbone features are the whole cost;
+caching them makes a second run over the same data (or a different head, loss or seed) take
+seconds. Entries are keyed by the backbone's fingerprint (reference, outputs, weights digest,
+preprocessing version) and the input's content hash, so a changed file or a changed backbone is
+never served a stale vector. Storage is append-only shards written atomically: a crash loses at
+most the shard being written, never corrupts the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from omnibind.backbones import Backbone
+from omnibind.backbones.onnx import cache_dir
+from omnibind.errors import InputError
+from omnibind.inputs import Input, to_input
+
+PREPROCESS_VERSION = 2  # bump when a backbone's preprocessing changes what features mean
+SHARD_ITEMS = 4096
+
+ItemFeatures = dict[str, np.ndarray]  # feature name -> [segments, width]
+
+
+def content_key(obj: Any) -> str:
+    """A stable hash of what an input *is*: file bytes, text, pixels or samples."""
+    h = hashlib.sha256()
+    if isinstance(obj, Path):
+        h.update(b"file:")
+        with open(obj, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    elif isinstance(obj, str):
+        h.update(b"text:" + obj.encode("utf-8"))
+    elif isinstance(obj, Image.Image):
+        h.update(f"image:{obj.mode}:{obj.size}:".encode() + obj.tobytes())
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        h.update(b"file:" + bytes(obj))
+    elif isinstance(obj, dict) and "array" in obj:
+        h.update(f"audio:{obj['sampling_rate']}:".encode() + np.ascontiguousarray(obj["array"], np.float32).tobytes())
+    else:
+        raise InputError(f"<{type(obj).__name__}>", "cannot hash this input for the feature cache")
+    return h.hexdigest()
+
+
+def backbone_fingerprint(backbone: Backbone) -> str:
+    """Changes whenever the backbone's weights, outputs or preprocessing change."""
+    h = hashlib.sha256(json.dumps({"ref": backbone.ref, "modality": backbone.modality, "outputs": backbone.outputs,
+                                   "preprocess": PREPROCESS_VERSION}, sort_keys=True).encode())
+    weights = getattr(backbone, "weights", None) or getattr(backbone, "model_id", None)
+    if weights and Path(str(weights)).exists():
+        path = Path(str(weights))
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:20]
+
+
+class FeatureCache:
+    """Per-backbone on-disk cache of per-item features (all segments of an item together)."""
+
+    def __init__(self, backbone: Backbone, root: Path | None = None) -> None:
+        self.backbone = backbone
+        base = Path(root) if root is not None else cache_dir() / "features"
+        self.dir = base / backbone.ref.replace("/", "_").replace(":", "_") / backbone_fingerprint(backbone)
+        self.index: dict[str, tuple[Path, int]] = {}
+        self._loaded: dict[Path, dict[str, np.ndarray]] = {}
+        self.hits = self.misses = 0
+        if self.dir.exists():
+            for shard in sorted(self.dir.glob("shard-*.npz")):
+                with np.load(shard) as data:
+                    for i, key in enumerate(data["keys"]):
+                        self.index[str(key)] = (shard, i)
+
+    def features(
+        self, objs: Sequence[Any], keys: Sequence[str] | None = None, batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[list[ItemFeatures | None], dict[int, InputError]]:
+        """Features for every object (None where it failed), computing only the misses."""
+        keys = list(keys) if keys is not None else [content_key(o) for o in objs]
+        out: list[ItemFeatures | None] = [None] * len(objs)
+        missing = []
+        for i, key in enumerate(keys):
+            if key in self.index:
+                out[i] = self._read(key)
+                self.hits += 1
+            else:
+                missing.append(i)
+        if progress and len(objs) - len(missing):
+            progress(len(objs) - len(missing))
+        errors: dict[int, InputError] = {}
+        for start in range(0, len(missing), SHARD_ITEMS):
+            chunk = missing[start : start + SHARD_ITEMS]
+            computed, failed = self._compute([objs[i] for i in chunk], batch_size, progress)
+            errors.update({chunk[j]: e.with_index(chunk[j]) for j, e in failed.items()})
+            fresh = {keys[chunk[j]]: f for j, f in enumerate(computed) if f is not None}
+            self._write(fresh)
+            for j, f in enumerate(computed):
+                out[chunk[j]] = f
+            self.misses += len(chunk)
+        return out, errors
+
+    def _compute(self, objs: list[Any], batch_size: int, progress) -> tuple[list[ItemFeatures | None], dict[int, InputError]]:
+        b = self.backbone
+        results: list[dict[str, list[np.ndarray]] | None] = [None] * len(objs)
+        errors: dict[int, InputError] = {}
+        pending: list[Any] = []
+        owners: list[int] = []
+
+        def flush() -> None:
+            if pending:
+                feats = b.features(b.collate(pending))
+                for row, owner in enumerate(owners):
+                    slot = results[owner]
+                    for name, value in feats.items():
+                        slot.setdefault(name, []).append(value[row].detach().cpu().numpy().astype(np.float32))
+                pending.clear()
+                owners.clear()
+
+        for i, obj in enumerate(objs):
+            try:
+                item = obj if isinstance(obj, Input) else to_input(obj)
+                if item.modality != b.modality:
+                    raise InputError(item.source, f"is {item.modality}, but this tower's backbone takes {b.modality}")
+                results[i] = {}
+                for seg in b.segments(item):
+                    pending.append(seg)
+                    owners.append(i)
+                    if len(pending) >= batch_size:
+                        flush()
+            except InputError as exc:
+                errors[i] = exc
+                results[i] = None
+                keep = [k for k, o in enumerate(owners) if o != i]
+                pending[:] = [pending[k] for k in keep]
+                owners[:] = [owners[k] for k in keep]
+            if progress:
+                progress(1)
+        flush()
+        final = [None if r is None else {k: np.stack(v) for k, v in r.items()} for r in results]
+        return final, errors
+
+    def _write(self, entries: dict[str, ItemFeatures]) -> None:
+        if not entries:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        keys = list(entries)
+        names = list(next(iter(entries.values())))
+        arrays: dict[str, np.ndarray] = {"keys": np.array(keys)}
+        counts = np.array([entries[k][names[0]].shape[0] for k in keys])
+        arrays["offsets"] = np.concatenate([[0], np.cumsum(counts)])
+        for name in names:
+            arrays[f"f_{name}"] = np.concatenate([entries[k][name] for k in keys])
+        shard = self.dir / f"shard-{len(list(self.dir.glob('shard-*.npz'))):05d}-{os.getpid()}.npz"
+        tmp = shard.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, shard)  # atomic publish
+        self._loaded.pop(shard, None)
+        for i, key in enumerate(keys):
+            self.index[key] = (shard, i)
+
+    def _read(self, key: str) -> ItemFeatures:
+        shard, i = self.index[key]
+        if shard not in self._loaded:
+            with np.load(shard) as data:
+                self._loaded[shard] = {k: data[k] for k in data.files}
+        data = self._loaded[shard]
+        lo, hi = int(data["offsets"][i]), int(data["offsets"][i + 1])
+        return {k[2:]: data[k][lo:hi] for k in data if k.startswith("f_")}

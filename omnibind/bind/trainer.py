@@ -1,0 +1,356 @@
+"""Binder: train one tower's head against the locked text anchor from paired examples (LiT).
+
+Backbone features come from the on-disk cache, so training is head-only and takes seconds.
+The held-out split is by pair group (no group on both sides), early stopping watches held-out
+Recall@1, and the result is a new space whose `space.json` records the manifest hash, losses,
+hyper-parameters and held-out metrics.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from omnibind.bind import losses as L
+from omnibind.bind.cache import FeatureCache, ItemFeatures
+from omnibind.bind.pairs import BadRow, Pair
+from omnibind.errors import OmnibindError
+from omnibind.heads import Head, LinearHead, MLPHead, ResidualHead
+from omnibind.space import Space
+from omnibind.tower import Tower
+
+
+class BindError(OmnibindError):
+    """Binding cannot run: no usable pairs, an unknown option, a tower the space lacks."""
+
+
+@dataclass
+class BindConfig:
+    tower: str = "image"
+    head: str = "residual"  # residual | linear | mlp
+    loss: str = "infonce"  # infonce | siglip
+    teacher: str | None = "bridge"  # "bridge" (the tower's current head), a space folder/name, or None
+    distill: str = "cosine"  # cosine | mse | contrastive
+    distill_weight: float = 0.5
+    matryoshka: tuple[int, ...] = ()
+    hard_negatives: int = 0  # per query, mined in the target modality each epoch
+    intra_weight: float = 0.0  # IntraModalStructure regulariser
+    geometric_weight: float = 0.0  # GeometricConsistency regulariser
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    hidden: int = 512
+    temperature: float = 0.07
+    val_fraction: float = 0.2
+    patience: int = 6
+    seed: int = 0
+
+
+@dataclass
+class BindResult:
+    space: Space
+    metrics: dict[str, Any]
+    history: list[dict[str, float]]
+    skipped: list[BadRow] = field(default_factory=list)
+
+
+@dataclass
+class _Data:
+    feats: list[ItemFeatures]
+    text_ids: np.ndarray
+    weights: np.ndarray
+    groups: list[str]
+    anchors: torch.Tensor  # unique texts' anchor vectors
+    teacher: torch.Tensor | None
+
+
+def bind(space: Space, pairs: Sequence[Pair], config: BindConfig, cache_root: Path | None = None,
+         on_epoch: Callable[[dict[str, float]], None] | None = None,
+         on_features: Callable[[int], None] | None = None, manifest_hash: str | None = None) -> BindResult:
+    """Train `config.tower`'s head on `pairs`; return a new space (the input space is untouched)."""
+    if config.tower not in space.towers or config.tower == space.anchor:
+        raise BindError(f"cannot bind tower {config.tower!r}: the space has {list(space.towers)}, anchor {space.anchor!r} is locked")
+    torch.manual_seed(config.seed)
+    tower = space.towers[config.tower]
+    data, skipped = _prepare(space, tower, pairs, config, cache_root, on_features)
+    train_idx, val_idx = _split(data.groups, config.val_fraction, config.seed)
+    head = _new_head(tower, config)
+    objective = _Objective(config, space.dim)
+    params = [p for p in list(head.parameters()) + list(objective.parameters()) if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    before = _evaluate(tower.head, data, val_idx) if len(val_idx) else {}
+    history: list[dict[str, float]] = []
+    best_state, best_score, best_epoch, stale = copy.deepcopy(head.state_dict()), -1.0, 0, 0
+    rng = np.random.default_rng(config.seed)
+    for epoch in range(1, config.epochs + 1):
+        head.train()
+        loss = _train_epoch(head, objective, optimiser, data, train_idx, config, rng)
+        row = {"epoch": epoch, "loss": loss}
+        if len(val_idx):
+            row.update(_evaluate(head, data, val_idx))
+            score = row["val_R@1"]
+            if score > best_score + 1e-9:
+                best_state, best_score, best_epoch, stale = copy.deepcopy(head.state_dict()), score, epoch, 0
+            else:
+                stale += 1
+        history.append(row)
+        if on_epoch:
+            on_epoch(row)
+        if len(val_idx) and stale >= config.patience:
+            break
+    if len(val_idx):
+        head.load_state_dict(best_state)
+    else:
+        best_epoch = len(history)
+    head.eval()
+    after = _evaluate(head, data, val_idx) if len(val_idx) else {}
+    metrics = {"pairs": len(data.text_ids), "train": len(train_idx), "held_out": len(val_idx), "best_epoch": best_epoch,
+               "held_out_bridge": before, "held_out_trained": after, "skipped": len(skipped)}
+    new = _with_head(space, config.tower, head, config, metrics, manifest_hash, pairs)
+    return BindResult(new, metrics, history, skipped)
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def _prepare(space: Space, tower: Tower, pairs: Sequence[Pair], config: BindConfig, cache_root: Path | None,
+             on_features: Callable[[int], None] | None) -> tuple[_Data, list[BadRow]]:
+    skipped: list[BadRow] = []
+    oriented = []
+    for p in pairs:
+        if isinstance(p.a, str) and not isinstance(p.b, str):
+            oriented.append((p.a, p.b, p))
+        elif isinstance(p.b, str) and not isinstance(p.a, str):
+            oriented.append((p.b, p.a, p))
+        else:
+            skipped.append(BadRow(p.line, "a pair needs one text cell and one media cell (the anchor is text)"))
+    if not oriented:
+        raise BindError("no usable pairs" + (f"; first problem: {skipped[0]}" if skipped else ""))
+    cache = FeatureCache(tower.backbone, cache_root)
+    feats, errors = cache.features([m for _, m, _ in oriented], progress=on_features)
+    for i, exc in sorted(errors.items()):
+        skipped.append(BadRow(oriented[i][2].line, f"{exc.source}: {exc.reason}"))
+    keep = [i for i in range(len(oriented)) if feats[i] is not None]
+    if len(keep) < 2:
+        raise BindError(f"fewer than 2 usable pairs ({len(skipped)} skipped; first: {skipped[0] if skipped else '-'})")
+    texts = sorted({oriented[i][0] for i in keep})
+    text_index = {t: j for j, t in enumerate(texts)}
+    anchors = torch.from_numpy(space.embed(texts, batch_size=64))
+    data = _Data(
+        feats=[feats[i] for i in keep],
+        text_ids=np.array([text_index[oriented[i][0]] for i in keep]),
+        weights=np.array([oriented[i][2].weight for i in keep], dtype=np.float32),
+        groups=[oriented[i][2].group_key for i in keep],
+        anchors=anchors,
+        teacher=None,
+    )
+    data.teacher = _teacher_vectors(space, tower, config, data)
+    return data, skipped
+
+
+def _teacher_vectors(space: Space, tower: Tower, config: BindConfig, data: _Data) -> torch.Tensor | None:
+    if not config.teacher or config.distill_weight <= 0:
+        return None
+    if config.teacher == "bridge":
+        teacher_head = tower.head
+    else:
+        from omnibind.space import load_space
+
+        other = load_space(config.teacher)
+        if config.tower not in other.towers or other.towers[config.tower].backbone_ref != tower.backbone_ref:
+            raise BindError(f"teacher space {config.teacher} needs a {config.tower} tower on {tower.backbone_ref}")
+        teacher_head = other.towers[config.tower].head
+    with torch.no_grad():
+        return _embed_items(teacher_head.eval(), data.feats, range(len(data.feats)))
+
+
+def _split(groups: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out pairs by group: a group is entirely train or entirely held out."""
+    unique = sorted(set(groups))
+    if fraction <= 0 or len(unique) < 5:
+        return np.arange(len(groups)), np.array([], dtype=int)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    held = {unique[i] for i in order[: max(1, math.ceil(fraction * len(unique)))]}
+    is_val = np.array([g in held for g in groups])
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _collate(feats: list[ItemFeatures], idx: Sequence[int]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    owners = np.concatenate([np.full(feats[i][next(iter(feats[i]))].shape[0], k) for k, i in enumerate(idx)])
+    names = feats[idx[0]].keys()
+    batch = {n: torch.from_numpy(np.concatenate([feats[i][n] for i in idx])) for n in names}
+    return batch, torch.from_numpy(owners)
+
+
+def _embed_items(head: Head, feats: list[ItemFeatures], idx: Sequence[int], chunk: int = 1024) -> torch.Tensor:
+    """Head per segment, normalised, averaged per item, normalised: exactly what a Tower does."""
+    idx = list(idx)
+    out = []
+    for start in range(0, len(idx), chunk):
+        part = idx[start : start + chunk]
+        batch, owners = _collate(feats, part)
+        seg = nn.functional.normalize(head(batch).float(), dim=-1)
+        summed = torch.zeros(len(part), seg.shape[1]).index_add_(0, owners, seg)
+        out.append(nn.functional.normalize(summed, dim=-1))
+    return torch.cat(out)
+
+
+def _batches(text_ids: np.ndarray, idx: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches in which no caption appears twice (a repeated caption is a false negative)."""
+    by_text: dict[int, list[int]] = {}
+    for i in rng.permutation(idx):
+        by_text.setdefault(int(text_ids[i]), []).append(int(i))
+    queues = [q for _, q in sorted(by_text.items())]
+    rng.shuffle(queues)
+    batches, current = [], []
+    while queues:
+        next_round = []
+        for q in queues:
+            current.append(q.pop())
+            if q:
+                next_round.append(q)
+            if len(current) == size:
+                batches.append(np.array(current))
+                current = []
+        queues = next_round
+        if current and queues and len(current) + len(queues) > size:
+            batches.append(np.array(current))  # close the batch before a caption would repeat
+            current = []
+    if len(current) >= 2:
+        batches.append(np.array(current))
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+# -- model and objective ----------------------------------------------------------------------
+
+
+def _feature_key(tower: Tower) -> str:
+    outputs = tower.backbone.outputs
+    return "pooled" if "pooled" in outputs else "embedding"
+
+
+def _new_head(tower: Tower, config: BindConfig) -> Head:
+    key = _feature_key(tower)
+    width = tower.backbone.outputs[key]
+    if config.head == "residual":
+        bridge = tower.head.bridge if isinstance(tower.head, ResidualHead) else tower.head
+        return ResidualHead.around(bridge, key, width, "mlp", config.hidden)
+    if config.head == "linear":
+        return LinearHead(key, width, tower.dim)
+    if config.head == "mlp":
+        return MLPHead(key, width, tower.dim, hidden=config.hidden)
+    raise BindError(f"unknown head {config.head!r}: residual, linear or mlp")
+
+
+class _Objective(nn.Module):
+    def __init__(self, config: BindConfig, dim: int) -> None:
+        super().__init__()
+        if config.loss == "infonce":
+            base: nn.Module = L.InfoNCE(init_temperature=config.temperature)
+        elif config.loss == "siglip":
+            base = L.SigLIP()
+        else:
+            raise BindError(f"unknown loss {config.loss!r}: infonce or siglip")
+        dims = [d for d in config.matryoshka if d < dim]
+        self.contrastive = L.Matryoshka(base, dims + [dim]) if dims else base
+        self.distill = L.Distillation(config.distill) if config.teacher and config.distill_weight > 0 else None
+        self.intra = L.IntraModalStructure() if config.intra_weight > 0 else None
+        self.geometric = L.GeometricConsistency() if config.geometric_weight > 0 else None
+        self.config = config
+
+    def forward(self, media: torch.Tensor, texts: torch.Tensor, teacher: torch.Tensor | None,
+                inputs: torch.Tensor, negatives: torch.Tensor | None) -> torch.Tensor:
+        c = self.config
+        if negatives is not None:
+            loss = self.contrastive(texts, media, extra_negatives_b=negatives)
+        else:
+            loss = self.contrastive(texts, media)
+        if self.distill is not None and teacher is not None:
+            loss = loss + c.distill_weight * self.distill(media, teacher)
+        if self.intra is not None:
+            loss = loss + c.intra_weight * self.intra(media, inputs)
+        if self.geometric is not None:
+            loss = loss + c.geometric_weight * self.geometric(media, texts)
+        return loss
+
+
+def _train_epoch(head: Head, objective: _Objective, optimiser: torch.optim.Optimizer, data: _Data,
+                 train_idx: np.ndarray, config: BindConfig, rng: np.random.Generator) -> float:
+    hard = _hard_negative_table(head, data, train_idx, config.hard_negatives) if config.hard_negatives else None
+    key = head.input_key
+    total, count = 0.0, 0
+    for batch_idx in _batches(data.text_ids, train_idx, config.batch_size, rng):
+        media = _embed_items(head, data.feats, batch_idx)
+        texts = data.anchors[data.text_ids[batch_idx]]
+        teacher = data.teacher[batch_idx] if data.teacher is not None else None
+        inputs = torch.stack([torch.from_numpy(data.feats[i][key].mean(0)) for i in batch_idx])
+        negatives = None
+        if hard is not None:
+            neg_idx = np.unique(hard[np.searchsorted(train_idx, batch_idx)].reshape(-1))
+            neg_idx = np.setdiff1d(neg_idx, batch_idx)
+            negatives = _embed_items(head, data.feats, neg_idx) if len(neg_idx) else None
+        loss = objective(media, texts, teacher, inputs, negatives)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        total += float(loss) * len(batch_idx)
+        count += len(batch_idx)
+    return total / max(1, count)
+
+
+def _hard_negative_table(head: Head, data: _Data, train_idx: np.ndarray, k: int) -> np.ndarray:
+    """For each train pair, the k train media (target modality) most similar to its caption."""
+    with torch.no_grad():
+        pool = _embed_items(head, data.feats, train_idx)
+        queries = data.anchors[data.text_ids[train_idx]]
+        positives = torch.arange(len(train_idx))
+        local = L.mine_hard_negatives(queries, pool, positives, k)
+    return train_idx[np.asarray(local)]
+
+
+@torch.no_grad()
+def _evaluate(head: Head, data: _Data, idx: np.ndarray) -> dict[str, float]:
+    """Held-out retrieval: media->caption R@1 over the held-out captions, and caption->media R@K."""
+    head.eval()
+    media = _embed_items(head, data.feats, idx)
+    ids = data.text_ids[idx]
+    unique = np.unique(ids)
+    pos = {t: j for j, t in enumerate(unique)}
+    sims = media @ data.anchors[unique].T
+    target = torch.tensor([pos[t] for t in ids])
+    out = {"val_R@1": float(100 * (sims.argmax(1) == target).float().mean())}
+    # caption -> media: each caption's relevant items are all media paired with it
+    t2m = sims.T  # [captions, media]
+    relevant = target[None, :] == torch.arange(len(unique))[:, None]
+    order = t2m.argsort(dim=1, descending=True)
+    hit_ranks = relevant.gather(1, order).float().argmax(1)  # first relevant position
+    for k in (1, 5, 10):
+        out[f"val_caption_R@{k}"] = float(100 * (hit_ranks < k).float().mean())
+    return out
+
+
+def _with_head(space: Space, modality: str, head: Head, config: BindConfig, metrics: dict[str, Any],
+               manifest_hash: str | None, pairs: Sequence[Pair]) -> Space:
+    towers = dict(space.towers)
+    old = towers[modality]
+    towers[modality] = Tower(modality, old.backbone_ref, head.eval(), old._backbone)
+    if manifest_hash is None:
+        manifest_hash = hashlib.sha256("\n".join(f"{p.a}\t{p.b}\t{p.weight}\t{p.group}" for p in pairs).encode()).hexdigest()
+    provenance = {
+        **space.provenance,
+        f"bind_{modality}": {"base_space": space.name, "manifest_sha256": manifest_hash, "config": asdict(config),
+                             "metrics": metrics},
+    }
+    return Space(towers, name=f"{space.name}+bind-{modality}", anchor=space.anchor, video=space.video,
+                 temperature=space.temperature, provenance=provenance, limits=space.limits)
