@@ -195,6 +195,72 @@ def demo(
 
 
 @app.command()
+def bind(
+    pairs: Path = typer.Argument(..., help="Pairs manifest (.jsonl/.csv/.tsv; columns a, b, optional weight, group)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the new space."),
+    space: Optional[str] = SpaceOpt,
+    tower: str = typer.Option("image", help="Which tower to train (the text anchor stays locked)."),
+    head: str = typer.Option("residual", help="residual (bridge + zero-initialised correction), linear or mlp."),
+    loss: str = typer.Option("infonce", help="infonce or siglip."),
+    teacher: Optional[str] = typer.Option("bridge", help="Distil toward 'bridge' (the current head), a space, or 'none'."),
+    distill_weight: float = typer.Option(0.5, help="Weight of the distillation loss."),
+    matryoshka: str = typer.Option("", help="Prefix dims trained to work alone, e.g. 32,64,128,256,384."),
+    hard_negatives: int = typer.Option(0, "--hard-negatives", help="Hard negatives per query, mined each epoch."),
+    epochs: int = typer.Option(40, help="Maximum epochs (early stopping on held-out Recall@1)."),
+    batch_size: int = typer.Option(256, help="Pairs per batch (no caption twice in a batch)."),
+    lr: float = typer.Option(1e-3, help="AdamW learning rate."),
+    val_fraction: float = typer.Option(0.2, help="Share of pair groups held out for early stopping."),
+    seed: int = typer.Option(0, help="Seed: same seed, same result."),
+) -> None:
+    """Bind a tower into the space from paired examples (LiT: the text anchor stays locked)."""
+    import hashlib
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from omnibind.bind.pairs import read_manifest
+    from omnibind.bind.trainer import BindConfig
+    from omnibind.bind.trainer import bind as run_bind
+
+    try:
+        sp = _load(space)
+        rows, bad = read_manifest(pairs)
+        config = BindConfig(
+            tower=tower, head=head, loss=loss, teacher=None if teacher in (None, "none") else teacher,
+            distill_weight=distill_weight, matryoshka=tuple(int(d) for d in matryoshka.split(",") if d.strip()),
+            hard_negatives=hard_negatives, epochs=epochs, batch_size=batch_size, lr=lr,
+            val_fraction=val_fraction, seed=seed,
+        )
+        digest = hashlib.sha256(pairs.read_bytes()).hexdigest()
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=err) as bar:
+            feats = bar.add_task("features", total=len(rows), info="")
+            train = bar.add_task("training", total=epochs, info="")
+            result = run_bind(
+                sp, rows, config, manifest_hash=digest,
+                on_features=lambda n: bar.advance(feats, n),
+                on_epoch=lambda r: bar.update(train, advance=1, info=f"loss {r['loss']:.3f} "
+                                               f"held-out R@1 {r.get('val_R@1', float('nan')):.1f}"),
+            )
+        result.space.save(out)
+    except (OmnibindError, ValueError) as exc:
+        _fail(exc)
+    for row in bad + result.skipped:
+        err.print(f"[yellow]skipped[/] {pairs}:{row}")
+    m = result.metrics
+    console.print(f"bound {tower} on {m['train']} pairs ({m['held_out']} held out, {m['skipped'] + len(bad)} skipped), "
+                  f"best epoch {m['best_epoch']}")
+    if m["held_out_trained"]:
+        table = Table(title="held-out pairs (never trained on)")
+        table.add_column("metric")
+        table.add_column("before", justify="right")
+        table.add_column("after", justify="right")
+        for key in m["held_out_trained"]:
+            table.add_row(key.removeprefix("val_"), f"{m['held_out_bridge'][key]:.1f}", f"{m['held_out_trained'][key]:.1f}")
+        console.print(table)
+    console.print(f"wrote {out}")
+
+
+@app.command()
 def merge(
     a: str = typer.Argument(..., help="Space A: folder or name (alpha=0 gives A)."),
     b: str = typer.Argument(..., help="Space B: folder or name, same structure as A (alpha=1 gives B)."),
@@ -244,8 +310,9 @@ def merge(
                 metrics.update({f"{set_name}/{k}": v for k, v in mg.EVALS[set_name](space, **kwargs).items()})
             return metrics
 
-        def report(row: dict[str, float]) -> None:
-            err.print("[dim]alpha " + f"{row['alpha']:g}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items() if k != "alpha"))
+        def report(row: dict[str, float]) -> None:  # the headline (first) metric of each set
+            heads = {k.split("/", 1)[0]: (k, v) for k, v in reversed(row.items()) if k != "alpha"}
+            err.print(f"[dim]alpha {row['alpha']:g}: " + ", ".join(f"{k} {v:.2f}" for k, v in reversed(heads.values())))
 
         t0 = time.perf_counter()
         rows = mg.sweep(sa, sb, sweep_alphas, evaluate, progress=report)
@@ -268,7 +335,7 @@ def merge(
                            x_label=f"domain: {x_metric}", y_label=f"general: {y_metric}")
     table = Table(title=f"merge sweep: {sa.name} (alpha=0) -> {sb.name} (alpha=1)")
     for col in rows[0]:
-        table.add_column(col, justify="right")
+        table.add_column(col.replace("/", "\n"), justify="right")
     for row in rows:
         table.add_row(*(f"{v:g}" if k == "alpha" else f"{v:.2f}" for k, v in row.items()))
     console.print(table)
