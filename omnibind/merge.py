@@ -247,9 +247,12 @@ def plot_tradeoff(
     ax.plot(xs, ys, "-", color="0.6", linewidth=1.2, zorder=1)
     points = ax.scatter(xs, ys, c=alphas, cmap="viridis", vmin=0.0, vmax=1.0, s=60, edgecolors="black",
                         linewidths=0.6, zorder=2)
+    labels: dict[tuple[float, float], list[str]] = {}  # points that coincide share one label
     for alpha, x, y in zip(alphas, xs, ys):
         if math.isfinite(x) and math.isfinite(y):
-            ax.annotate(f"α={alpha:g}", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
+            labels.setdefault((float(x), float(y)), []).append(f"{alpha:g}")
+    for (x, y), names in labels.items():
+        ax.annotate("α=" + ", ".join(names), (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
     fig.colorbar(points, ax=ax, label="alpha (weight of B)")
     ax.set_xlabel(x_label or x_metric, fontsize=11)
     ax.set_ylabel(y_label or y_metric, fontsize=11)

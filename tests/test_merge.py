@@ -205,6 +205,8 @@ def test_plot_tradeoff_writes_png(tmp_path):
     out = mg.plot_tradeoff(rows, "domain/acc", "general/R@10", tmp_path / "plots" / "t.png", "trade-off")
     data = out.read_bytes()
     assert data[:8] == PNG_MAGIC and len(data) > 10_000
+    tied = [{"alpha": a, "x": 1.0, "y": 2.0} for a in (0.4, 0.5)] + [{"alpha": 1.0, "x": float("nan"), "y": 3.0}]
+    assert mg.plot_tradeoff(tied, "x", "y", tmp_path / "tied.png", "ties").read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(ValueError, match="missing"):
         mg.plot_tradeoff(rows, "nope", "general/R@10", tmp_path / "x.png", "t")
 
