@@ -29,6 +29,7 @@ from omnibind.evaluate import datasets as ds
 from omnibind.evaluate.metrics import accuracy, recall_at_k
 
 warnings.filterwarnings("ignore")
+MATRYOSHKA_DIMS = (64, 128)
 FMNIST_TEMPLATES = ["a photo of a {}.", "a black and white photo of a {}.", "a low resolution photo of a {}."]
 
 
@@ -37,7 +38,11 @@ def tux_images(space, split, limit):
     caps = space.embed([s.caption for s in stamps])
     imgs = space.embed([s.image for s in stamps])
     sims = caps @ imgs.T
-    return len(stamps), {"caption->image": recall_at_k(sims), "image->caption": recall_at_k(sims.T)}
+    out = {"caption->image": recall_at_k(sims), "image->caption": recall_at_k(sims.T)}
+    for dim in MATRYOSHKA_DIMS:  # Matryoshka: the first `dim` coordinates alone, renormalised
+        c, i = (x[:, :dim] / np.linalg.norm(x[:, :dim], axis=1, keepdims=True) for x in (caps, imgs))
+        out[f"caption->image@{dim}d"] = recall_at_k(c @ i.T)
+    return len(stamps), out
 
 
 def tux_sounds(space, limit):
@@ -99,6 +104,8 @@ def markdown(r) -> str:
         ("Tux Paint caption→image, all photo-like", r["tux_images_all"]["n"], "R@1/5/10", rk(r["tux_images_all"]["metrics"]["caption->image"])),
         ("Tux Paint caption→sound, test split", r["tux_sounds_test"]["n"], "R@1/5/10", rk(r["tux_sounds_test"]["metrics"]["caption->sound"])),
         ("Tux Paint sound→caption, test split", r["tux_sounds_test"]["n"], "R@1/5/10", rk(r["tux_sounds_test"]["metrics"]["sound->caption"])),
+        *[(f"Tux Paint caption→image, test split, first {d} dims", r["tux_images_test"]["n"], "R@1/5/10",
+           rk(r["tux_images_test"]["metrics"][f"caption->image@{d}d"])) for d in MATRYOSHKA_DIMS],
         ("Fashion-MNIST zero-shot, test", r["fashion_mnist_test"]["n"], "accuracy %", f"{r['fashion_mnist_test']['accuracy']:.1f}"),
         ("STS-B test", r["sts_b_test"]["n"], "Spearman ×100", f"{100 * r['sts_b_test']['spearman']:.1f}"),
     ]

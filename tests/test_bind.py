@@ -213,7 +213,6 @@ def test_manifest_errors(tmp_path: Path):
         read_manifest(other)
 
 
-@pytest.mark.xfail(strict=True, reason="pairs._cell: Path.is_file()/expanduser() raise on long or '~' captions")
 @pytest.mark.parametrize("caption", ["a very long caption " * 20, "~ a tilde starts this caption"])
 def test_read_manifest_odd_captions_are_text(tmp_path: Path, caption: str):
     manifest = tmp_path / "pairs.jsonl"
@@ -360,13 +359,11 @@ def test_feature_cache_bad_inputs_fail_alone(image_backbone, pngs, tmp_path: Pat
     np.testing.assert_array_equal(feats[3]["logits"], feats2[3]["logits"])
 
 
-@pytest.mark.xfail(strict=True, reason="cache.content_key opens a missing file before to_input can report it")
 def test_feature_cache_missing_file_fails_alone(image_backbone, pngs, tmp_path: Path):
     feats, errors = FeatureCache(image_backbone, tmp_path / "cache").features([pngs[0], tmp_path / "gone.png"])
     assert feats[0] is not None and list(errors) == [1] and "not found" in errors[1].reason
 
 
-@pytest.mark.xfail(strict=True, reason="FeatureCache.__init__ globs 'shard-*.npz', which matches a crashed '*.tmp.npz'")
 def test_feature_cache_ignores_a_crashed_temp_shard(image_backbone, pngs, tmp_path: Path):
     root = tmp_path / "cache"
     cache = FeatureCache(image_backbone, root)
@@ -408,14 +405,12 @@ def test_batches_have_distinct_captions_when_there_are_many():
         assert len(set(text_ids[b].tolist())) == len(b)
 
 
-@pytest.mark.xfail(strict=True, reason="trainer._batches closes a batch at a round's end only on overflow")
 def test_batches_have_distinct_captions_when_there_are_few():
     text_ids = np.array([0, 0, 1, 1, 2, 2])
     for b in _batches(text_ids, np.arange(6), 32, np.random.default_rng(0)):
         assert len(set(text_ids[b].tolist())) == len(b), f"caption repeated in batch {text_ids[b]}"
 
 
-@pytest.mark.xfail(strict=True, reason="trainer._train_epoch: hard negatives include media of the batch's captions")
 def test_hard_negatives_never_share_a_caption_with_the_batch(monkeypatch):
     torch.manual_seed(0)
     dim, captions, per_caption = 8, 4, 3

@@ -137,3 +137,14 @@ def test_space_without_audio_tower_rejects_audio(space):
     text_only = Space({"text": space.towers["text"]}, name="t")
     result = text_only.embed(["ok", {"array": tone(1.0), "sampling_rate": 22050}], on_error="skip")
     assert result.indices == [0] and "no audio tower" in result.errors[0].reason
+
+
+def test_trained_default_and_bridge_are_both_loadable():
+    default, bridge = omnibind.load_space(), omnibind.load_space("bridge")
+    assert default.name == "default" and bridge.name == "bridge"
+    assert default.towers["image"].head.kind == "residual" and bridge.towers["image"].head.kind == "conse"
+    assert "train" in default.provenance["training"]
+    texts = ["a dog barks", "a cat sleeps on a sofa", "stock markets fell sharply"]
+    d, b = default.embed(texts), bridge.embed(texts)
+    assert np.allclose(d @ d.T, b @ b.T, atol=1e-5)  # the default is a rotation of the anchor: cosines unchanged
+    assert not np.allclose(d, b, atol=1e-3)

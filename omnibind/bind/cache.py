@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ PREPROCESS_VERSION = 2  # bump when a backbone's preprocessing changes what feat
 SHARD_ITEMS = 4096
 
 ItemFeatures = dict[str, np.ndarray]  # feature name -> [segments, width]
+log = logging.getLogger(__name__)
 
 
 def content_key(obj: Any) -> str:
@@ -78,19 +81,39 @@ class FeatureCache:
         self.hits = self.misses = 0
         if self.dir.exists():
             for shard in sorted(self.dir.glob("shard-*.npz")):
-                with np.load(shard) as data:
-                    for i, key in enumerate(data["keys"]):
-                        self.index[str(key)] = (shard, i)
+                try:
+                    with np.load(shard) as data:
+                        keys = [str(k) for k in data["keys"]]
+                except Exception as exc:  # a damaged shard costs its entries, never the cache
+                    log.warning("feature cache: skipping unreadable %s (%s)", shard, exc)
+                    continue
+                for i, key in enumerate(keys):
+                    self.index[key] = (shard, i)
 
     def features(
         self, objs: Sequence[Any], keys: Sequence[str] | None = None, batch_size: int = 32,
         progress: Callable[[int], None] | None = None,
     ) -> tuple[list[ItemFeatures | None], dict[int, InputError]]:
         """Features for every object (None where it failed), computing only the misses."""
-        keys = list(keys) if keys is not None else [content_key(o) for o in objs]
         out: list[ItemFeatures | None] = [None] * len(objs)
+        errors: dict[int, InputError] = {}
+        if keys is None:
+            keys = []
+            for i, obj in enumerate(objs):
+                try:
+                    keys.append(content_key(obj))
+                except FileNotFoundError:  # a missing or unreadable file fails alone, as in to_input
+                    errors[i] = InputError(str(obj), "file not found", i)
+                    keys.append("")
+                    continue
+                except OSError as exc:
+                    errors[i] = InputError(str(obj), f"cannot read file: {exc.strerror or exc}", i)
+                    keys.append("")
+        keys = list(keys)
         missing = []
         for i, key in enumerate(keys):
+            if i in errors:
+                continue
             if key in self.index:
                 out[i] = self._read(key)
                 self.hits += 1
@@ -98,7 +121,6 @@ class FeatureCache:
                 missing.append(i)
         if progress and len(objs) - len(missing):
             progress(len(objs) - len(missing))
-        errors: dict[int, InputError] = {}
         for start in range(0, len(missing), SHARD_ITEMS):
             chunk = missing[start : start + SHARD_ITEMS]
             computed, failed = self._compute([objs[i] for i in chunk], batch_size, progress)
@@ -161,9 +183,10 @@ class FeatureCache:
         arrays["offsets"] = np.concatenate([[0], np.cumsum(counts)])
         for name in names:
             arrays[f"f_{name}"] = np.concatenate([entries[k][name] for k in keys])
-        shard = self.dir / f"shard-{len(list(self.dir.glob('shard-*.npz'))):05d}-{os.getpid()}.npz"
-        tmp = shard.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
+        shard = self.dir / f"shard-{len(list(self.dir.glob('shard-*.npz'))):05d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
+        tmp = self.dir / f".{shard.name}.tmp"  # never matches shard-*.npz, so a crash leaves no fake shard
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
         os.replace(tmp, shard)  # atomic publish
         self._loaded.pop(shard, None)
         for i, key in enumerate(keys):

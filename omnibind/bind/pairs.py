@@ -113,10 +113,13 @@ def _pair(row: dict, line: int, base: Path) -> Pair:
 
 
 def _cell(value: str, base: Path) -> Any:
-    candidate = Path(value).expanduser()
-    candidate = candidate if candidate.is_absolute() else base / candidate
-    if candidate.is_file():
-        return candidate
+    try:
+        candidate = Path(value).expanduser()
+        candidate = candidate if candidate.is_absolute() else base / candidate
+        if candidate.is_file():
+            return candidate
+    except (OSError, RuntimeError, ValueError):
+        return value  # too long for a file name, "~word" with no such user...: it is text
     if Path(value).suffix.lower() in _MEDIA_SUFFIXES and "\n" not in value and len(value) < 400:
         raise ValueError(f"file {value!r} not found (relative to {base})")
     return value

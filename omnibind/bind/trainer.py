@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from omnibind.bind import losses as L
-from omnibind.bind.cache import FeatureCache, ItemFeatures
+from omnibind.bind.cache import FeatureCache, ItemFeatures, content_key
 from omnibind.bind.pairs import BadRow, Pair
 from omnibind.errors import OmnibindError
 from omnibind.heads import Head, LinearHead, MLPHead, ResidualHead
@@ -206,30 +206,33 @@ def _embed_items(head: Head, feats: list[ItemFeatures], idx: Sequence[int], chun
 
 
 def _batches(text_ids: np.ndarray, idx: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffled batches in which no caption appears twice (a repeated caption is a false negative)."""
+    """Shuffled batches in which no caption appears twice (a repeated caption is a false negative).
+
+    Captions are drawn round-robin from per-caption queues, so with few distinct captions
+    (keyword captions) a batch holds one pair per caption and there are more batches.
+    """
     by_text: dict[int, list[int]] = {}
     for i in rng.permutation(idx):
         by_text.setdefault(int(text_ids[i]), []).append(int(i))
     queues = [q for _, q in sorted(by_text.items())]
     rng.shuffle(queues)
-    batches, current = [], []
+    batches, current, seen = [], [], set()
     while queues:
         next_round = []
         for q in queues:
+            caption = int(text_ids[q[-1]])
+            if caption in seen or len(current) == size:
+                batches.append(np.array(current))
+                current, seen = [], set()
             current.append(q.pop())
+            seen.add(caption)
             if q:
                 next_round.append(q)
-            if len(current) == size:
-                batches.append(np.array(current))
-                current = []
         queues = next_round
-        if current and queues and len(current) + len(queues) > size:
-            batches.append(np.array(current))  # close the batch before a caption would repeat
-            current = []
     if len(current) >= 2:
         batches.append(np.array(current))
     order = rng.permutation(len(batches))
-    return [batches[i] for i in order]
+    return [batches[i] for i in order if len(batches[i]) >= 2]
 
 
 # -- model and objective ----------------------------------------------------------------------
@@ -244,8 +247,11 @@ def _new_head(tower: Tower, config: BindConfig) -> Head:
     key = _feature_key(tower)
     width = tower.backbone.outputs[key]
     if config.head == "residual":
-        bridge = tower.head.bridge if isinstance(tower.head, ResidualHead) else tower.head
-        return ResidualHead.around(bridge, key, width, "mlp", config.hidden)
+        if isinstance(tower.head, ResidualHead):  # fine-tune the correction it has (WiSE-FT merges need this)
+            head = copy.deepcopy(tower.head)
+            head.bridge.requires_grad_(False)
+            return head
+        return ResidualHead.around(tower.head, key, width, "mlp", config.hidden)
     if config.head == "linear":
         return LinearHead(key, width, tower.dim)
     if config.head == "mlp":
@@ -299,12 +305,13 @@ def _train_epoch(head: Head, objective: _Objective, optimiser: torch.optim.Optim
         if hard is not None:
             neg_idx = np.unique(hard[np.searchsorted(train_idx, batch_idx)].reshape(-1))
             neg_idx = np.setdiff1d(neg_idx, batch_idx)
+            neg_idx = neg_idx[~np.isin(data.text_ids[neg_idx], data.text_ids[batch_idx])]  # no hidden positives
             negatives = _embed_items(head, data.feats, neg_idx) if len(neg_idx) else None
         loss = objective(media, texts, teacher, inputs, negatives)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        total += float(loss) * len(batch_idx)
+        total += float(loss.detach()) * len(batch_idx)
         count += len(batch_idx)
     return total / max(1, count)
 
@@ -346,7 +353,11 @@ def _with_head(space: Space, modality: str, head: Head, config: BindConfig, metr
     old = towers[modality]
     towers[modality] = Tower(modality, old.backbone_ref, head.eval(), old._backbone)
     if manifest_hash is None:
-        manifest_hash = hashlib.sha256("\n".join(f"{p.a}\t{p.b}\t{p.weight}\t{p.group}" for p in pairs).encode()).hexdigest()
+        h = hashlib.sha256()
+        for p in pairs:
+            cells = [c if isinstance(c, str) else content_key(c) for c in (p.a, p.b)]
+            h.update(f"{cells[0]}\t{cells[1]}\t{p.weight}\t{p.group}\n".encode())
+        manifest_hash = h.hexdigest()
     provenance = {
         **space.provenance,
         f"bind_{modality}": {"base_space": space.name, "manifest_sha256": manifest_hash, "config": asdict(config),
