@@ -23,7 +23,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 eval: setup  ## real-data numbers of the README table
-	$(PY) scripts/eval_default.py --json docs/results/bridge-default.json
+	$(PY) scripts/eval_default.py --json docs/results/default.json
 
 bench: setup
 	$(PY) benchmarks/embed_throughput.py

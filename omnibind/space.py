@@ -27,7 +27,7 @@ from omnibind.video import VideoFusion, embed_videos
 
 FORMAT_VERSION = 1
 SPACE_FILE, HEADS_FILE = "space.json", "heads.safetensors"
-NAMED_SPACES = {"default": "bridge", "bridge": "bridge"}  # name -> folder under omnibind/data/spaces
+NAMED_SPACES = {"default": "default", "bridge": "bridge"}  # name -> folder under omnibind/data/spaces
 
 
 @dataclass
