@@ -418,7 +418,7 @@ def test_hard_negatives_never_share_a_caption_with_the_batch(monkeypatch):
     text_ids = np.repeat(np.arange(captions), per_caption)
     feats = [{"embedding": (anchors[t] + 0.05 * torch.randn(dim)).numpy()[None].astype(np.float32)} for t in text_ids]
     groups = [str(i) for i in range(len(text_ids))]
-    data = trainer_mod._Data(feats, text_ids, np.ones(len(text_ids), np.float32), groups, anchors, None)
+    data = trainer_mod._Data(trainer_mod._Stacked(feats), text_ids, np.ones(len(text_ids), np.float32), groups, anchors, None)
     head = LinearHead("embedding", dim, dim)
     with torch.no_grad():
         head.proj.weight.copy_(torch.eye(dim))
