@@ -24,7 +24,7 @@ from omnibind.evaluate.datasets import FASHION_MNIST_CLASSES, fashion_mnist
 from omnibind.merge import EVALS, plot_tradeoff, sweep
 from omnibind.space import load_space
 
-ALPHAS = [round(0.1 * i, 1) for i in range(11)]
+ALPHAS = [0.0, 0.02, 0.05] + [round(0.1 * i, 1) for i in range(1, 11)]
 
 
 def evaluate(space) -> dict[str, float]:
