@@ -330,7 +330,9 @@ def _train_epoch(head: Head, objective: _Objective, optimiser: torch.optim.Optim
     hard = _hard_negative_table(head, data, train_idx, config.hard_negatives) if config.hard_negatives else None
     key = head.input_key
     total, count = 0.0, 0
-    for batch_idx in _batches(data.text_ids, train_idx, config.batch_size, rng):
+    batches = _batches(data.text_ids, train_idx, config.batch_size, rng)
+    step_loss, step_pairs = None, 0
+    for b, batch_idx in enumerate(batches):
         media = _embed_items(head, data.feats, batch_idx)
         texts = data.anchors[data.text_ids[batch_idx]]
         teacher = data.teacher[batch_idx] if data.teacher is not None else None
@@ -342,9 +344,16 @@ def _train_epoch(head: Head, objective: _Objective, optimiser: torch.optim.Optim
             neg_idx = neg_idx[~np.isin(data.text_ids[neg_idx], data.text_ids[batch_idx])]  # no hidden positives
             negatives = _embed_items(head, data.feats, neg_idx) if len(neg_idx) else None
         loss = objective(media, texts, teacher, inputs, negatives)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+        # Caption-disjoint batches can be small (keyword captions: one pair per caption); they are
+        # accumulated into one optimiser step of about batch_size pairs, each keeping its own negatives.
+        weighted = loss * len(batch_idx)
+        step_loss = weighted if step_loss is None else step_loss + weighted
+        step_pairs += len(batch_idx)
+        if step_pairs >= config.batch_size or b == len(batches) - 1:
+            optimiser.zero_grad()
+            (step_loss / step_pairs).backward()
+            optimiser.step()
+            step_loss, step_pairs = None, 0
         total += float(loss.detach()) * len(batch_idx)
         count += len(batch_idx)
     return total / max(1, count)
