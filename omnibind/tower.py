@@ -7,7 +7,7 @@ per input in the shared space, then normalised again. A bad input fails alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,40 +55,53 @@ class Tower:
         n = len(inputs)
         sums = np.zeros((n, self.dim), dtype=np.float64)
         errors: dict[int, InputError] = {}
-        pending: list[Any] = []
-        owners: list[int] = []
-        ready = 0  # inputs whose segments are all queued but not yet reported done
-
-        def flush() -> None:
-            nonlocal ready
-            if pending:
-                for rows in _batches(pending, batch_size, self.backbone.sort_key):
-                    segs = [pending[j] for j in rows]
-                    vectors = self.project(self.backbone.features(self.backbone.collate(segs)))
-                    np.add.at(sums, np.asarray([owners[j] for j in rows]), vectors)
-                pending.clear()
-                owners.clear()
-            if progress and ready:
-                progress(ready)
-            ready = 0
-
-        buffer = batch_size * max(1, self.backbone.flush_batches)
-        for i, item in enumerate(inputs):
-            try:
-                for segment in self.backbone.segments(item):
-                    pending.append(segment)
-                    owners.append(i)
-                    if len(pending) >= buffer:
-                        flush()
-            except InputError as exc:
-                errors[i] = exc.with_index(i)
-                sums[i] = 0.0
-                keep = [j for j, o in enumerate(owners) if o != i]
-                pending[:] = [pending[j] for j in keep]
-                owners[:] = [owners[j] for j in keep]
-            ready += 1
-        flush()
+        segments_of = lambda i: self.backbone.segments(inputs[i])  # noqa: E731
+        for features, owners in feature_batches(self.backbone, n, segments_of, batch_size, errors, progress):
+            np.add.at(sums, np.asarray(owners), self.project(features))
+        for i in errors:
+            sums[i] = 0.0  # rows of a failed input that were embedded before it failed
         return _finish(sums, errors), errors
+
+
+def feature_batches(
+    backbone: Backbone, n: int, segments_of: Callable[[int], Iterable[Any]], batch_size: int,
+    errors: dict[int, InputError], progress: Progress | None = None,
+) -> Iterator[tuple[dict[str, torch.Tensor], list[int]]]:
+    """Backbone features of the segments of items 0..n-1, batched across items: (features, owners).
+
+    Segments from many inputs share a batch (sorted by the backbone's `sort_key` when it has one);
+    an input whose segments raise InputError is recorded in `errors` and its queued segments are
+    dropped, so one bad input fails alone. Rows already yielded for it are the caller's to discard.
+    """
+    pending: list[Any] = []
+    owners: list[int] = []
+    ready = 0  # inputs whose segments are all queued but not yet reported done
+    buffer = batch_size * max(1, backbone.flush_batches)
+
+    def drain() -> Iterator[tuple[dict[str, torch.Tensor], list[int]]]:
+        nonlocal ready
+        for rows in _batches(pending, batch_size, backbone.sort_key):
+            yield backbone.features(backbone.collate([pending[j] for j in rows])), [owners[j] for j in rows]
+        pending.clear()
+        owners.clear()
+        if progress and ready:
+            progress(ready)
+        ready = 0
+
+    for i in range(n):
+        try:
+            for segment in segments_of(i):
+                pending.append(segment)
+                owners.append(i)
+                if len(pending) >= buffer:
+                    yield from drain()
+        except InputError as exc:
+            errors[i] = exc.with_index(i)
+            keep = [j for j, o in enumerate(owners) if o != i]
+            pending[:] = [pending[j] for j in keep]
+            owners[:] = [owners[j] for j in keep]
+        ready += 1
+    yield from drain()
 
 
 def _batches(segments: list[Any], batch_size: int, sort_key: Callable[[Any], Any]) -> list[list[int]]:

@@ -26,6 +26,7 @@ from omnibind.backbones import Backbone
 from omnibind.backbones.onnx import cache_dir
 from omnibind.errors import InputError
 from omnibind.inputs import Input, to_input
+from omnibind.tower import feature_batches
 
 PREPROCESS_VERSION = 2  # bump when a backbone's preprocessing changes what features mean
 SHARD_ITEMS = 4096
@@ -134,42 +135,20 @@ class FeatureCache:
 
     def _compute(self, objs: list[Any], batch_size: int, progress) -> tuple[list[ItemFeatures | None], dict[int, InputError]]:
         b = self.backbone
-        results: list[dict[str, list[np.ndarray]] | None] = [None] * len(objs)
+        results: list[dict[str, list[np.ndarray]]] = [{} for _ in objs]
         errors: dict[int, InputError] = {}
-        pending: list[Any] = []
-        owners: list[int] = []
 
-        def flush() -> None:
-            if pending:
-                feats = b.features(b.collate(pending))
-                for row, owner in enumerate(owners):
-                    slot = results[owner]
-                    for name, value in feats.items():
-                        slot.setdefault(name, []).append(value[row].detach().cpu().numpy().astype(np.float32))
-                pending.clear()
-                owners.clear()
+        def segments_of(i: int) -> Any:
+            item = objs[i] if isinstance(objs[i], Input) else to_input(objs[i])
+            if item.modality != b.modality:
+                raise InputError(item.source, f"is {item.modality}, but this tower's backbone takes {b.modality}")
+            return b.segments(item)
 
-        for i, obj in enumerate(objs):
-            try:
-                item = obj if isinstance(obj, Input) else to_input(obj)
-                if item.modality != b.modality:
-                    raise InputError(item.source, f"is {item.modality}, but this tower's backbone takes {b.modality}")
-                results[i] = {}
-                for seg in b.segments(item):
-                    pending.append(seg)
-                    owners.append(i)
-                    if len(pending) >= batch_size:
-                        flush()
-            except InputError as exc:
-                errors[i] = exc
-                results[i] = None
-                keep = [k for k, o in enumerate(owners) if o != i]
-                pending[:] = [pending[k] for k in keep]
-                owners[:] = [owners[k] for k in keep]
-            if progress:
-                progress(1)
-        flush()
-        final = [None if r is None else {k: np.stack(v) for k, v in r.items()} for r in results]
+        for feats, owners in feature_batches(b, len(objs), segments_of, batch_size, errors, progress):
+            for row, owner in enumerate(owners):
+                for name, value in feats.items():
+                    results[owner].setdefault(name, []).append(value[row].detach().cpu().numpy().astype(np.float32))
+        final = [None if i in errors else {k: np.stack(v) for k, v in r.items()} for i, r in enumerate(results)]
         return final, errors
 
     def _write(self, entries: dict[str, ItemFeatures]) -> None:
