@@ -211,6 +211,8 @@ def bind(
     lr: float = typer.Option(1e-3, help="AdamW learning rate."),
     val_fraction: float = typer.Option(0.2, help="Share of pair groups held out for early stopping."),
     seed: int = typer.Option(0, help="Seed: same seed, same result."),
+    replay: Optional[Path] = typer.Option(None, help="Second manifest of pairs always trained on, never held out: "
+                                          "general pairs mixed into a narrow bind so the space keeps what it knew."),
 ) -> None:
     """Bind a tower into the space from paired examples (LiT: the text anchor stays locked)."""
     import hashlib
@@ -224,19 +226,20 @@ def bind(
     try:
         sp = _load(space)
         rows, bad = read_manifest(pairs)
+        replay_rows, replay_bad = read_manifest(replay) if replay else ([], [])
         config = BindConfig(
             tower=tower, head=head, loss=loss, teacher=None if teacher in (None, "none") else teacher,
             distill_weight=distill_weight, matryoshka=tuple(int(d) for d in matryoshka.split(",") if d.strip()),
             hard_negatives=hard_negatives, epochs=epochs, batch_size=batch_size, lr=lr,
             val_fraction=val_fraction, seed=seed,
         )
-        digest = hashlib.sha256(pairs.read_bytes()).hexdigest()
+        digest = hashlib.sha256(pairs.read_bytes() + (replay.read_bytes() if replay else b"")).hexdigest()
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=err) as bar:
-            feats = bar.add_task("features", total=len(rows), info="")
+            feats = bar.add_task("features", total=len(rows) + len(replay_rows), info="")
             train = bar.add_task("training", total=epochs, info="")
             result = run_bind(
-                sp, rows, config, manifest_hash=digest,
+                sp, rows, config, manifest_hash=digest, replay=replay_rows,
                 on_features=lambda n: bar.advance(feats, n),
                 on_epoch=lambda r: bar.update(train, advance=1, info=f"loss {r['loss']:.3f} "
                                                f"held-out R@1 {r.get('val_R@1', float('nan')):.1f}"),
@@ -244,10 +247,13 @@ def bind(
         result.space.save(out)
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
-    for row in bad + result.skipped:
+    for row in bad + result.skipped:  # result.skipped holds bad rows of both manifests, by line
         err.print(f"[yellow]skipped[/] {pairs}:{row}")
+    for row in replay_bad:
+        err.print(f"[yellow]skipped[/] {replay}:{row}")
     m = result.metrics
-    console.print(f"bound {tower} on {m['train']} pairs ({m['held_out']} held out, {m['skipped'] + len(bad)} skipped), "
+    console.print(f"bound {tower} on {m['train']} pairs ({m['replay']} replay, {m['held_out']} held out, "
+                  f"{m['skipped'] + len(bad) + len(replay_bad)} skipped), "
                   f"best epoch {m['best_epoch']}")
     if m["held_out_trained"]:
         table = Table(title="held-out pairs (never trained on)")
@@ -340,6 +346,7 @@ def merge(
         table.add_row(*(f"{v:g}" if k == "alpha" else f"{v:.2f}" for k, v in row.items()))
     console.print(table)
     console.print(f"wrote {out / 'merge_sweep.json'} and {png}")
+
 
 
 def main() -> None:  # pragma: no cover - entry point

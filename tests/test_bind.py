@@ -23,7 +23,7 @@ from omnibind.bind import cache as cache_mod
 from omnibind.bind import trainer as trainer_mod
 from omnibind.bind.cache import FeatureCache, backbone_fingerprint, content_key
 from omnibind.bind.pairs import BadRow, ManifestError, Pair, pairs_from_folder, pairs_from_labels, read_manifest
-from omnibind.bind.trainer import BindConfig, BindError, _batches, _split, bind
+from omnibind.bind.trainer import BindConfig, BindError, _batches, _split, _weighted_epoch, bind
 from omnibind.errors import InputError
 from omnibind.heads import ConSEHead, LinearHead, ResidualHead
 from omnibind.space import Space
@@ -394,6 +394,47 @@ def test_split_keeps_groups_on_one_side():
     assert len(small_val) == 0 and len(small_train) == 5
 
 
+def test_split_never_holds_out_replay_pairs():
+    groups = [f"g{i % 10}" for i in range(40)] + ["r1", "r2", "g3"]
+    replay = np.array([False] * 40 + [True] * 3)
+    for seed in range(6):
+        train, val = _split(groups, 0.3, seed=seed, replay=replay)
+        assert sorted(np.concatenate([train, val]).tolist()) == list(range(43))
+        assert not replay[val].any() and {40, 41, 42} <= set(train.tolist())
+        assert "g3" not in {groups[i] for i in val}  # a group with a replay pair stays in training
+        assert len({groups[i] for i in val}) == 3  # ceil(0.3 * 9 holdable groups)
+
+
+def test_weighted_epoch_repeats_pairs_by_weight():
+    idx = np.array([0, 2, 3, 5])
+    assert _weighted_epoch(idx, np.ones(6), np.random.default_rng(0)) is idx
+    weights = np.array([3.0, 1.0, 1.0, 1.0, 1.0, 0.25])
+    counts = np.zeros(6)
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        counts += np.bincount(_weighted_epoch(idx, weights, rng), minlength=6)
+    assert counts[0] == 1200 and counts[2] == counts[3] == 400 and counts[1] == counts[4] == 0
+    assert 70 <= counts[5] <= 130  # a quarter of the epochs, in expectation
+
+
+def test_weighted_pairs_are_trained_more_often(space, shape_pairs, feature_root, monkeypatch):
+    seen = []
+    real = trainer_mod._batches
+    monkeypatch.setattr(trainer_mod, "_batches", lambda t, idx, *a: seen.append(np.array(idx)) or real(t, idx, *a))
+    heavy = [Pair(p.a, p.b, 4.0 if i == 0 else 1.0, p.group, p.line) for i, p in enumerate(shape_pairs)]
+    bind(space, heavy, _config(epochs=2, val_fraction=0.0), cache_root=feature_root)
+    assert len(seen) == 2 and all(np.sum(s == 0) == 4 and len(s) == len(shape_pairs) + 3 for s in seen)
+
+
+def test_bind_replay_pairs_train_but_are_never_held_out(space, shape_pairs, feature_root):
+    main, replay = shape_pairs[::2], [Pair(p.a, p.b, p.weight, f"replay-{i}") for i, p in enumerate(shape_pairs[1::2])]
+    result = bind(space, main, _config(epochs=3), cache_root=feature_root, replay=replay)
+    m = result.metrics
+    assert m["replay"] == len(replay) and m["pairs"] == len(main) + len(replay)
+    expected_val = len(_split([p.group_key for p in main], 0.25, 0)[1])
+    assert m["held_out"] == expected_val and m["train"] == len(main) + len(replay) - expected_val
+
+
 def test_batches_have_distinct_captions_when_there_are_many():
     text_ids = np.repeat(np.arange(24), 3)
     idx = np.arange(len(text_ids))
@@ -418,7 +459,8 @@ def test_hard_negatives_never_share_a_caption_with_the_batch(monkeypatch):
     text_ids = np.repeat(np.arange(captions), per_caption)
     feats = [{"embedding": (anchors[t] + 0.05 * torch.randn(dim)).numpy()[None].astype(np.float32)} for t in text_ids]
     groups = [str(i) for i in range(len(text_ids))]
-    data = trainer_mod._Data(trainer_mod._Stacked(feats), text_ids, np.ones(len(text_ids), np.float32), groups, anchors, None)
+    data = trainer_mod._Data(trainer_mod._Stacked(feats), text_ids, np.ones(len(text_ids), np.float32), groups, anchors, None,
+                             np.zeros(len(text_ids), bool))
     head = LinearHead("embedding", dim, dim)
     with torch.no_grad():
         head.proj.weight.copy_(torch.eye(dim))
@@ -613,3 +655,34 @@ def test_bind_residual_around_a_random_linear_bridge(space, shape_pairs, feature
     bridge = result.space.towers["image"].head.bridge
     assert isinstance(bridge, LinearHead) and bridge.input_key == "logits"
     assert result.metrics["held_out_trained"]["val_R@1"] >= result.metrics["held_out_bridge"]["val_R@1"] + 30
+
+
+def test_cli_bind_with_replay_reports_both_manifests(shape_pairs, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from omnibind.cli import app
+
+    def write(name: str, pairs: list[Pair], broken: bool = False) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        lines = []
+        for i, p in enumerate(pairs):
+            p.b.save(folder / f"{i}.png")
+            lines.append(json.dumps({"a": p.a, "b": f"{i}.png", "group": p.group}))
+        if broken:
+            (folder / "bad.png").write_bytes(b"")
+            lines.append(json.dumps({"a": "a broken picture", "b": "bad.png"}))
+        path = folder / "pairs.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    main = write("main", shape_pairs[::2])
+    replay = write("replay", shape_pairs[1::2], broken=True)
+    out = tmp_path / "bound"
+    result = CliRunner().invoke(app, ["bind", str(main), "--space", "bridge", "--out", str(out), "--head", "linear",
+                                      "--teacher", "none", "--epochs", "3", "--replay", str(replay)])
+    assert result.exit_code == 0, result.output
+    assert f"({len(shape_pairs[1::2])} replay," in result.output and "1 skipped" in result.output
+    assert "(replay manifest)" in result.output and "bad.png" in result.output
+    record = json.loads((out / "space.json").read_text())["provenance"]["bind_image"]
+    assert record["metrics"]["replay"] == len(shape_pairs[1::2])

@@ -102,21 +102,28 @@ class _Data:
     groups: list[str]
     anchors: torch.Tensor  # unique texts' anchor vectors
     teacher: torch.Tensor | None
+    replay: np.ndarray  # bool per item: a replay pair (train only)
 
 
 def bind(space: Space, pairs: Sequence[Pair], config: BindConfig, cache_root: Path | None = None,
          on_epoch: Callable[[dict[str, float]], None] | None = None,
-         on_features: Callable[[int], None] | None = None, manifest_hash: str | None = None) -> BindResult:
-    """Train `config.tower`'s head on `pairs`; return a new space (the input space is untouched)."""
+         on_features: Callable[[int], None] | None = None, manifest_hash: str | None = None,
+         replay: Sequence[Pair] = ()) -> BindResult:
+    """Train `config.tower`'s head on `pairs`; return a new space (the input space is untouched).
+
+    `replay` pairs are always trained on and never held out: general-domain pairs mixed into a
+    narrow bind so the space keeps what it knew, or extra training data that must not pollute
+    the held-out measure of `pairs`."""
     if config.tower not in space.towers or config.tower == space.anchor:
         raise BindError(f"cannot bind tower {config.tower!r}: the space has {list(space.towers)}, anchor {space.anchor!r} is locked")
     torch.manual_seed(config.seed)
     tower = space.towers[config.tower]
-    data, skipped = _prepare(space, tower, pairs, config, cache_root, on_features)  # backbones: all threads
+    data, skipped = _prepare(space, tower, list(pairs) + list(replay), config, cache_root, on_features,
+                             n_main=len(pairs))  # backbones: all threads
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # head steps are tiny: 2 threads spend them at barriers (9x slower, benchmarks/bind_speed.py)
     try:
-        return _train(space, tower, data, skipped, pairs, config, on_epoch, manifest_hash)
+        return _train(space, tower, data, skipped, list(pairs) + list(replay), config, on_epoch, manifest_hash)
     finally:
         torch.set_num_threads(threads)
 
@@ -124,7 +131,7 @@ def bind(space: Space, pairs: Sequence[Pair], config: BindConfig, cache_root: Pa
 def _train(space: Space, tower: Tower, data: "_Data", skipped: list[BadRow], pairs: Sequence[Pair],
            config: BindConfig, on_epoch: Callable[[dict[str, float]], None] | None,
            manifest_hash: str | None) -> BindResult:
-    train_idx, val_idx = _split(data.groups, config.val_fraction, config.seed)
+    train_idx, val_idx = _split(data.groups, config.val_fraction, config.seed, data.replay)
     head = _new_head(tower, config)
     objective = _Objective(config, space.dim)
     params = [p for p in list(head.parameters()) + list(objective.parameters()) if p.requires_grad]
@@ -155,7 +162,7 @@ def _train(space: Space, tower: Tower, data: "_Data", skipped: list[BadRow], pai
         best_epoch = len(history)
     head.eval()
     after = _evaluate(head, data, val_idx) if len(val_idx) else {}
-    metrics = {"pairs": len(data.text_ids), "train": len(train_idx), "held_out": len(val_idx), "best_epoch": best_epoch,
+    metrics = {"pairs": len(data.text_ids), "replay": int(data.replay.sum()), "train": len(train_idx), "held_out": len(val_idx), "best_epoch": best_epoch,
                "held_out_bridge": before, "held_out_trained": after, "skipped": len(skipped)}
     new = _with_head(space, config.tower, head, config, metrics, manifest_hash, pairs)
     return BindResult(new, metrics, history, skipped)
@@ -165,22 +172,23 @@ def _train(space: Space, tower: Tower, data: "_Data", skipped: list[BadRow], pai
 
 
 def _prepare(space: Space, tower: Tower, pairs: Sequence[Pair], config: BindConfig, cache_root: Path | None,
-             on_features: Callable[[int], None] | None) -> tuple[_Data, list[BadRow]]:
+             on_features: Callable[[int], None] | None, n_main: int) -> tuple[_Data, list[BadRow]]:
     skipped: list[BadRow] = []
     oriented = []
-    for p in pairs:
+    for n, p in enumerate(pairs):
         if isinstance(p.a, str) and not isinstance(p.b, str):
-            oriented.append((p.a, p.b, p))
+            oriented.append((p.a, p.b, p, n >= n_main))
         elif isinstance(p.b, str) and not isinstance(p.a, str):
-            oriented.append((p.b, p.a, p))
+            oriented.append((p.b, p.a, p, n >= n_main))
         else:
             skipped.append(BadRow(p.line, "a pair needs one text cell and one media cell (the anchor is text)"))
     if not oriented:
         raise BindError("no usable pairs" + (f"; first problem: {skipped[0]}" if skipped else ""))
     cache = FeatureCache(tower.backbone, cache_root)
-    feats, errors = cache.features([m for _, m, _ in oriented], progress=on_features)
+    feats, errors = cache.features([o[1] for o in oriented], progress=on_features)
     for i, exc in sorted(errors.items()):
-        skipped.append(BadRow(oriented[i][2].line, f"{exc.source}: {exc.reason}"))
+        where = "(replay manifest) " if oriented[i][3] else ""
+        skipped.append(BadRow(oriented[i][2].line, f"{where}{exc.source}: {exc.reason}"))
     keep = [i for i in range(len(oriented)) if feats[i] is not None]
     if len(keep) < 2:
         raise BindError(f"fewer than 2 usable pairs ({len(skipped)} skipped; first: {skipped[0] if skipped else '-'})")
@@ -194,6 +202,7 @@ def _prepare(space: Space, tower: Tower, pairs: Sequence[Pair], config: BindConf
         groups=[oriented[i][2].group_key for i in keep],
         anchors=anchors,
         teacher=None,
+        replay=np.array([oriented[i][3] for i in keep], dtype=bool),
     )
     data.teacher = _teacher_vectors(space, tower, config, data)
     return data, skipped
@@ -215,9 +224,13 @@ def _teacher_vectors(space: Space, tower: Tower, config: BindConfig, data: _Data
         return _embed_items(teacher_head.eval(), data.feats, range(len(data.feats)))
 
 
-def _split(groups: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out pairs by group: a group is entirely train or entirely held out."""
-    unique = sorted(set(groups))
+def _split(groups: list[str], fraction: float, seed: int,
+           replay: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out pairs by group: a group is entirely train or entirely held out. Replay pairs
+    are never held out, and a group that has a replay pair is never held out either."""
+    replay = np.zeros(len(groups), dtype=bool) if replay is None else replay
+    pinned = {g for g, r in zip(groups, replay) if r}
+    unique = sorted(set(groups) - pinned)
     if fraction <= 0 or len(unique) < 5:
         return np.arange(len(groups)), np.array([], dtype=int)
     order = np.random.default_rng(seed).permutation(len(unique))
@@ -237,6 +250,16 @@ def _embed_items(head: Head, feats: _Stacked, idx: Sequence[int], chunk: int = 1
         summed = torch.zeros(len(part), seg.shape[1]).index_add_(0, owners, seg)
         out.append(nn.functional.normalize(summed, dim=-1))
     return torch.cat(out)
+
+
+def _weighted_epoch(idx: np.ndarray, weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each pair `weight` times per epoch in expectation (stochastic rounding): weight 3 trains a
+    pair three times as often, 0.5 every other epoch. Repeats land in different batches."""
+    w = weights[idx]
+    if np.all(w == 1.0):
+        return idx
+    counts = np.floor(w).astype(int) + (rng.random(len(w)) < w - np.floor(w))
+    return np.repeat(idx, counts)
 
 
 def _batches(text_ids: np.ndarray, idx: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -330,7 +353,7 @@ def _train_epoch(head: Head, objective: _Objective, optimiser: torch.optim.Optim
     hard = _hard_negative_table(head, data, train_idx, config.hard_negatives) if config.hard_negatives else None
     key = head.input_key
     total, count = 0.0, 0
-    batches = _batches(data.text_ids, train_idx, config.batch_size, rng)
+    batches = _batches(data.text_ids, _weighted_epoch(train_idx, data.weights, rng), config.batch_size, rng)
     step_loss, step_pairs = None, 0
     for b, batch_idx in enumerate(batches):
         media = _embed_items(head, data.feats, batch_idx)
