@@ -348,6 +348,174 @@ def merge(
     console.print(f"wrote {out / 'merge_sweep.json'} and {png}")
 
 
+CollectionOpt = typer.Option("default", "--collection", "-c",
+                             help="Collection name (under $OMNIBIND_HOME/collections) or folder path.")
+HomeOpt = typer.Option(None, "--home", help="Data folder (default: $OMNIBIND_HOME or the user data dir).")
+
+
+def _set_home(home: Optional[Path]) -> None:
+    if home is not None:
+        os.environ["OMNIBIND_HOME"] = str(home.expanduser().resolve())
+
+
+@app.command()
+def ingest(
+    folder: Path = typer.Argument(..., help="Folder (walked recursively) or a single file."),
+    collection: str = CollectionOpt,
+    space: Optional[str] = typer.Option(None, "--space", "-s", help="Space for a new collection (default: the "
+                                        "collection's own, or the offline default)."),
+    prune: bool = typer.Option(False, "--prune", help="Remove items whose files under FOLDER are gone."),
+    reembed: bool = typer.Option(False, "--reembed", help="Re-embed every item with --space (resumable)."),
+    batch_size: int = typer.Option(32, help="Files per batch (one commit per batch)."),
+    index_dim: Optional[int] = typer.Option(None, help="New collection: index Matryoshka prefixes of this many "
+                                            "dims (results are re-scored with full vectors)."),
+    log: Optional[Path] = typer.Option(None, help="Failure log (default: <collection>/logs/ingest-TIME.log)."),
+    home: Optional[Path] = HomeOpt,
+) -> None:
+    """Embed every file under FOLDER into a collection: incremental, resumable, bad files reported."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from omnibind.collection import Collection
+    from omnibind.ingest import ingest as run_ingest
+
+    _set_home(home)
+    _quiet_libraries()
+    try:
+        coll = Collection.open(collection, space=space, reembed=reembed, index_dim=index_dim)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      console=err) as bar:
+            if reembed and "pending_space" in coll.meta:
+                task = bar.add_task("re-embedding", total=len(coll), rate="")
+                coll.reembed(progress=lambda n: bar.advance(task, n),
+                             on_error=lambda src, why: err.print(f"[red]dropped[/] {src}: {why}"))
+            task = bar.add_task("ingesting", total=None, rate="")
+            started = __import__("time").perf_counter()
+
+            def tick(done: int, total: int) -> None:
+                rate = done / max(__import__("time").perf_counter() - started, 1e-9)
+                bar.update(task, completed=done, total=total, rate=f"{rate:.1f} files/s")
+
+            report = run_ingest(coll, folder, batch_size=batch_size, prune=prune, progress=tick, log=log)
+    except (OmnibindError, ValueError) as exc:
+        _fail(exc)
+    for path, reason in report.failed:
+        err.print(f"[red]failed[/] {path}: {reason}")
+    s = report.summary()
+    console.print(f"{coll.name}: {s['added']} added, {s['updated']} updated, {s['unchanged']} unchanged, "
+                  f"{s['removed']} removed, {s['failed']} failed of {s['seen']} files in {s['seconds']:.1f} s"
+                  + (f"; failures logged to {s['log']}" if s["log"] else ""))
+
+
+@app.command()
+def search(
+    query: Optional[str] = typer.Argument(None, help="Text query (or use --file)."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Query by a file of any modality."),
+    collection: str = CollectionOpt,
+    k: int = typer.Option(10, "-k", help="Number of results."),
+    modality: Optional[str] = typer.Option(None, help="Only these item modalities, e.g. image,audio."),
+    where: Optional[str] = typer.Option(None, help="SQL filter on items, e.g. \"size > 10000\"."),
+    raw: bool = typer.Option(False, "--raw", help="Rank by raw cosine instead of calibrated scores."),
+    exact: bool = typer.Option(False, "--exact", help="Flat scan even when an ANN index exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of results, best first."),
+    home: Optional[Path] = HomeOpt,
+) -> None:
+    """Search a collection with text or a file: any modality finds any modality."""
+    from omnibind.collection import Collection
+    from omnibind.search import search as run_search
+
+    _set_home(home)
+    if (query is None) == (file is None):
+        _fail(ValueError("give a text QUERY or --file, not both"))
+    _quiet_libraries()
+    try:
+        coll = Collection.open(collection, create=False)
+        hits = run_search(coll, file.expanduser() if file else query, k=k, modality=modality, where=where,
+                          calibrated=not raw, exact=True if exact else None)
+    except (OmnibindError, ValueError) as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps([h.to_dict() for h in hits], indent=2))
+        return
+    table = Table(title=f"{coll.name}: {query if query is not None else file}")
+    for col, justify in (("#", "right"), ("score", "right"), ("cosine", "right"), ("modality", "left"), ("source", "left")):
+        table.add_column(col, justify=justify)
+    for n, h in enumerate(hits, 1):
+        shown = h.source or h.id
+        if h.modality == "text" and h.fields.get("text"):
+            shown = f"{shown}: {h.fields['text'][:60]!r}" if h.source and not h.source.startswith("<") else repr(h.fields["text"][:80])
+        table.add_row(str(n), f"{h.score:.2f}", f"{h.cosine:.3f}", h.modality, shown)
+    console.print(table)
+
+
+@app.command()
+def collections(
+    drop: Optional[str] = typer.Option(None, "--drop", help="Delete this collection."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    home: Optional[Path] = HomeOpt,
+) -> None:
+    """List collections with their sizes and spaces, or drop one."""
+    from omnibind.collection import Collection
+
+    _set_home(home)
+    try:
+        if drop:
+            console.print(f"dropped {Collection.drop(drop)}")
+            return
+        rows = Collection.list()
+    except (OmnibindError, ValueError) as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="collections")
+    for col in ("name", "items", "modalities", "space", "index", "path"):
+        table.add_column(col)
+    for r in rows:
+        mods = ", ".join(f"{m} {n}" for m, n in r.get("modalities", {}).items())
+        table.add_row(r["name"], str(r.get("items", "?")), mods or r.get("error", ""), str(r.get("space", "")),
+                      str(r.get("index") or "exact"), r["path"])
+    console.print(table)
+
+
+@app.command()
+def classify(
+    files: list[str] = typer.Argument(..., help="Files (any modality) or texts to classify."),
+    labels: str = typer.Option(..., "--labels", "-l", help="Comma-separated labels, e.g. cat,dog,rain."),
+    space: Optional[str] = SpaceOpt,
+    top: int = typer.Option(3, help="Labels shown per input."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Zero-shot classification of any modality with prompt-template ensembles."""
+    from omnibind.classify import classify as run_classify
+    from omnibind.inputs import to_input
+
+    try:
+        sp = _load(space)
+        names = [x.strip() for x in labels.split(",")]
+        good, failed = [], []
+        for arg in files:
+            try:
+                good.append(to_input(_as_item(arg), sp.limits))
+            except InputError as exc:
+                failed.append(exc)
+        results = run_classify(sp, good, names) if good else []
+    except (OmnibindError, ValueError) as exc:
+        _fail(exc)
+    for exc in failed:
+        err.print(f"[red]failed[/] {exc}")
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        table = Table(title="zero-shot classification")
+        for col in ("input", "modality", "label", "top labels"):
+            table.add_column(col)
+        for r in results:
+            table.add_row(r.source, r.modality, r.label, ", ".join(f"{name} {p:.2f}" for name, p in r.ranked()[:top]))
+        console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
 
 def main() -> None:  # pragma: no cover - entry point
     try:

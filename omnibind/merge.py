@@ -17,7 +17,6 @@ for every space with the same backbone, so a sweep costs one backbone pass plus 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 
 from omnibind.errors import SpaceError
 from omnibind.heads import build_head
-from omnibind.space import Space
+from omnibind.space import Space, heads_sha256  # noqa: F401 (heads_sha256 re-exported)
 from omnibind.tower import Tower
 
 MERGED_BY = "omnibind.merge"
@@ -77,21 +76,6 @@ def merge_spaces(a: Space, b: Space, alpha: float, name: str | None = None) -> S
         provenance=provenance,
         limits=a.limits,
     )
-
-
-def heads_sha256(space: Space) -> str:
-    """A sha256 of the space's head state: every tensor's name, dtype, shape and bytes, in order.
-
-    Independent of file serialisation: equal head weights give equal digests.
-    """
-    h = hashlib.sha256()
-    for modality in sorted(space.towers):
-        state = space.towers[modality].head.state_dict()
-        for key in sorted(state):
-            t = state[key].detach().cpu().contiguous()
-            h.update(f"{modality}.{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def _parent(space: Space, role: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ Backbone weights are referenced by name, never copied.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from safetensors.torch import load_file, save_file
 
 from omnibind.errors import InputError, SpaceError
@@ -208,12 +210,34 @@ class Space:
             provenance=config.get("provenance", {}),
         )
 
+    def fingerprint(self) -> str:
+        """sha256 of what decides a vector: each tower's backbone and head config and weights,
+        the video fusion. Not the name or provenance: a renamed copy makes the same vectors."""
+        config = {m: {"backbone": t.backbone_ref, "head": t.head.config()} for m, t in sorted(self.towers.items())}
+        text = json.dumps({"towers": config, "video": self.video.config(), "dim": self.dim}, sort_keys=True)
+        return hashlib.sha256(f"{text}|{heads_sha256(self)}".encode()).hexdigest()
+
     def info(self) -> dict[str, Any]:
         """Towers, dims and where each backbone's weights come from (loads the backbones)."""
         return {
             **{k: v for k, v in self.config().items() if k != "towers"},
             "towers": {m: {**t.config(), "weights": t.backbone.describe()} for m, t in self.towers.items()},
         }
+
+
+def heads_sha256(space: Space) -> str:
+    """A sha256 of the space's head state: every tensor's name, dtype, shape and bytes, in order.
+
+    Independent of file serialisation: equal head weights give equal digests.
+    """
+    h = hashlib.sha256()
+    for modality in sorted(space.towers):
+        state = space.towers[modality].head.state_dict()
+        for key in sorted(state):
+            t = state[key].detach().cpu().contiguous()
+            h.update(f"{modality}.{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def load_space(path_or_name: str | Path | None = None) -> Space:

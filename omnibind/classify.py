@@ -1,0 +1,88 @@
+"""Zero-shot classification of any modality: labels -> prompt templates -> label vectors ->
+softmax over cosine similarity.
+
+Each label is embedded through several templates written for the input's modality (CLIP's
+prompt ensembling: "a photo of a {}." for images, "the sound of {}." for audio); the template
+vectors are averaged and renormalised into one label vector. Probabilities are a softmax of
+cosine / temperature (the space's temperature, 0.05 by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from omnibind.inputs import to_input
+from omnibind.space import Space
+
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "image": ("a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a close-up photo of the {}."),
+    "video": ("a video of a {}.", "a video showing {}.", "footage of a {}."),
+    "audio": ("the sound of {}.", "a recording of {}.", "{} can be heard.", "the sound of a {}."),
+    "text": ("{}", "this text is about {}.", "a text about {}."),
+}
+
+
+@dataclass
+class Classification:
+    """One input's result: probabilities over `labels`, best first in `ranked()`."""
+
+    source: str
+    modality: str
+    labels: list[str]
+    probabilities: np.ndarray
+
+    @property
+    def label(self) -> str:
+        return self.labels[int(self.probabilities.argmax())]
+
+    def ranked(self) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probabilities, kind="stable")
+        return [(self.labels[i], float(self.probabilities[i])) for i in order]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "modality": self.modality, "label": self.label,
+                "probabilities": dict(self.ranked())}
+
+
+def label_vectors(space: Space, labels: Sequence[str], modality: str,
+                  templates: Sequence[str] | None = None) -> np.ndarray:
+    """[labels, dim] unit vectors: each label's template ensemble, averaged and renormalised."""
+    labels = _check_labels(labels)
+    templates = tuple(templates) if templates else TEMPLATES.get(modality, ("{}",))
+    if any("{}" not in t for t in templates):
+        raise ValueError("every template needs a '{}' where the label goes")
+    prompts = [t.format(label) for label in labels for t in templates]
+    v = space.embed(prompts).reshape(len(labels), len(templates), -1).mean(1)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def classify(space: Space, inputs: Sequence[Any], labels: Sequence[str], templates: Sequence[str] | None = None,
+             temperature: float | None = None, batch_size: int = 32) -> list[Classification]:
+    """Classify each input (any modality, mixed allowed) among `labels`. Raises on a bad input;
+    decode first with `omnibind.inputs.to_input` to report bad items one by one."""
+    labels = _check_labels(labels)
+    t = temperature if temperature is not None else space.temperature
+    if not t > 0:
+        raise ValueError(f"temperature must be positive, got {t}")
+    items = [to_input(x, space.limits) for x in inputs]
+    vectors = space.embed(items, batch_size=batch_size)
+    by_modality = {m: label_vectors(space, labels, m, templates) for m in {i.modality for i in items}}
+    out = []
+    for item, v in zip(items, vectors):
+        logits = by_modality[item.modality] @ v / t
+        p = np.exp(logits - logits.max())
+        out.append(Classification(item.source, item.modality, list(labels), p / p.sum()))
+    return out
+
+
+def _check_labels(labels: Sequence[str]) -> list[str]:
+    cleaned = [str(x).strip() for x in labels]
+    if len(cleaned) < 2 or any(not x for x in cleaned):
+        raise ValueError("give at least two non-empty labels")
+    if len(set(cleaned)) != len(cleaned):
+        raise ValueError("labels must be distinct")
+    return cleaned

@@ -1,0 +1,390 @@
+"""Collections: a persistent set of embedded items in an embedded LanceDB table.
+
+A collection is a folder: `collection.json` (which space made the vectors, the index settings)
+and `db/`, a LanceDB database holding one table, `items`. Named collections live under
+`$OMNIBIND_HOME/collections/` (default: the user's data dir); any folder path works too.
+
+Every write is one LanceDB commit (a new table version), so a crash leaves the table at the
+last commit: never half a batch. Items are keyed by `id` (a file's absolute path, or a
+caller-chosen id) and written with merge-insert, so writing the same item twice replaces it.
+Each row records the fingerprint of the space that embedded it; a collection never mixes
+vectors of two spaces in a search (re-embedding is resumable, row by row).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from omnibind.errors import OmnibindError
+from omnibind.space import Space, load_space
+
+HOME_ENV = "OMNIBIND_HOME"
+TABLE = "items"
+META_FILE = "collection.json"
+FORMAT_VERSION = 1
+INDEX_THRESHOLD = 50_000  # below this many rows search is exact (brute force is fast and exact)
+THUMBNAIL_PX = 160
+
+
+class CollectionError(OmnibindError):
+    """A collection is missing, malformed, or was made by a different space."""
+
+
+def omnibind_home() -> Path:
+    """Where omnibind keeps user data: $OMNIBIND_HOME, else the platform's user data dir."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("omnibind"))
+
+
+def collection_path(name_or_path: str | Path, home: Path | None = None) -> Path:
+    """A bare name is a folder under <home>/collections; anything with a slash is a path."""
+    text = str(name_or_path)
+    if not text.strip():
+        raise CollectionError("a collection needs a name or a path")
+    if isinstance(name_or_path, Path) or os.sep in text or text.startswith((".", "~")):
+        return Path(text).expanduser().resolve()
+    if text in (".", "..") or any(c in text for c in '\\:*?"<>|'):
+        raise CollectionError(f"bad collection name {text!r}: use letters, digits, '-', '_' or a folder path")
+    return (home or omnibind_home()) / "collections" / text
+
+
+def schema(dim: int, index_dim: int | None = None) -> pa.Schema:
+    """The items table: what search needs (vectors, filters) and what a result page shows."""
+    fields = [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32(), dim)),
+        pa.field("modality", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("sha256", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("mtime", pa.float64()),
+        pa.field("metadata", pa.string()),  # JSON object
+        pa.field("text", pa.string()),  # the text of a text item (for display and re-embedding)
+        pa.field("thumbnail", pa.binary()),  # small JPEG of an image or a video's middle frame
+        pa.field("duration", pa.float64()),  # seconds, audio and video
+        pa.field("space", pa.string()),  # fingerprint of the space that made `vector`
+    ]
+    if index_dim:
+        fields.insert(2, pa.field("vector_short", pa.list_(pa.float32(), index_dim)))
+    return pa.schema(fields)
+
+
+@dataclass
+class SpaceRecord:
+    """Which space made a collection's vectors: enough to reload it and to check it."""
+
+    ref: str  # a named space or a folder path
+    name: str
+    fingerprint: str
+    dim: int
+
+    @classmethod
+    def of(cls, space: Space, ref: str | None) -> "SpaceRecord":
+        return cls(ref or space.name, space.name, space.fingerprint(), space.dim)
+
+
+class Collection:
+    """A named, persistent set of embedded items; see the module docstring."""
+
+    def __init__(self, path: Path, space: Space, meta: dict[str, Any], table: Any) -> None:
+        self.path, self.space, self.meta, self.table = path, space, meta, table
+
+    # -- opening ----------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, name_or_path: str | Path, space: Space | str | None = None, *, create: bool = True,
+             reembed: bool = False, index_dim: int | None = None, home: Path | None = None) -> "Collection":
+        """Open (or create) a collection.
+
+        `space` may be a Space, a space name/folder, or None: the space recorded in the collection
+        (or the default space for a new one). A different space than the recorded one is an
+        error unless `reembed=True`; then call `reembed()` to rewrite the vectors.
+        """
+        path = collection_path(name_or_path, home)
+        meta_file = path / META_FILE
+        if meta_file.exists():
+            meta = _read_meta(meta_file)
+            recorded = SpaceRecord(**meta["space"])
+            sp = _resolve_space(space if space is not None else recorded.ref)
+            if sp.fingerprint() != recorded.fingerprint:
+                if not reembed:
+                    raise CollectionError(
+                        f"collection {path} was embedded with space {recorded.name!r} ({recorded.fingerprint[:12]}); "
+                        f"space {sp.name!r} ({sp.fingerprint()[:12]}) makes different vectors. Re-embed with "
+                        "`omnibind ingest --reembed` / Collection.open(..., reembed=True).reembed(), or use the recorded space"
+                    )
+                if sp.dim != recorded.dim:
+                    raise CollectionError(f"cannot re-embed {path}: space dim {sp.dim} != collection dim {recorded.dim}")
+                meta["pending_space"] = asdict_record(SpaceRecord.of(sp, space if isinstance(space, str) else None))
+                _write_meta(meta_file, meta)
+            db = _connect(path)
+            return cls(path, sp, meta, db.open_table(TABLE))
+        if not create:
+            raise CollectionError(f"no collection at {path}")
+        sp = _resolve_space(space if space is not None else "default")
+        if index_dim is not None and not 1 <= index_dim < sp.dim:
+            raise CollectionError(f"index_dim must be between 1 and {sp.dim - 1}, got {index_dim}")
+        path.mkdir(parents=True, exist_ok=True)
+        db = _connect(path)
+        table = db.create_table(TABLE, schema=schema(sp.dim, index_dim), exist_ok=True)
+        meta = {"format_version": FORMAT_VERSION, "name": path.name,
+                "space": asdict_record(SpaceRecord.of(sp, space if isinstance(space, str) else None)),
+                "index_dim": index_dim, "index_threshold": INDEX_THRESHOLD}
+        _write_meta(meta_file, meta)  # written last: a folder without it is not a collection yet
+        return cls(path, sp, meta, table)
+
+    @staticmethod
+    def list(home: Path | None = None) -> list[dict[str, Any]]:
+        """Every named collection under <home>/collections with its row count and space."""
+        root = (home or omnibind_home()) / "collections"
+        out = []
+        for folder in sorted(root.glob("*/")) if root.is_dir() else []:
+            if (folder / META_FILE).exists():
+                try:  # stats need no space: do not load backbones to list collections
+                    meta = _read_meta(folder / META_FILE)
+                    out.append(Collection(folder, None, meta, _connect(folder).open_table(TABLE)).stats())  # type: ignore[arg-type]
+                except (OmnibindError, OSError, ValueError) as exc:
+                    out.append({"name": folder.name, "path": str(folder), "error": str(exc)})
+        return out
+
+    @staticmethod
+    def drop(name_or_path: str | Path, home: Path | None = None) -> Path:
+        """Delete a collection folder (only folders that hold a collection)."""
+        path = collection_path(name_or_path, home)
+        if not (path / META_FILE).exists():
+            raise CollectionError(f"no collection at {path}")
+        shutil.rmtree(path)
+        return path
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", self.path.name))
+
+    @property
+    def index_dim(self) -> int | None:
+        return self.meta.get("index_dim")
+
+    def __len__(self) -> int:
+        return self.table.count_rows()
+
+    def count(self, where: str | None = None) -> int:
+        return self.table.count_rows(where) if where else self.table.count_rows()
+
+    def column(self, *names: str, where: str | None = None) -> pa.Table:
+        """Selected columns of every row (optionally filtered), as an Arrow table."""
+        query = self.table.search().select(list(names)).limit(None)
+        return (query.where(where) if where else query).to_arrow()
+
+    def manifest(self) -> dict[str, tuple[str, int, float]]:
+        """id -> (sha256, size, mtime) of every row: what an incremental ingest compares against."""
+        t = self.column("id", "sha256", "size", "mtime")
+        return {i: (h, s, m) for i, h, s, m in zip(*(t.column(n).to_pylist() for n in ("id", "sha256", "size", "mtime")))}
+
+    def get(self, ids: Sequence[str], columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Rows by id, in the order given (missing ids are left out)."""
+        if not ids:
+            return []
+        t = self.column(*(columns or [f.name for f in self.table.schema]), where=f"id IN ({sql_list(ids)})")
+        rows = {r["id"]: r for r in t.to_pylist()} if "id" in t.column_names else {}
+        return [rows[i] for i in ids if i in rows]
+
+    def stats(self) -> dict[str, Any]:
+        t = self.column("modality", "size")
+        modalities: dict[str, int] = {}
+        for m in t.column("modality").to_pylist():
+            modalities[m] = modalities.get(m, 0) + 1
+        sizes = [s or 0 for s in t.column("size").to_pylist()]
+        return {"name": self.name, "path": str(self.path), "items": t.num_rows, "modalities": modalities,
+                "bytes": int(sum(sizes)), "space": self.meta["space"]["name"],
+                "space_fingerprint": self.meta["space"]["fingerprint"][:12],
+                "index": self.index_type(), "pending_reembed": "pending_space" in self.meta}
+
+    def index_type(self) -> str | None:
+        for index in self.table.list_indices():
+            if index.columns and index.columns[0] in ("vector", "vector_short"):
+                return str(index.index_type)
+        return None
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def upsert(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace rows by id in one commit (all or nothing)."""
+        if not rows:
+            return
+        latest = {r["id"]: r for r in rows}  # one row per id: LanceDB rejects ambiguous merges
+        data = pa.Table.from_pylist([self._complete(r) for r in latest.values()], schema=self.table.schema)
+        self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+
+    def add(self, items: Sequence[Any], ids: Sequence[str] | None = None,
+            metadata: Sequence[dict[str, Any]] | None = None, batch_size: int = 32) -> list[str]:
+        """Embed and store items (texts, files, images...): returns their ids. Raises on a bad item
+        before anything is written; use `omnibind.ingest` for folders with per-file reporting."""
+        from omnibind.ingest import row_for
+        from omnibind.inputs import to_input
+
+        decoded = [to_input(x, self.space.limits) for x in items]
+        vectors = self.space.embed(decoded, batch_size=batch_size)
+        ids = list(ids) if ids is not None else [_default_id(x, item) for x, item in zip(items, decoded)]
+        if len(ids) != len(items) or len(set(ids)) != len(ids):
+            raise CollectionError("ids must be unique, one per item")
+        rows = [row_for(item, v, i, (metadata or [{}] * len(items))[n]) for n, (item, v, i) in enumerate(zip(decoded, vectors, ids))]
+        self.upsert(rows)
+        return ids
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Remove rows by id in one commit; returns how many were removed."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        before = len(self)
+        self.table.delete(f"id IN ({sql_list(ids)})")
+        return before - len(self)
+
+    def _complete(self, row: dict[str, Any]) -> dict[str, Any]:
+        out = {f.name: row.get(f.name) for f in self.table.schema}
+        vector = np.asarray(row["vector"], dtype=np.float32)
+        out["vector"] = vector
+        if "vector_short" in out:
+            short = vector[: self.index_dim]
+            out["vector_short"] = short / max(float(np.linalg.norm(short)), 1e-12)
+        out["metadata"] = row.get("metadata") if isinstance(row.get("metadata"), str) else json.dumps(row.get("metadata") or {})
+        out["space"] = self.meta["space"]["fingerprint"] if row.get("space") is None else row["space"]
+        return out
+
+    # -- index ------------------------------------------------------------------------------------
+
+    def ensure_index(self, force: bool = False) -> str | None:
+        """Build LanceDB's ANN index once the table passes the threshold (or when forced); then
+        keep it fresh: `optimize()` folds newly added rows into it. Returns the index type."""
+        n = len(self)
+        column = "vector_short" if self.index_dim else "vector"
+        current = self.index_type()
+        if current is None and (force or n >= int(self.meta.get("index_threshold", INDEX_THRESHOLD))) and n >= 256:
+            from lancedb.index import HnswSq
+
+            config = HnswSq(distance_type="cosine", num_partitions=max(1, int(np.sqrt(n) / 4)))
+            self.table.create_index(column, config=config, replace=True)  # new API: first argument is the column
+            return self.index_type()
+        if current is not None:
+            self.table.optimize()
+        return current
+
+    # -- re-embedding -------------------------------------------------------------------------------
+
+    def reembed(self, batch_size: int = 32, progress: Callable[[int], None] | None = None,
+                on_error: Callable[[str, str], None] | None = None) -> int:
+        """Rewrite every vector with this collection's (new) space. Resumable: rows already
+        carrying the new fingerprint are skipped, so a crash loses at most one batch of work.
+        Rows whose source can no longer be read are reported through `on_error` and dropped."""
+        from omnibind.inputs import load_file
+
+        pending = self.meta.get("pending_space")
+        if not pending:
+            return 0
+        target = pending["fingerprint"]
+        t = self.column("id", "modality", "source", "text", "space")
+        todo = [r for r in t.to_pylist() if r["space"] != target]
+        done = 0
+        for start in range(0, len(todo), batch_size):
+            part = todo[start : start + batch_size]
+            items, keep, gone = [], [], []
+            for r in part:
+                try:
+                    items.append(r["text"] if r["modality"] == "text" and r["text"] is not None else load_file(r["source"], self.space.limits))
+                    keep.append(r)
+                except OmnibindError as exc:
+                    gone.append(r["id"])
+                    if on_error:
+                        on_error(r["source"] or r["id"], str(exc))
+            if items:
+                vectors = self.space.embed(items, batch_size=batch_size)
+                full = self.get([r["id"] for r in keep])
+                self.upsert([{**row, "vector": v, "space": target} for row, v in zip(full, vectors)])
+            self.delete(gone)
+            done += len(part)
+            if progress:
+                progress(len(part))
+        self.meta["space"] = pending
+        del self.meta["pending_space"]
+        _write_meta(self.path / META_FILE, self.meta)
+        return done
+
+    def check_consistent(self) -> None:
+        """Refuse to search a collection that still mixes vectors of two spaces."""
+        if "pending_space" in self.meta:
+            raise CollectionError(f"collection {self.path} is being re-embedded: run reembed() (`omnibind ingest --reembed`) to finish")
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _resolve_space(space: Any) -> Space:
+    return space if isinstance(space, Space) else load_space(space)
+
+
+def asdict_record(r: SpaceRecord) -> dict[str, Any]:
+    return {"ref": r.ref, "name": r.name, "fingerprint": r.fingerprint, "dim": r.dim}
+
+
+def _connect(path: Path) -> Any:
+    os.environ.setdefault("LANCE_LOG", "error")  # lance's Rust logger warns on routine events (table creation)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import lancedb
+
+    return lancedb.connect(str(path / "db"))
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CollectionError(f"{path}: unreadable collection record: {exc}") from exc
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CollectionError(f"{path}: collection format {meta.get('format_version')!r}, this omnibind reads {FORMAT_VERSION}")
+    return meta
+
+
+def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    """Atomic: write a temp file, fsync, rename over the old one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(meta, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal (single quotes doubled)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_list(values: Iterable[str]) -> str:
+    return ", ".join(sql_string(v) for v in values)
+
+
+def _default_id(obj: Any, item: Any) -> str:
+    if isinstance(obj, Path):
+        return str(obj.resolve())
+    import hashlib
+
+    if item.modality == "text":
+        return "text:" + hashlib.sha256(item.payload.encode("utf-8")).hexdigest()[:32]
+    raise CollectionError("in-memory media need ids: pass ids=[...] (files and texts get one automatically)")

@@ -1,0 +1,182 @@
+"""Any-to-any search over a collection, with scores comparable across modalities.
+
+Raw cosine between a caption and images lives on a different scale than caption-to-text (the
+modality gap): in a mixed collection raw scores put every text note above every picture.
+omnibind calibrates per query and per item modality: the collection keeps a fixed random sample
+of each modality's vectors (`calibration.npz`, refreshed after each ingest), and a hit's
+calibrated score is its cosine standardised against the query's cosines to that sample,
+z = (cos - mean) / std: "how many standard deviations above this query's typical {modality}
+item". Candidates are fetched per modality (so the ANN never has to rank across scales), then
+merged on the calibrated score.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from omnibind.collection import Collection, CollectionError, sql_list
+from omnibind.inputs import MODALITIES
+
+CALIBRATION_FILE = "calibration.npz"
+SAMPLE_PER_MODALITY = 512
+MIN_SAMPLE = 8  # fewer reference items of a modality than this: standardise against all modalities pooled
+RESULT_COLUMNS = ["id", "source", "modality", "metadata", "text", "duration", "size"]
+
+
+@dataclass
+class Hit:
+    """One result. `score` is calibrated when the search was (else equal to `cosine`)."""
+
+    id: str
+    source: str | None
+    modality: str
+    score: float
+    cosine: float
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "source": self.source, "modality": self.modality, "score": self.score,
+                "cosine": self.cosine, **{k: v for k, v in self.fields.items() if k not in ("vector", "thumbnail")}}
+
+
+Rerank = Callable[[np.ndarray, list[Hit]], list[Hit]]
+
+
+# -- calibration ---------------------------------------------------------------------------------
+
+
+def refresh_calibration(collection: Collection, per_modality: int = SAMPLE_PER_MODALITY, seed: int = 0) -> Path:
+    """Re-draw the per-modality reference samples (deterministic for a given table)."""
+    t = collection.column("id", "modality", "vector")
+    ids = np.array(t.column("id").to_pylist(), dtype=object)
+    modality = np.array(t.column("modality").to_pylist(), dtype=object)
+    vectors = t.column("vector").combine_chunks().flatten().to_numpy().reshape(len(ids), -1) if len(ids) else np.zeros((0, collection.space.dim), np.float32)
+    order = np.argsort(ids, kind="stable")  # a sample independent of the order rows were written in
+    rng = np.random.default_rng(seed)
+    samples = {}
+    for m in MODALITIES:
+        rows = order[modality[order] == m]
+        if len(rows):
+            pick = rows if len(rows) <= per_modality else rng.choice(rows, per_modality, replace=False)
+            samples[m] = vectors[np.sort(pick)].astype(np.float32)
+    path = collection.path / CALIBRATION_FILE
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+    np.savez(tmp, **samples)
+    os.replace(tmp, path)
+    collection.__dict__.pop("_calibration", None)
+    return path
+
+
+def calibration(collection: Collection) -> dict[str, np.ndarray]:
+    """The reference samples per modality (recomputed if the file is missing)."""
+    cached = collection.__dict__.get("_calibration")
+    if cached is not None:
+        return cached
+    path = collection.path / CALIBRATION_FILE
+    if not path.exists():
+        refresh_calibration(collection)
+    with np.load(path) as data:
+        samples = {k: data[k] for k in data.files}
+    collection.__dict__["_calibration"] = samples
+    return samples
+
+
+def calibrate(query: np.ndarray, cosines: np.ndarray, sample: np.ndarray | None) -> np.ndarray:
+    """z-scores of `cosines` against the query's cosines to a reference sample of one modality."""
+    if sample is None or len(sample) < 2:
+        return cosines.astype(np.float64)
+    ref = sample @ query
+    return (cosines - float(ref.mean())) / max(float(ref.std()), 1e-6)
+
+
+# -- search --------------------------------------------------------------------------------------
+
+
+def query_vector(collection: Collection, query: Any) -> np.ndarray:
+    """A query as a unit vector of the collection's space: a vector, a text, a file path (Path),
+    or anything `Space.embed` accepts."""
+    if isinstance(query, np.ndarray) and query.dtype.kind == "f":
+        v = query.astype(np.float32).reshape(-1)
+        if v.shape[0] != collection.space.dim:
+            raise CollectionError(f"query vector has {v.shape[0]} dims, the collection {collection.space.dim}")
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+    return collection.space.embed([query])[0]
+
+
+def search(collection: Collection, query: Any, k: int = 10, *, modality: str | Sequence[str] | None = None,
+           where: str | None = None, calibrated: bool = True, exact: bool | None = None,
+           rerank: Rerank | None = None, refine: int = 4, nprobes: int = 32) -> list[Hit]:
+    """The `k` best items for `query` (text, a Path to a file of any modality, or a vector).
+
+    `modality` restricts item modalities; `where` is a LanceDB SQL filter on the row (e.g.
+    "size > 1000", "source LIKE '%/2024/%'" or "metadata LIKE '%holiday%'"). `exact=None` uses the ANN index
+    when there is one (and always re-scores its candidates with exact cosines), `True` forces a
+    flat scan. `rerank(query_vector, hits)` may reorder the merged list.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    collection.check_consistent()
+    q = query_vector(collection, query)
+    samples = calibration(collection)
+    wanted = _modalities(modality, samples)
+    pooled = np.concatenate(list(samples.values())) if samples else None
+    hits: list[Hit] = []
+    fetch = k * (refine if rerank else 1)
+    for m in wanted:
+        sample = samples[m] if m in samples and len(samples[m]) >= MIN_SAMPLE else pooled
+        for row, cos in _candidates(collection, q, m, where, fetch, exact, refine, nprobes):
+            score = float(calibrate(q, np.array([cos]), sample)[0]) if calibrated else cos
+            hits.append(Hit(row["id"], row.get("source"), m, score, cos, row))
+    hits.sort(key=lambda h: -h.score)
+    if rerank:
+        hits = rerank(q, hits)
+    return hits[:k]
+
+
+def _modalities(modality: str | Sequence[str] | None, samples: dict[str, np.ndarray]) -> list[str]:
+    if modality is None:
+        return [m for m in MODALITIES if m in samples]
+    names = [m.strip() for m in (modality.split(",") if isinstance(modality, str) else modality) if m.strip()]
+    unknown = [m for m in names if m not in MODALITIES]
+    if unknown:
+        raise ValueError(f"unknown modality {unknown[0]!r}: choose from {', '.join(MODALITIES)}")
+    return names
+
+
+def _candidates(collection: Collection, q: np.ndarray, modality: str, where: str | None, k: int,
+                exact: bool | None, refine: int, nprobes: int) -> list[tuple[dict[str, Any], float]]:
+    """Rows of one modality nearest to q, with exact full-dimension cosines."""
+    filt = f"modality = '{modality}'" + (f" AND ({where})" if where else "")
+    short = collection.index_dim
+    column = "vector_short" if short else "vector"
+    qv = q[:short] / max(float(np.linalg.norm(q[:short])), 1e-12) if short else q
+    indexed = collection.index_type() is not None and exact is not True
+    fetch = k * refine if (indexed or short) else k
+    builder = (collection.table.search(qv, vector_column_name=column).distance_type("cosine")
+               .where(filt, prefilter=True).select(RESULT_COLUMNS + ["vector", "_distance"]).limit(fetch))
+    if indexed:
+        builder = builder.nprobes(nprobes).refine_factor(refine)
+    elif collection.index_type() is not None:
+        builder = builder.bypass_vector_index()
+    try:
+        rows = builder.to_list()
+    except Exception as exc:  # LanceDB reports SQL errors as ValueError/RuntimeError subclasses
+        raise CollectionError(f"search failed (is the filter valid SQL?): {exc}") from exc
+    scored = []
+    for row in rows:
+        full = np.asarray(row.pop("vector"), dtype=np.float32)
+        row.pop("_distance", None)
+        scored.append((row, float(full @ q)))  # exact full-dim cosine: the built-in rescoring step
+    scored.sort(key=lambda x: -x[1])
+    return scored[:k]
+
+
+def by_ids(collection: Collection, ids: Sequence[str]) -> str:
+    """A `where` filter for a set of ids."""
+    return f"id IN ({sql_list(ids)})"
