@@ -63,6 +63,11 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
+CollectionOpt = typer.Option("default", "--collection", "-c",
+                             help="Collection name (under $OMNIBIND_HOME/collections) or folder path.")
+HomeOpt = typer.Option(None, "--home", help="Data folder (default: $OMNIBIND_HOME or the user data dir).")
+
+
 @app.command()
 def embed(
     items: list[str] = typer.Argument(None, help="Files or texts to embed (an existing path is a file)."),
@@ -162,19 +167,75 @@ def info(
 
 @app.command()
 def demo(
-    folder: Path = typer.Option(Path("examples/media"), help="Where the example media are (made by scripts/get-examples.py)."),
+    folder: Path = typer.Option(Path("examples/media"), help="Where the example media are (built from Debian packages "
+                                "on first use)."),
     space: Optional[str] = SpaceOpt,
+    collection: str = typer.Option("demo", "--collection", "-c", help="Collection the examples are ingested into."),
+    k: int = typer.Option(5, "-k", help="Results per search."),
+    matrix: bool = typer.Option(False, "--matrix", help="Also print every caption against all media."),
+    home: Optional[Path] = HomeOpt,
 ) -> None:
-    """Embed the example media with their captions and print the cross-modal similarity table."""
-    from omnibind.demo import load_examples, rank_report
+    """Ingest the example media into a collection, search it across modalities, rank captions."""
+    import os as _os
 
+    from omnibind.collection import Collection
+    from omnibind.demo import CAPTIONS, demo_searches, load_examples, rank_report, write_notes
+    from omnibind.ingest import ingest as run_ingest
+
+    _set_home(home)
+    _quiet_libraries()
     try:
         sp = _load(space)
         examples = load_examples(folder)
-        report = rank_report(sp, examples)
+        write_notes(folder)
+        coll = Collection.open(collection, space=sp, reembed=True)
+        if "pending_space" in coll.meta:
+            coll.reembed()
+        with console.status(f"ingesting {folder} into collection {coll.name!r}"):
+            ingested = run_ingest(coll, folder, exclude=[CAPTIONS])
+        s = ingested.summary()
+        console.print(f"collection [bold]{coll.name}[/] ({coll.path}): {len(coll)} items; this run {s['added']} added, "
+                      f"{s['updated']} updated, {s['unchanged']} unchanged, {s['failed']} failed, {s['seconds']:.1f} s")
+        for path, reason in ingested.failed:
+            err.print(f"[red]failed[/] {path}: {reason}")
+        searches = demo_searches(coll, folder, k)
+        rows = {r["id"]: r["vector"] for r in coll.get([_os.path.abspath(ex.path) for ex in examples], ["id", "vector"])}
+        media = np.stack([rows[_os.path.abspath(ex.path)] for ex in examples]) if len(rows) == len(examples) else None
+        report = rank_report(sp, examples, media)
     except OmnibindError as exc:
         _fail(exc)
-    table = Table(title=f"Each caption against all {len(examples)} media — space {sp.name}")
+    root = _os.path.abspath(folder)
+    for label, hits in searches:
+        table = Table(title=f"search {label}", title_justify="left", box=None, pad_edge=False)
+        for col, justify in (("#", "right"), ("modality", "left"), ("item", "left"), ("score", "right"), ("cosine", "right")):
+            table.add_column(col, justify=justify)
+        for rank, h in enumerate(hits, 1):
+            name = _os.path.relpath(h.source, root) if h.source else h.id
+            table.add_row(str(rank), h.modality, name, f"{h.score:.2f}", f"{h.cosine:.3f}")
+        console.print(table)
+    kinds = {h.kind for _, hits in searches for h in hits}
+    console.print("[dim]score: " + "; ".join(SCORE_KINDS[k] for k in sorted(kinds)) + "[/]")
+    if matrix:
+        _print_caption_matrix(examples, report, sp.name)
+    counts = {m: sum(ex.modality == m for ex in examples) for m in report.by_modality}
+    for modality, (overall, within) in report.by_modality.items():
+        console.print(f"{modality:>6}: {overall}/{counts[modality]} captions rank their own media first among all "
+                      f"{len(examples)}; {within}/{counts[modality]} among the {counts[modality]} {modality} items")
+    console.print(f"[bold]total: {report.hits}/{len(examples)} captions rank their own media first among all "
+                  f"{len(examples)} (chance: {report.chance:.0f})[/]")
+    console.print(f"[dim]try: omnibind search -c {collection} \"rain on a roof\"   ·   omnibind search -c {collection} "
+                  f"--file {folder / 'orange.jpg'}[/]")
+
+
+SCORE_KINDS = {
+    "cosine": "raw cosine (too few items of some modality to calibrate; calibration starts at 20 per modality)",
+    "z": "standard deviations above the query's typical item of that modality",
+    "probability": "estimated probability of a match (the space's per-modality-pair calibration)",
+}
+
+
+def _print_caption_matrix(examples, report, space_name: str) -> None:
+    table = Table(title=f"Each caption against all {len(examples)} media — space {space_name}")
     for col, justify in (("caption", "left"), ("its media", "left"), ("rank", "right"), ("score", "right"),
                          ("best match", "left"), ("score", "right")):
         table.add_column(col, justify=justify, overflow="fold")
@@ -186,12 +247,6 @@ def demo(
         table.add_row(ex.caption, f"{ex.modality} {ex.path.name}", mark, f"{row[i]:.3f}",
                       f"{examples[best].modality} {examples[best].path.name}", f"{row[best]:.3f}")
     console.print(table)
-    counts = {m: sum(ex.modality == m for ex in examples) for m in report.by_modality}
-    for modality, (overall, within) in report.by_modality.items():
-        console.print(f"{modality:>6}: {overall}/{counts[modality]} captions rank their own media first among all "
-                      f"{len(examples)}; {within}/{counts[modality]} among the {counts[modality]} {modality} items")
-    console.print(f"[bold]total: {report.hits}/{len(examples)} captions rank their own media first among all "
-                  f"{len(examples)} (chance: {report.chance:.0f})[/]")
 
 
 @app.command()
@@ -348,11 +403,6 @@ def merge(
     console.print(f"wrote {out / 'merge_sweep.json'} and {png}")
 
 
-CollectionOpt = typer.Option("default", "--collection", "-c",
-                             help="Collection name (under $OMNIBIND_HOME/collections) or folder path.")
-HomeOpt = typer.Option(None, "--home", help="Data folder (default: $OMNIBIND_HOME or the user data dir).")
-
-
 def _set_home(home: Optional[Path]) -> None:
     if home is not None:
         os.environ["OMNIBIND_HOME"] = str(home.expanduser().resolve())
@@ -370,6 +420,8 @@ def ingest(
     index_dim: Optional[int] = typer.Option(None, help="New collection: index Matryoshka prefixes of this many "
                                             "dims (results are re-scored with full vectors)."),
     log: Optional[Path] = typer.Option(None, help="Failure log (default: <collection>/logs/ingest-TIME.log)."),
+    exclude: list[str] = typer.Option([], "--exclude", "-x", help="Skip files matching this glob, by name or by "
+                                      "path under FOLDER (repeatable), e.g. -x '*.tsv' -x 'drafts/*'."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """Embed every file under FOLDER into a collection: incremental, resumable, bad files reported."""
@@ -396,7 +448,8 @@ def ingest(
                 rate = done / max(__import__("time").perf_counter() - started, 1e-9)
                 bar.update(task, completed=done, total=total, rate=f"{rate:.1f} files/s")
 
-            report = run_ingest(coll, folder, batch_size=batch_size, prune=prune, progress=tick, log=log)
+            report = run_ingest(coll, folder, batch_size=batch_size, prune=prune, progress=tick, log=log,
+                                exclude=exclude)
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
     for path, reason in report.failed:
@@ -444,8 +497,10 @@ def search(
         shown = h.source or h.id
         if h.modality == "text" and h.fields.get("text"):
             shown = f"{shown}: {h.fields['text'][:60]!r}" if h.source and not h.source.startswith("<") else repr(h.fields["text"][:80])
-        table.add_row(str(n), f"{h.score:.2f}", f"{h.cosine:.3f}", h.modality, shown)
+        table.add_row(str(n), f"{h.score:.3f}" if h.kind == "probability" else f"{h.score:.2f}", f"{h.cosine:.3f}", h.modality, shown)
     console.print(table)
+    if hits:
+        console.print(f"[dim]score: {SCORE_KINDS[hits[0].kind]}[/]")
 
 
 @app.command()
@@ -515,6 +570,41 @@ def classify(
         console.print(table)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_(
+    space: list[str] = typer.Option(["default"], "--space", "-s", help="Space name or folder; repeat to compare side by side."),
+    task: str = typer.Option("all", help="all, or comma-separated: tux-images, tux-sounds, asterisk-speech, fashion-mnist, sts-b."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: reports/<UTC date-time>/)."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N items of each set (a smoke run; not comparable)."),
+    cache: Optional[Path] = typer.Option(None, help="Feature cache folder (default: $OMNIBIND_CACHE/features)."),
+    readme: Optional[Path] = typer.Option(None, help="Also replace the results table between this file's "
+                                          "'<!-- omnibind eval: begin/end -->' markers."),
+) -> None:
+    """Evaluate spaces on real held-out data: Markdown + JSON report with plots, spaces side by side."""
+    import datetime as dt
+    import shlex
+
+    from omnibind.evaluate import report as rep
+    from omnibind.evaluate.suite import task_names
+
+    _quiet_libraries()
+    folder = out or Path("reports") / dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    command = "omnibind eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 and sys.argv[1] == "eval" else None
+    try:
+        names = task_names(task)
+        with console.status("evaluating") as status:
+            report = rep.run(space, names, limit=limit, cache_root=cache, command=command,
+                             progress=lambda what: status.update(f"evaluating {what}"))
+        paths = rep.write(report, folder)
+        if readme:
+            rep.update_readme(readme, report, folder)
+    except (OmnibindError, ValueError) as exc:
+        _fail(exc)
+    console.print(rep.results_table(report))
+    console.print(f"report: {paths['markdown']} (+ report.json, {len(paths) - 2} plots) in {report['seconds']:.0f} s"
+                  + (f"; table updated in {readme}" if readme else ""))
 
 
 def main() -> None:  # pragma: no cover - entry point

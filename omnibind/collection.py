@@ -216,10 +216,16 @@ class Collection:
                 "index": self.index_type(), "pending_reembed": "pending_space" in self.meta}
 
     def index_type(self) -> str | None:
-        for index in self.table.list_indices():
-            if index.columns and index.columns[0] in ("vector", "vector_short"):
-                return str(index.index_type)
-        return None
+        """The vector index's type, or None (cached per (table version): listing indices costs a
+        round trip on every search otherwise)."""
+        version = self.table.version
+        cached = self.__dict__.get("_index_type")
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        kind = next((str(i.index_type) for i in self.table.list_indices()
+                     if i.columns and i.columns[0] in ("vector", "vector_short")), None)
+        self.__dict__["_index_type"] = (version, kind)
+        return kind
 
     # -- writing --------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The README's main job: real example media of every modality, with captions, in one space.
+"""The README's main job: real example media of every modality in a collection, searched across
+modalities, and each caption ranked against all media.
 
 Media are taken at set-up from installed Debian packages (nothing is committed): Tux Paint
 stamps (photos and sound effects, *test* split only, so nothing the default space was built
@@ -9,6 +10,7 @@ Tux Paint test stamp's picture and its sound effect.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,22 @@ _TUX_SOUNDS = ["animals/mammals/dogs/dog", "animals/mammals/bovines/cow", "anima
 _TUX_VIDEOS = ["animals/mammals/elephant", "animals/mammals/equines/horse"]
 _OPENCV_IMAGES = [("baboon.jpg", "A baboon, a monkey with a red and blue face."), ("orange.jpg", "An orange.")]
 _OPENCV_VIDEOS = [("vtest.avi", "People walking along a street."), ("Megamind.avi", "An animated cartoon character talking.")]
+# Text notes beside the media, so that the collection mixes all four modalities.
+NOTES = {
+    "kettle.txt": "Remember to descale the kettle before making tea for the guests.",
+    "zoo.txt": "At the zoo we watched the giraffes eat leaves from the tallest trees.",
+    "band.txt": "Band practice on Thursday: bring the drum sticks and the spare cymbal.",
+    "farm.txt": "Farm visit: cows in the barn, and a rooster crowing at dawn.",
+}
+# The demo's searches: (what is asked, a text or a file name in the example folder).
+QUERIES = [
+    ("text", "a dog barking"),
+    ("text", "a big cat with stripes"),
+    ("text", "people walking down a street"),
+    ("text", "a cup of tea"),
+    ("file", "baboon.jpg"),
+    ("file", "drumkit.ogg"),
+]
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,7 @@ def build_examples(folder: Path) -> list[Example]:
         if not out.exists():
             stamp_video(TUXPAINT_ROOT / f"{key}.png", TUXPAINT_ROOT / f"{key}.ogg", out)
         examples.append(Example(out, "video", _caption(key)))
+    write_notes(folder)
     with open(folder / CAPTIONS, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, delimiter="\t")
         writer.writerow(["file", "modality", "caption"])
@@ -84,10 +103,40 @@ def load_examples(folder: Path) -> list[Example]:
     return [Example(folder / r["file"], r["modality"], r["caption"]) for r in rows]
 
 
-def rank_report(space, examples: list[Example]) -> RankReport:
-    """Embed captions and media; a caption 'hits' when its own media is the most similar."""
+def write_notes(folder: Path) -> list[Path]:
+    """The demo's text notes, in `folder/notes/`."""
+    (folder / "notes").mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in NOTES.items():
+        path = folder / "notes" / name
+        if not path.exists():
+            path.write_text(text + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def demo_searches(collection, folder: Path, k: int = 5) -> list[tuple[str, list]]:
+    """Run QUERIES against a collection of the example folder: [(query label, hits)]."""
+    from omnibind.search import search
+
+    out = []
+    for kind, query in QUERIES:
+        target = folder / query if kind == "file" else query
+        if kind == "file" and not target.exists():
+            raise OmnibindError(f"demo query file {target} is missing: rebuild the example folder")
+        label = f"file {query}" if kind == "file" else repr(query)
+        hits = search(collection, target, k=k + (1 if kind == "file" else 0))
+        if kind == "file":  # the query file itself is in the collection: show what else it finds
+            hits = [h for h in hits if h.id != os.path.abspath(target)][:k]
+        out.append((label, hits))
+    return out
+
+
+def rank_report(space, examples: list[Example], media: np.ndarray | None = None) -> RankReport:
+    """Embed captions (and media, unless their vectors are given); a caption 'hits' when its own
+    media is the most similar."""
     captions = space.embed([ex.caption for ex in examples])
-    media = space.embed([ex.path for ex in examples])
+    media = space.embed([ex.path for ex in examples]) if media is None else media
     sims = captions @ media.T
     best = sims.argmax(axis=1)
     modality = np.array([ex.modality for ex in examples])

@@ -15,7 +15,8 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from fnmatch import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,17 @@ class IngestReport:
                 "seconds": round(self.seconds, 2), "log": self.log}
 
 
-def walk(root: Path, on_skip: Callable[[str, str], None]) -> Iterator[Path]:
+def excluded(relative: str, patterns: Sequence[str]) -> bool:
+    """Whether a path (relative to the walk's root, '/'-separated) matches a glob pattern, by its
+    whole relative path ("drafts/*.txt") or by its name ("*.tsv", "Thumbs.db")."""
+    name = relative.rsplit("/", 1)[-1]
+    return any(fnmatch(relative, p) or fnmatch(name, p) for p in patterns)
+
+
+def walk(root: Path, on_skip: Callable[[str, str], None], exclude: Sequence[str] = ()) -> Iterator[Path]:
     """Every regular file under `root` (sorted, following directory links once), skipping hidden
-    names. Symlink loops, broken links and unreadable directories go to `on_skip(path, reason)`."""
+    names and `exclude` globs. Symlink loops, broken links and unreadable directories go to
+    `on_skip(path, reason)`."""
     root = Path(os.path.abspath(root))
     if root.is_file():
         yield root
@@ -77,9 +86,9 @@ def walk(root: Path, on_skip: Callable[[str, str], None]) -> Iterator[Path]:
             on_skip(str(folder), f"cannot read folder: {exc.strerror or exc}")
             return
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
             path = Path(entry.path)
+            if entry.name.startswith(".") or (exclude and excluded(path.relative_to(root).as_posix(), exclude)):
+                continue
             try:
                 st = entry.stat(follow_symlinks=True)
             except FileNotFoundError:
@@ -140,17 +149,18 @@ def row_for(item: Input, vector: np.ndarray, item_id: str, metadata: dict[str, A
 
 def ingest(collection: Collection, root: str | Path, *, batch_size: int = 32, prune: bool = False,
            progress: Callable[[int, int], None] | None = None, log: Path | None = None,
-           build_index: bool = True) -> IngestReport:
+           build_index: bool = True, exclude: Sequence[str] = ()) -> IngestReport:
     """Bring the collection in line with the files under `root`; see the module docstring.
 
     `progress(done, total)` is called after each batch (`total` is known after the walk);
-    every failure is written to `log` (default: <collection>/logs/ingest-<time>.log)."""
+    every failure is written to `log` (default: <collection>/logs/ingest-<time>.log). Files matching
+    an `exclude` glob are neither ingested nor, with `prune`, kept."""
     from omnibind.search import refresh_calibration
 
     collection.check_consistent()
     start = time.perf_counter()
     report = IngestReport(root=str(Path(os.path.abspath(root))))
-    files = list(walk(Path(root), lambda p, r: report.failed.append((p, r))))
+    files = list(walk(Path(root), lambda p, r: report.failed.append((p, r)), exclude))
     report.seen = len(files)
     known = collection.manifest()
     done = 0

@@ -1,13 +1,22 @@
 """Any-to-any search over a collection, with scores comparable across modalities.
 
 Raw cosine between a caption and images lives on a different scale than caption-to-text (the
-modality gap): in a mixed collection raw scores put every text note above every picture.
-omnibind calibrates per query and per item modality: the collection keeps a fixed random sample
-of each modality's vectors (`calibration.npz`, refreshed after each ingest), and a hit's
-calibrated score is its cosine standardised against the query's cosines to that sample,
-z = (cos - mean) / std: "how many standard deviations above this query's typical {modality}
-item". Candidates are fetched per modality (so the ANN never has to rank across scales), then
-merged on the calibrated score.
+modality gap), and each modality's tail is shaped differently: text-to-text cosines spread far
+wider than text-to-image ones. omnibind calibrates in two steps:
+
+1. per query and item modality: the collection keeps a fixed random sample of each modality's
+   vectors (`calibration.npz`, refreshed after each ingest), and a cosine becomes
+   z = (cos - mean) / std of the query's cosines to that sample: "how unusual for this query";
+2. per (query modality, item modality) pair: when the space carries a fitted calibration
+   (`Space.calibration`, fit on held-out matched pairs by scripts/fit_calibration.py), z becomes a
+   match probability, sigmoid(a * z + b). Without one (or for a vector query of unknown modality),
+   the score is z.
+
+A searched modality with fewer than MIN_SAMPLE items cannot be standardised reliably: such a
+search ranks on raw cosine (`Hit.kind` says which score a hit carries).
+
+Candidates are fetched per modality (so the ANN never has to rank across scales), re-scored with
+exact cosines, then merged on the calibrated score.
 """
 
 from __future__ import annotations
@@ -25,13 +34,15 @@ from omnibind.inputs import MODALITIES
 
 CALIBRATION_FILE = "calibration.npz"
 SAMPLE_PER_MODALITY = 512
-MIN_SAMPLE = 8  # fewer reference items of a modality than this: standardise against all modalities pooled
+MIN_SAMPLE = 20  # fewer items of a searched modality than this: too few to calibrate, rank on raw cosine
 RESULT_COLUMNS = ["id", "source", "modality", "metadata", "text", "duration", "size"]
 
 
 @dataclass
 class Hit:
-    """One result. `score` is calibrated when the search was (else equal to `cosine`)."""
+    """One result. `kind` says what `score` is: "probability" (of a match, from the space's pair
+    calibration), "z" (standard deviations above the query's typical item of that modality) or
+    "cosine" (uncalibrated: equal to `cosine`)."""
 
     id: str
     source: str | None
@@ -39,10 +50,11 @@ class Hit:
     score: float
     cosine: float
     fields: dict[str, Any] = field(default_factory=dict)
+    kind: str = "cosine"
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "source": self.source, "modality": self.modality, "score": self.score,
-                "cosine": self.cosine, **{k: v for k, v in self.fields.items() if k not in ("vector", "thumbnail")}}
+                "score_kind": self.kind, "cosine": self.cosine, **{k: v for k, v in self.fields.items() if k not in ("vector", "thumbnail")}}
 
 
 Rerank = Callable[[np.ndarray, list[Hit]], list[Hit]]
@@ -87,6 +99,17 @@ def calibration(collection: Collection) -> dict[str, np.ndarray]:
     return samples
 
 
+def pair_calibration(space: Any, query_modality: str | None, item_modality: str) -> tuple[float, float] | None:
+    """(a, b) of the space's match-probability calibration for a modality pair, if fitted. A
+    video is calibrated like an image (its vector is mostly the image tower's)."""
+    table = getattr(space, "calibration", None) or {}
+    if query_modality is None:
+        return None
+    q, m = ("image" if x == "video" else x for x in (query_modality, item_modality))
+    ab = table.get(f"{q}->{m}")
+    return (float(ab[0]), float(ab[1])) if ab else None
+
+
 def calibrate(query: np.ndarray, cosines: np.ndarray, sample: np.ndarray | None) -> np.ndarray:
     """z-scores of `cosines` against the query's cosines to a reference sample of one modality."""
     if sample is None or len(sample) < 2:
@@ -101,12 +124,20 @@ def calibrate(query: np.ndarray, cosines: np.ndarray, sample: np.ndarray | None)
 def query_vector(collection: Collection, query: Any) -> np.ndarray:
     """A query as a unit vector of the collection's space: a vector, a text, a file path (Path),
     or anything `Space.embed` accepts."""
+    return query_input(collection, query)[0]
+
+
+def query_input(collection: Collection, query: Any) -> tuple[np.ndarray, str | None]:
+    """(unit vector, modality) of a query; the modality is None for a raw vector."""
+    from omnibind.inputs import to_input
+
     if isinstance(query, np.ndarray) and query.dtype.kind == "f":
         v = query.astype(np.float32).reshape(-1)
         if v.shape[0] != collection.space.dim:
             raise CollectionError(f"query vector has {v.shape[0]} dims, the collection {collection.space.dim}")
-        return v / max(float(np.linalg.norm(v)), 1e-12)
-    return collection.space.embed([query])[0]
+        return v / max(float(np.linalg.norm(v)), 1e-12), None
+    item = to_input(query, collection.space.limits)
+    return collection.space.embed([item])[0], item.modality
 
 
 def search(collection: Collection, query: Any, k: int = 10, *, modality: str | Sequence[str] | None = None,
@@ -117,23 +148,35 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     `modality` restricts item modalities; `where` is a LanceDB SQL filter on the row (e.g.
     "size > 1000", "source LIKE '%/2024/%'" or "metadata LIKE '%holiday%'"). `exact=None` uses the ANN index
     when there is one (and always re-scores its candidates with exact cosines), `True` forces a
-    flat scan. `rerank(query_vector, hits)` may reorder the merged list.
+    flat scan. `rerank(query_vector, hits)` may reorder the merged list. With `calibrated`, a
+    hit's score is a match probability when the space has a calibration for every modality pair
+    of this search, else a z-score, and raw cosine when a searched modality has too few items to
+    calibrate (module docstring; `Hit.kind`). `Hit.cosine` is always the raw cosine.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     collection.check_consistent()
-    q = query_vector(collection, query)
+    q, query_modality = query_input(collection, query)
     samples = calibration(collection)
     wanted = _modalities(modality, samples)
-    pooled = np.concatenate(list(samples.values())) if samples else None
-    hits: list[Hit] = []
+    thin = [m for m in wanted if m in samples and len(samples[m]) < MIN_SAMPLE]
+    pairs = {m: pair_calibration(collection.space, query_modality, m) for m in wanted}
+    kind = "cosine" if not calibrated or thin else "probability" if all(pairs.values()) else "z"
+    ranked: list[tuple[float, Hit]] = []
     fetch = k * (refine if rerank else 1)
     for m in wanted:
-        sample = samples[m] if m in samples and len(samples[m]) >= MIN_SAMPLE else pooled
-        for row, cos in _candidates(collection, q, m, where, fetch, exact, refine, nprobes):
-            score = float(calibrate(q, np.array([cos]), sample)[0]) if calibrated else cos
-            hits.append(Hit(row["id"], row.get("source"), m, score, cos, row))
-    hits.sort(key=lambda h: -h.score)
+        alone = set(samples) == {m}
+        for row, cos in _candidates(collection, q, m, where, fetch, exact, refine, nprobes, alone):
+            key = score = cos
+            if kind != "cosine":
+                key = score = float(calibrate(q, np.array([cos]), samples[m])[0])
+                if kind == "probability":
+                    a, b = pairs[m]  # type: ignore[misc]
+                    key = a * score + b  # rank on the logit: probabilities near 1 would tie
+                    score = float(1.0 / (1.0 + np.exp(-np.clip(key, -60.0, 60.0))))
+            ranked.append((key, Hit(row["id"], row.get("source"), m, score, cos, row, kind)))
+    ranked.sort(key=lambda x: -x[0])
+    hits = [h for _, h in ranked]
     if rerank:
         hits = rerank(q, hits)
     return hits[:k]
@@ -150,19 +193,24 @@ def _modalities(modality: str | Sequence[str] | None, samples: dict[str, np.ndar
 
 
 def _candidates(collection: Collection, q: np.ndarray, modality: str, where: str | None, k: int,
-                exact: bool | None, refine: int, nprobes: int) -> list[tuple[dict[str, Any], float]]:
-    """Rows of one modality nearest to q, with exact full-dimension cosines."""
-    filt = f"modality = '{modality}'" + (f" AND ({where})" if where else "")
+                exact: bool | None, refine: int, nprobes: int, alone: bool = False) -> list[tuple[dict[str, Any], float]]:
+    """Rows of one modality nearest to q, with exact full-dimension cosines. `alone`: the
+    collection holds no other modality, so no modality filter is needed."""
+    filt = " AND ".join(f for f in ("" if alone else f"modality = '{modality}'", f"({where})" if where else "") if f)
     short = collection.index_dim
     column = "vector_short" if short else "vector"
     qv = q[:short] / max(float(np.linalg.norm(q[:short])), 1e-12) if short else q
-    indexed = collection.index_type() is not None and exact is not True
-    fetch = k * refine if (indexed or short) else k
+    index = collection.index_type()
+    indexed = index is not None and exact is not True
+    # Matryoshka column: fetch refine*k on the short vectors, re-score them at full dimension here.
+    # Full-dimension index: LanceDB re-ranks refine*k quantised candidates with the exact vectors.
     builder = (collection.table.search(qv, vector_column_name=column).distance_type("cosine")
-               .where(filt, prefilter=True).select(RESULT_COLUMNS + ["vector", "_distance"]).limit(fetch))
+               .select(RESULT_COLUMNS + ["vector", "_distance"]).limit(k * refine if short else k))
+    if filt:
+        builder = builder.where(filt, prefilter=True)
     if indexed:
-        builder = builder.nprobes(nprobes).refine_factor(refine)
-    elif collection.index_type() is not None:
+        builder = builder.nprobes(nprobes).refine_factor(1 if short else refine)
+    elif index is not None:
         builder = builder.bypass_vector_index()
     try:
         rows = builder.to_list()

@@ -55,6 +55,7 @@ class Space:
         temperature: float = 0.05,
         provenance: dict[str, Any] | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        calibration: dict[str, list[float]] | None = None,
     ) -> None:
         if anchor not in towers:
             raise SpaceError(f"anchor modality {anchor!r} has no tower")
@@ -64,6 +65,10 @@ class Space:
         self.towers, self.name, self.anchor = towers, name, anchor
         self.video = video or VideoFusion()
         self.temperature, self.provenance, self.limits = temperature, provenance or {}, limits
+        # "text->image": [a, b]: P(match) = sigmoid(a * z + b), z = a cosine standardised against the
+        # query's cosines to items of that modality (omnibind/search.py; fit by scripts/fit_calibration.py).
+        # Not part of the fingerprint: it changes scores, never vectors.
+        self.calibration = dict(calibration or {})
 
     @property
     def dim(self) -> int:
@@ -163,6 +168,7 @@ class Space:
             "towers": {m: {"backbone": t.backbone_ref, "head": t.head.config()} for m, t in self.towers.items()},
             "video": self.video.config(),
             "provenance": self.provenance,
+            **({"calibration": self.calibration} if self.calibration else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -208,6 +214,7 @@ class Space:
             video=VideoFusion(**config.get("video", {})),
             temperature=float(config.get("temperature", 0.05)),
             provenance=config.get("provenance", {}),
+            calibration=config.get("calibration"),
         )
 
     def fingerprint(self) -> str:

@@ -108,6 +108,7 @@ def main() -> None:
     )
     space.save(OUT)
     print(f"chose {best}, {epochs[best]} epochs; wrote {OUT}", file=sys.stderr)
+    print(f"next: python scripts/fit_calibration.py --write {OUT}  (search's match probabilities)", file=sys.stderr)
 
 
 if __name__ == "__main__":

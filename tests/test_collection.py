@@ -166,6 +166,11 @@ def test_walk_reports_loops_broken_links_and_unreadable(tmp_path: Path):
     assert "symlink loop" in reasons[str(root / "a" / "loop")]
     assert reasons[str(root / "broken.png")] == "broken symlink"
     assert str(root / "self") in reasons
+    (root / "a" / "captions.tsv").write_text("x")
+    (root / "a" / "drafts").mkdir()
+    (root / "a" / "drafts" / "d.txt").write_text("x")
+    assert len(list(walk(root, lambda p, r: None))) == 3
+    assert list(walk(root, lambda p, r: None, exclude=["*.tsv", "a/drafts/*"])) == [root / "a" / "f.txt"]
 
 
 def test_ingest_bad_files_are_reported_and_the_good_ones_stored(home, space, tmp_path: Path):
@@ -334,3 +339,33 @@ def test_cli_ingest_search_collections_classify(home, folder: Path):
     assert [x["label"] for x in json.loads(r.output)] == ["rain", "a red circle"]
     r = runner.invoke(app, ["collections", "--drop", "cli"])
     assert r.exit_code == 0 and not (home / "collections" / "cli").exists()
+
+
+def test_space_pair_calibration_maps_z_scores_to_match_probabilities(ingested: Collection, monkeypatch):
+    import omnibind.search as search_mod
+    from omnibind.search import pair_calibration
+
+    fits = {"text->text": [2.0, -6.0], "text->image": [3.0, -9.0], "text->audio": [1.5, -4.0]}
+    monkeypatch.setattr(ingested.space, "calibration", fits)
+    thin = search(ingested, "heavy rain on the roof", k=20)  # 1-5 items per modality: too few to calibrate
+    assert {h.kind for h in thin} == {"cosine"} and all(h.score == h.cosine for h in thin)
+    assert [h.cosine for h in thin] == sorted((h.cosine for h in thin), reverse=True)
+    monkeypatch.setattr(search_mod, "MIN_SAMPLE", 1)
+    monkeypatch.setattr(ingested.space, "calibration", {})
+    z = {h.id: h for h in search(ingested, "heavy rain on the roof", k=20)}
+    assert {h.kind for h in z.values()} == {"z"}
+    monkeypatch.setattr(ingested.space, "calibration", fits)
+    assert pair_calibration(ingested.space, "text", "video") == (3.0, -9.0)  # a video is calibrated as an image
+    assert pair_calibration(ingested.space, None, "image") is None and pair_calibration(ingested.space, "image", "audio") is None
+    hits = search(ingested, "heavy rain on the roof", k=20)
+    assert len(hits) == len(z) == 11
+    for h in hits:
+        a, b = pair_calibration(ingested.space, "text", h.modality)
+        assert h.kind == "probability" and 0 < h.score < 1
+        assert h.score == pytest.approx(1 / (1 + np.exp(-(a * z[h.id].score + b))), rel=1e-6)
+        assert h.cosine == pytest.approx(z[h.id].cosine)
+    logits = [np.log(h.score / (1 - h.score)) for h in hits]
+    assert logits == sorted(logits, reverse=True)
+    monkeypatch.setattr(ingested.space, "calibration", {k: v for k, v in fits.items() if k != "text->audio"})
+    partial = search(ingested, "heavy rain on the roof", k=20)  # one pair unfitted: z-scores for the whole query
+    assert {h.id: h.score for h in partial} == pytest.approx({i: h.score for i, h in z.items()})
