@@ -22,8 +22,8 @@ test: setup  ## the whole suite, slow real-data checks included
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-eval: setup  ## real-data numbers of the README table
-	$(PY) scripts/eval_default.py --json docs/results/default.json
+eval: setup  ## real-data report of the README table (docs/results/eval/), the table itself rewritten
+	$(VENV)/bin/omnibind eval --space default --space bridge --task all --out docs/results/eval --readme README.md
 
 bench: setup
 	$(PY) benchmarks/embed_throughput.py

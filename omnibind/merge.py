@@ -317,7 +317,7 @@ def eval_tux_test(space: Space, limit: int | None = None) -> dict[str, float]:
 def eval_fashion_mnist_test(space: Space, limit: int | None = 2000) -> dict[str, float]:
     """Fashion-MNIST test, first `limit` images: zero-shot accuracy (percent) with
     "a photo of a {label}." prompts. Images are inverted to dark-on-white, as in
-    scripts/eval_default.py, so they look like product photos rather than negatives."""
+    the evaluation suite (omnibind/evaluate/suite.py), so they look like product photos rather than negatives."""
     from PIL import Image
 
     from omnibind.evaluate import datasets as ds

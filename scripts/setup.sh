@@ -8,20 +8,9 @@ VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
-# Debian packages: Tux Paint stamps (captioned photos and sounds), Fashion-MNIST, OpenCV's
-# sample photos and videos. They hold the real data for the demo, the tests and evaluation.
-APT_PACKAGES=(tuxpaint-stamps-default dataset-fashion-mnist opencv-doc)
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "==> apt-get install ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# Debian packages: the real data for the demo, the tests and evaluation (Tux Paint stamps,
+# Fashion-MNIST, Asterisk speech prompts, OpenCV's sample media); one list, in get-eval-data.sh.
+SKIP_PIP=1 bash scripts/get-eval-data.sh
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating $VENV with $("$PYTHON" --version)"

@@ -112,3 +112,63 @@ def sts_b(split: str = "test") -> tuple[list[str], list[str], np.ndarray]:
             a.append(cols[5])
             b.append(cols[6])
     return a, b, np.asarray(gold)
+
+
+ASTERISK_SOUNDS = Path(os.environ.get("OMNIBIND_ASTERISK", "/usr/share/asterisk/sounds/en_US_f_Allison"))
+ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    key: str  # e.g. "digits/5" or "vm-goodbye"
+    transcript: str
+    wav: Path
+
+
+def asterisk_prompts(min_words: int = 3, sounds: Path = ASTERISK_SOUNDS,
+                     transcripts: Path = ASTERISK_TRANSCRIPTS) -> list[Prompt]:
+    """Asterisk's English telephony prompts (Allison's voice, 8 kHz WAV) with their transcripts.
+
+    Speech with transcripts: what speech-to-text retrieval is measured on. Prompts whose transcript
+    is a bracketed description ("[this is a simple beep tone]") or shorter than `min_words` words
+    are left out (single digits and letters make near-duplicate queries); duplicate transcripts
+    keep their first prompt, so each query has one correct item.
+    """
+    if not sounds.is_dir() or not transcripts.exists():
+        raise DataMissingError(
+            "Asterisk prompts not found: run `apt-get install asterisk-core-sounds-en-wav asterisk-core-sounds-en` "
+            "(or scripts/get-eval-data.sh)"
+        )
+    with gzip.open(transcripts, "rt", encoding="utf-8", errors="replace") as fh:
+        lines = fh.read().splitlines()
+    prompts, seen = [], set()
+    for line in lines:
+        key, sep, text = line.partition(": ")
+        text = text.strip()
+        if not sep or key.startswith(";") or not text or text.startswith("[") or len(text.split()) < min_words:
+            continue
+        wav = sounds / f"{key.strip()}.wav"
+        norm = " ".join(text.lower().split())
+        if wav.exists() and norm not in seen:
+            seen.add(norm)
+            prompts.append(Prompt(key.strip(), text, wav))
+    return sorted(prompts, key=lambda p: p.key)
+
+
+def labelled_folder(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
+    """A user's labelled data: `root/<label>/<file>` -> (files, label indices, label names).
+
+    Labels are the sub-folder names (underscores read as spaces), sorted; hidden files skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataMissingError(f"{root}: no such folder (expected <root>/<label>/<files>)")
+    names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files, labels = [], []
+    for i, name in enumerate(names):
+        for f in sorted((root / name).rglob("*")):
+            if f.is_file() and not f.name.startswith("."):
+                files.append(f)
+                labels.append(i)
+    if not files:
+        raise DataMissingError(f"{root}: no labelled files (expected <root>/<label>/<files>)")
+    return files, labels, [n.replace("_", " ") for n in names]

