@@ -85,3 +85,35 @@ def test_eval_cli_two_spaces_report_plots_and_readme(tmp_path: Path):
     text = readme.read_text()
     assert "old table" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert "| sts-b | Spearman / Pearson ×100 (n=30) |" in text
+
+
+def test_eval_on_users_pairs_manifest_and_labelled_folder(space, tmp_path: Path):
+    """pairs:MANIFEST and folder:DIR tasks through the CLI, on generated media."""
+    from conftest import draw_image, write_wav
+
+    colours = ["red", "blue", "green", "yellow"]
+    rows = []
+    for c in colours:
+        draw_image("circle", 96, c).save(tmp_path / f"{c}.png")
+        rows.append({"a": f"a {c} circle", "b": f"{c}.png"})
+    rows.append({"a": "a red circle", "b": "blue.png"})  # a caption with two correct images
+    (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    for label, freq in (("low_hum", 110), ("high_whistle", 3000)):
+        (tmp_path / "sounds" / label).mkdir(parents=True)
+        write_wav(tmp_path / "sounds" / label / "1.wav", 2.0, freq)
+    out = tmp_path / "r"
+    result = CliRunner().invoke(app, ["eval", "--task", f"pairs:{tmp_path / 'pairs.jsonl'},folder:{tmp_path / 'sounds'}",
+                                      "--out", str(out), "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    pairs = report["tasks"][f"pairs:{tmp_path / 'pairs.jsonl'}"]
+    a_b = pairs["results"]["default"]["metrics"]["a->b"]
+    assert pairs["dataset"]["n"] == 5 and a_b["queries"] == 4  # 4 distinct captions
+    caps, imgs = space.embed([f"a {c} circle" for c in colours]), space.embed([tmp_path / f"{c}.png" for c in colours])
+    from omnibind.evaluate.tasks import retrieval_metrics
+
+    expected = retrieval_metrics(caps @ imgs.T, [{0, 1}, {1}, {2}, {3}])
+    assert a_b == pytest.approx(expected)
+    folder = report["tasks"][f"folder:{tmp_path / 'sounds'}"]["results"]["default"]["metrics"]
+    assert folder["n"] == 2 and set(folder["per_class_accuracy"]) == {"high whistle", "low hum"}
+    assert np.asarray(folder["confusion_matrix"]).sum() == 2

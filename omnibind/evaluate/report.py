@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from omnibind.evaluate.suite import SEED, TASKS, CachedEmbedder, TaskResult
+from omnibind.evaluate.suite import SEED, CachedEmbedder, TaskResult, task
 from omnibind.space import Space, load_space
 
 README_BEGIN, README_END = "<!-- omnibind eval: begin -->", "<!-- omnibind eval: end -->"
@@ -46,7 +46,7 @@ def run(spaces: Sequence[str], tasks: Sequence[str], limit: int | None = None, c
             if progress:
                 progress(f"{ref}: {name}")
             t0 = time.perf_counter()
-            result: TaskResult = TASKS[name](embed, limit)
+            result: TaskResult = task(name)(embed, limit)
             entry = report["tasks"].setdefault(name, {"kind": result.kind, "dataset": result.dataset, "results": {}})
             entry["results"][ref] = {"metrics": result.metrics, "extra": result.extra,
                                      "seconds": round(time.perf_counter() - t0, 2)}

@@ -181,12 +181,87 @@ TASKS: dict[str, Callable[[CachedEmbedder, int | None], TaskResult]] = {
 }
 
 
+# -- users' own data: "pairs:MANIFEST" and "folder:DIR" ------------------------------------------------
+
+
+def _modality_of(obj: Any) -> str:
+    """By content, as everywhere in omnibind (decoders open lazily: headers, not whole files)."""
+    from omnibind.inputs import to_input
+
+    return "text" if isinstance(obj, str) else to_input(obj).modality
+
+
+def _embed_mixed(embed: CachedEmbedder, objs: Sequence[Any]) -> np.ndarray:
+    """Embed objects of possibly several modalities, each through its tower's cache, in order."""
+    modalities = [_modality_of(o) for o in objs]
+    out = np.zeros((len(objs), embed.space.dim), np.float32)
+    for m in dict.fromkeys(modalities):
+        idx = [i for i, mm in enumerate(modalities) if mm == m]
+        items = [objs[i] for i in idx]
+        # video is fused from two towers: no single backbone cache, embed it directly
+        out[idx] = embed.space.embed(items) if m == "video" else embed(items, m)
+    return out
+
+
+def pairs_task(path: str) -> Callable[[CachedEmbedder, int | None], TaskResult]:
+    """Retrieval on a pairs manifest (columns a, b): a -> b and b -> a. Repeated cells are one
+    item, so a caption shared by several files has several correct answers."""
+    from omnibind.bind.pairs import read_manifest
+
+    def run(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+        pairs, bad = read_manifest(path)
+        if bad:
+            raise OmnibindError(f"{path}: {len(bad)} bad rows, first {bad[0]}: fix them to evaluate")
+        pairs = pairs[:limit]
+        a_items, b_items = list(dict.fromkeys(p.a for p in pairs)), list(dict.fromkeys(p.b for p in pairs))
+        a_pos, b_pos = {x: i for i, x in enumerate(a_items)}, {x: i for i, x in enumerate(b_items)}
+        relevant: list[set[int]] = [set() for _ in a_items]
+        for p in pairs:
+            relevant[a_pos[p.a]].add(b_pos[p.b])
+        a, b = _embed_mixed(embed, a_items), _embed_mixed(embed, b_items)
+        metrics = T.retrieval_both_directions(a, b, relevant, "a", "b")
+        sims = {"a-b": _matched_unmatched(a, b, relevant)}
+        return TaskResult(f"pairs:{path}", "retrieval", {"name": f"pairs manifest {path}", "n": len(pairs),
+                          "source": f"file:{Path(path).resolve()}", "version": None}, metrics, {"similarities": sims})
+
+    return run
+
+
+def folder_task(path: str) -> Callable[[CachedEmbedder, int | None], TaskResult]:
+    """Zero-shot classification of a labelled folder (root/<label>/<files>), with the prompt
+    templates of the files' modality (omnibind/classify.py)."""
+    from omnibind.classify import TEMPLATES
+
+    def run(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+        files, labels, names = ds.labelled_folder(path)
+        files, y = files[:limit], np.asarray(labels[:limit])
+        modality = _modality_of(files[0])
+        templates = TEMPLATES[modality]
+        prompts = embed([t.format(n) for n in names for t in templates], "text")
+        label_vecs = prompts.reshape(len(names), len(templates), -1).mean(1)
+        label_vecs /= np.linalg.norm(label_vecs, axis=1, keepdims=True)
+        scores = _embed_mixed(embed, files) @ label_vecs.T
+        return TaskResult(f"folder:{path}", "classification", {"name": f"labelled folder {path} ({modality})",
+                          "n": len(files), "source": f"file:{Path(path).resolve()}", "version": None},
+                          T.classification_metrics(scores, y, names))
+
+    return run
+
+
 def task_names(spec: str | Sequence[str]) -> list[str]:
-    """'all', or comma-separated task names, validated."""
+    """'all', or comma-separated task names (plus pairs:MANIFEST / folder:DIR), validated."""
     names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
     if not names or names == ["all"]:
         return list(TASKS)
-    unknown = [n for n in names if n not in TASKS]
+    unknown = [n for n in names if n not in TASKS and not n.startswith(("pairs:", "folder:"))]
     if unknown:
-        raise OmnibindError(f"unknown task {unknown[0]!r}: choose from all, {', '.join(TASKS)}")
+        raise OmnibindError(f"unknown task {unknown[0]!r}: choose from all, {', '.join(TASKS)}, pairs:MANIFEST, folder:DIR")
     return names
+
+
+def task(name: str) -> Callable[[CachedEmbedder, int | None], TaskResult]:
+    if name.startswith("pairs:"):
+        return pairs_task(name[len("pairs:"):])
+    if name.startswith("folder:"):
+        return folder_task(name[len("folder:"):])
+    return TASKS[name]
