@@ -369,3 +369,23 @@ def test_space_pair_calibration_maps_z_scores_to_match_probabilities(ingested: C
     monkeypatch.setattr(ingested.space, "calibration", {k: v for k, v in fits.items() if k != "text->audio"})
     partial = search(ingested, "heavy rain on the roof", k=20)  # one pair unfitted: z-scores for the whole query
     assert {h.id: h.score for h in partial} == pytest.approx({i: h.score for i, h in z.items()})
+
+
+def test_unreadable_file_is_reported_even_as_root(home, space, tmp_path: Path, monkeypatch):
+    """chmod 0 does not stop root (CI runs as root), so the read itself is made to fail."""
+    import omnibind.ingest as ingest_mod
+
+    root = tmp_path / "u"
+    root.mkdir()
+    draw_image("circle", 64, "red").save(root / "ok.png")
+    draw_image("square", 64, "blue").save(root / "locked.png")
+    real = ingest_mod.sha256_file
+
+    def denied(path: Path, *args, **kwargs):
+        if path.name == "locked.png":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_mod, "sha256_file", denied)
+    report = ingest(Collection.open("u", space=space), root)
+    assert report.added == 1 and dict(report.failed) == {str(root / "locked.png"): "cannot read file: Permission denied"}
