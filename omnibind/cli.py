@@ -608,6 +608,42 @@ def eval_(
                   + (f"; table updated in {readme}" if readme else ""))
 
 
+@app.command()
+def serve(
+    collection: str = CollectionOpt,
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    space: Optional[str] = typer.Option(None, "--space", "-s", help="Space for a new collection."),
+    root: list[Path] = typer.Option([], "--root", help="Folder the ingest endpoint may read (repeatable); "
+                                    "none: ingest over HTTP is disabled."),
+    max_upload_mb: int = typer.Option(50, help="Largest request body, in MiB."),
+    home: Optional[Path] = HomeOpt,
+) -> None:
+    """Serve the HTTP API and the search page for a collection (write endpoints need the token)."""
+    import uvicorn
+
+    from omnibind.server import ServerSettings, create_app, load_token
+
+    _set_home(home)
+    _quiet_libraries()
+    settings = ServerSettings(collection=collection, space=space, roots=list(root),
+                              max_upload_bytes=max_upload_mb * 1024 * 1024)
+    try:
+        token, created = load_token()
+        app_ = create_app(settings, token)
+    except (OmnibindError, ValueError) as exc:
+        _fail(exc)
+    if created:
+        err.print(f"[bold]write token (new, saved for next time):[/] {token}")
+    else:
+        err.print("write token: $OMNIBIND_TOKEN or the saved one (omnibind_home()/server-token)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]listening on {host}: anyone who can reach it can search; writes still need the token[/]")
+    err.print(f"omnibind: collection {app_.state.collection.name!r} ({len(app_.state.collection)} items) on "
+              f"http://{host}:{port}/  (API docs: /docs)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 def main() -> None:  # pragma: no cover - entry point
     try:
         app()

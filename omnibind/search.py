@@ -166,10 +166,12 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     fetch = k * (refine if rerank else 1)
     for m in wanted:
         alone = set(samples) == {m}
-        for row, cos in _candidates(collection, q, m, where, fetch, exact, refine, nprobes, alone):
+        rows = _candidates(collection, q, m, where, fetch, exact, refine, nprobes, alone)
+        z = calibrate(q, np.array([c for _, c in rows]), samples[m]) if kind != "cosine" and rows else None
+        for n, (row, cos) in enumerate(rows):
             key = score = cos
-            if kind != "cosine":
-                key = score = float(calibrate(q, np.array([cos]), samples[m])[0])
+            if z is not None:
+                key = score = float(z[n])
                 if kind == "probability":
                     a, b = pairs[m]  # type: ignore[misc]
                     key = a * score + b  # rank on the logit: probabilities near 1 would tie

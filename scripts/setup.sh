@@ -11,6 +11,14 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 # Debian packages: the real data for the demo, the tests and evaluation (Tux Paint stamps,
 # Fashion-MNIST, Asterisk speech prompts, OpenCV's sample media); one list, in get-eval-data.sh.
 SKIP_PIP=1 bash scripts/get-eval-data.sh
+# Debian's Chromium drives the browser test of the search page (Playwright, no browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "==> apt-get install chromium"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+    || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating $VENV with $("$PYTHON" --version)"
