@@ -268,6 +268,8 @@ def bind(
     seed: int = typer.Option(0, help="Seed: same seed, same result."),
     replay: Optional[Path] = typer.Option(None, help="Second manifest of pairs always trained on, never held out: "
                                           "general pairs mixed into a narrow bind so the space keeps what it knew."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Train in N processes on one global batch (torch.distributed: "
+                              "gloo on CPU, nccl on GPUs); same result as 1 process."),
 ) -> None:
     """Bind a tower into the space from paired examples (LiT: the text anchor stays locked)."""
     import hashlib
@@ -293,12 +295,16 @@ def bind(
                       TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=err) as bar:
             feats = bar.add_task("features", total=len(rows) + len(replay_rows), info="")
             train = bar.add_task("training", total=epochs, info="")
+            if nproc > 1:
+                bar.update(train, info=f"{nproc} processes (progress shown when they finish)")
             result = run_bind(
-                sp, rows, config, manifest_hash=digest, replay=replay_rows,
+                sp, rows, config, manifest_hash=digest, replay=replay_rows, nproc=nproc,
                 on_features=lambda n: bar.advance(feats, n),
                 on_epoch=lambda r: bar.update(train, advance=1, info=f"loss {r['loss']:.3f} "
                                                f"held-out R@1 {r.get('val_R@1', float('nan')):.1f}"),
             )
+            if nproc > 1:
+                bar.update(train, completed=len(result.history))
         result.space.save(out)
     except (OmnibindError, ValueError) as exc:
         _fail(exc)

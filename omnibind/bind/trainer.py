@@ -27,6 +27,7 @@ from omnibind.bind.cache import project_items as _embed_items
 from omnibind.bind.pairs import BadRow, Pair
 from omnibind.errors import OmnibindError
 from omnibind.heads import Head, LinearHead, MLPHead, ResidualHead
+from omnibind.scale import ddp
 from omnibind.space import Space
 from omnibind.tower import Tower
 
@@ -80,18 +81,26 @@ class _Data:
 def bind(space: Space, pairs: Sequence[Pair], config: BindConfig, cache_root: Path | None = None,
          on_epoch: Callable[[dict[str, float]], None] | None = None,
          on_features: Callable[[int], None] | None = None, manifest_hash: str | None = None,
-         replay: Sequence[Pair] = ()) -> BindResult:
+         replay: Sequence[Pair] = (), nproc: int = 1) -> BindResult:
     """Train `config.tower`'s head on `pairs`; return a new space (the input space is untouched).
 
     `replay` pairs are always trained on and never held out: general-domain pairs mixed into a
     narrow bind so the space keeps what it knew, or extra training data that must not pollute
-    the held-out measure of `pairs`."""
+    the held-out measure of `pairs`. `nproc > 1` trains in that many processes on one global
+    batch (omnibind/scale/ddp.py): the same result, up to float summation order."""
     if config.tower not in space.towers or config.tower == space.anchor:
         raise BindError(f"cannot bind tower {config.tower!r}: the space has {list(space.towers)}, anchor {space.anchor!r} is locked")
+    if nproc > 1 and not ddp.active():
+        new, result = ddp.run_parallel(space, list(pairs), list(replay), config, cache_root, manifest_hash, nproc)
+        return BindResult(new, result["metrics"], result["history"], [BadRow(l, r) for l, r in result["skipped"]])
     torch.manual_seed(config.seed)
     tower = space.towers[config.tower]
+    if ddp.rank() > 0:
+        ddp.barrier()  # rank 0 fills the feature cache first; the others then read it
     data, skipped = _prepare(space, tower, list(pairs) + list(replay), config, cache_root, on_features,
                              n_main=len(pairs))  # backbones: all threads
+    if ddp.rank() == 0:
+        ddp.barrier()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # head steps are tiny: 2 threads spend them at barriers (9x slower, benchmarks/bind_speed.py)
     try:
@@ -314,8 +323,9 @@ def _train_epoch(head: Head, objective: _Objective, optimiser: torch.optim.Optim
     total, count = 0.0, 0
     batches = _batches(data.text_ids, _weighted_epoch(train_idx, data.weights, rng), config.batch_size, rng)
     step_loss, step_pairs = None, 0
+    params = [p for g in optimiser.param_groups for p in g["params"]]
     for b, batch_idx in enumerate(batches):
-        media = _embed_items(head, data.feats, batch_idx)
+        media = _embed_batch(head, data.feats, batch_idx)
         texts = data.anchors[data.text_ids[batch_idx]]
         teacher = data.teacher[batch_idx] if data.teacher is not None else None
         inputs = data.feats.mean(key, batch_idx) if getattr(objective, "intra", None) is not None else None
@@ -334,11 +344,23 @@ def _train_epoch(head: Head, objective: _Objective, optimiser: torch.optim.Optim
         if step_pairs >= config.batch_size or b == len(batches) - 1:
             optimiser.zero_grad()
             (step_loss / step_pairs).backward()
+            if ddp.active():
+                ddp.average_gradients(params)
             optimiser.step()
             step_loss, step_pairs = None, 0
         total += float(loss.detach()) * len(batch_idx)
         count += len(batch_idx)
     return total / max(1, count)
+
+
+def _embed_batch(head: Head, feats: _Stacked, batch_idx: np.ndarray) -> torch.Tensor:
+    """The batch's media vectors; with several processes, each embeds its slice and the slices
+    are gathered with their gradients (the loss then sees the global batch)."""
+    if not ddp.active():
+        return _embed_items(head, feats, batch_idx)
+    local = ddp.local_slice(batch_idx)
+    mine = _embed_items(head, feats, local) if len(local) else torch.zeros((0, head.out_dim))
+    return ddp.gather_with_grad(mine, len(batch_idx))
 
 
 def _hard_negative_table(head: Head, data: _Data, train_idx: np.ndarray, k: int) -> np.ndarray:

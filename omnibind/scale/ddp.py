@@ -1,0 +1,141 @@
+"""Data-parallel binding: N processes (gloo on CPU, nccl on GPU), one global contrastive batch.
+
+Each process embeds its slice of every batch; `gather_with_grad` concatenates the slices of all
+processes *with* their autograd history (open_clip's `gather_with_grad`), so every process
+computes the loss over the global batch, negatives from every process included. The backward
+pass of the all-gather sums each slice's gradient over processes; `average_gradients` then
+averages parameter gradients over processes (what DDP's reducer does, done explicitly because
+the binder accumulates several caption-disjoint sub-batches into one optimiser step, which DDP's
+one-forward-one-backward bookkeeping does not allow). The result equals single-process training
+on the same global batch, up to float summation order (tests/test_scale_ddp.py).
+
+`bind(..., nproc=N)` (CLI: `omnibind bind --nproc N`) launches the workers with
+torch.multiprocessing; under `torchrun`, `init_from_env()` joins the process group instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+_STATE: dict[str, int] = {}
+
+
+def active() -> bool:
+    """Whether this process is one of several binding together."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def local_slice(idx: np.ndarray) -> np.ndarray:
+    """This process's contiguous share of a batch (slices in rank order rebuild the batch)."""
+    return np.array_split(np.asarray(idx), world())[rank()]
+
+
+def gather_with_grad(local: torch.Tensor, total: int) -> torch.Tensor:
+    """All processes' rows, in rank order, keeping autograd through every slice. Slices may differ
+    in length by one (`np.array_split`); they are padded to equal size for the collective."""
+    import warnings
+
+    from torch.distributed.nn.functional import all_gather  # autograd-aware (deprecated name, same op)
+
+    sizes = [len(part) for part in np.array_split(np.arange(total), world())]
+    pad = max(sizes) - local.shape[0]
+    padded = torch.cat([local, local.new_zeros((pad, *local.shape[1:]))]) if pad else local
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        parts = all_gather(padded)
+    return torch.cat([p[:n] for p, n in zip(parts, sizes)])
+
+
+def average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Mean of each parameter's gradient over processes (one all-reduce per tensor)."""
+    n = world()
+    for p in params:
+        if p.grad is None:  # this process's slice did not reach p: it still joins the collective
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad /= n
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def init_from_env(backend: str | None = None) -> None:
+    """Join the process group torchrun (or `launch`) describes in the environment."""
+    if not dist.is_initialized():
+        dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(space_dir: Path, pairs: list[Any], replay: list[Any], config: Any, cache_root: Path | None,
+           manifest_hash: str | None, nproc: int, out_dir: Path) -> dict[str, Any]:
+    """Run `bind` in `nproc` processes; rank 0 saves the new space to `out_dir/space` and its
+    metrics and history to `out_dir/result.json`, which is returned."""
+    import torch.multiprocessing as mp
+
+    port = _free_port()
+    mp.spawn(_worker, args=(nproc, port, str(space_dir), pairs, replay, asdict(config),
+                            str(cache_root) if cache_root else None, manifest_hash, str(out_dir)),
+             nprocs=nproc, join=True)
+    return json.loads((out_dir / "result.json").read_text("utf-8"))
+
+
+def _worker(local_rank: int, nproc: int, port: int, space_dir: str, pairs: list[Any], replay: list[Any],
+            config: dict[str, Any], cache_root: str | None, manifest_hash: str | None, out_dir: str) -> None:
+    from omnibind.bind.trainer import BindConfig, bind
+    from omnibind.space import load_space
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(local_rank),
+                      WORLD_SIZE=str(nproc), LOCAL_RANK=str(local_rank))
+    backend = "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= nproc else "gloo"
+    dist.init_process_group(backend, rank=local_rank, world_size=nproc)
+    try:
+        space = load_space(space_dir)
+        cfg = BindConfig(**{**config, "matryoshka": tuple(config.get("matryoshka") or ())})
+        result = bind(space, pairs, cfg, Path(cache_root) if cache_root else None,
+                      manifest_hash=manifest_hash, replay=replay)
+        if local_rank == 0:
+            out = Path(out_dir)
+            result.space.save(out / "space")
+            (out / "result.json").write_text(json.dumps(
+                {"metrics": result.metrics, "history": result.history,
+                 "skipped": [[b.line, b.reason] for b in result.skipped]}, default=float), "utf-8")
+    finally:
+        dist.barrier()  # nobody tears gloo down while a peer still talks to it
+        dist.destroy_process_group()
+
+
+def run_parallel(space: Any, pairs: list[Any], replay: list[Any], config: Any, cache_root: Path | None,
+                 manifest_hash: str | None, nproc: int) -> tuple[Any, dict[str, Any]]:
+    """(new space, result dict) of an `nproc`-process bind of `space`."""
+    from omnibind.space import load_space
+
+    with tempfile.TemporaryDirectory(prefix="omnibind-ddp-") as tmp:
+        base = Path(tmp) / "base"
+        space.save(base)
+        result = launch(base, pairs, replay, config, cache_root, manifest_hash, nproc, Path(tmp))
+        return load_space(Path(tmp) / "space"), result  # heads are read into memory; backbones load by reference
