@@ -72,10 +72,13 @@ def test_two_process_loss_and_gradients_equal_one_process(tmp_path, n):
     assert any(g.abs().sum() > 0 for g in grads1.values())  # the check compares real gradients
 
 
-def test_bind_with_two_processes_equals_one(space, media, tmp_path):
+def test_bind_with_two_processes_equals_one(tmp_path):
     """The real binder end to end: same held-out split, same batches, same trained head."""
     from PIL import Image
 
+    from omnibind.space import load_space
+
+    space = load_space("bridge")  # fresh: the worker processes load it fresh from disk too
     colours = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white"]
     pairs = []
     for i, c in enumerate(colours):

@@ -113,6 +113,7 @@ def _train(space: Space, tower: Tower, data: "_Data", skipped: list[BadRow], pai
            config: BindConfig, on_epoch: Callable[[dict[str, float]], None] | None,
            manifest_hash: str | None) -> BindResult:
     train_idx, val_idx = _split(data.groups, config.val_fraction, config.seed, data.replay)
+    torch.manual_seed(config.seed)  # here, not before _prepare: loading a backbone draws from torch's RNG
     head = _new_head(tower, config)
     objective = _Objective(config, space.dim)
     params = [p for p in list(head.parameters()) + list(objective.parameters()) if p.requires_grad]
