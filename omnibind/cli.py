@@ -416,7 +416,8 @@ def _set_home(home: Optional[Path]) -> None:
 
 @app.command()
 def ingest(
-    folder: Path = typer.Argument(..., help="Folder (walked recursively) or a single file."),
+    folder: str = typer.Argument(..., help="Folder (walked recursively) or a single file; with --engine ray also "
+                                 "a glob, a .parquet (uri column) or .uris manifest, or s3://... URIs."),
     collection: str = CollectionOpt,
     space: Optional[str] = typer.Option(None, "--space", "-s", help="Space for a new collection (default: the "
                                         "collection's own, or the offline default)."),
@@ -428,6 +429,10 @@ def ingest(
     log: Optional[Path] = typer.Option(None, help="Failure log (default: <collection>/logs/ingest-TIME.log)."),
     exclude: list[str] = typer.Option([], "--exclude", "-x", help="Skip files matching this glob, by name or by "
                                       "path under FOLDER (repeatable), e.g. -x '*.tsv' -x 'drafts/*'."),
+    engine: str = typer.Option("local", help="local, or ray: decode + embed on a Ray cluster's actors."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster: auto (a running one), ray://HOST:10001; "
+                                          "default: a running cluster if any, else a local one."),
+    actors: int = typer.Option(2, help="Ray actors (one space loaded per actor)."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """Embed every file under FOLDER into a collection: incremental, resumable, bad files reported."""
@@ -454,8 +459,18 @@ def ingest(
                 rate = done / max(__import__("time").perf_counter() - started, 1e-9)
                 bar.update(task, completed=done, total=total, rate=f"{rate:.1f} files/s")
 
-            report = run_ingest(coll, folder, batch_size=batch_size, prune=prune, progress=tick, log=log,
-                                exclude=exclude)
+            if engine == "ray":
+                from omnibind.scale.ray_ingest import ray_ingest
+
+                if exclude:
+                    raise ValueError("--exclude works with the local engine; give the ray engine a glob or a manifest")
+                report = ray_ingest(coll, folder, address=address, actors=actors, batch_size=batch_size,
+                                    prune=prune, progress=tick, log=log)
+            elif engine == "local":
+                report = run_ingest(coll, folder, batch_size=batch_size, prune=prune, progress=tick, log=log,
+                                    exclude=exclude)
+            else:
+                raise ValueError(f"unknown engine {engine!r}: local or ray")
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
     for path, reason in report.failed:
