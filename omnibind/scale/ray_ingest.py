@@ -178,16 +178,20 @@ def _run(collection: Collection, uris: Sequence[str], known: dict[str, str], rep
          num_cpus_per_actor: float) -> None:
     import ray
 
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # per-operator INFO lines would drown the progress bar
+    ray.data.DataContext.get_current().enable_progress_bars = False
     space_record = collection.meta["space"]
     known_ref = ray.put(known)
     blocks = max(actors, (len(uris) + batch_size - 1) // batch_size)
     ds = ray.data.from_items([{"uri": u} for u in uris], override_num_blocks=min(blocks, len(uris)))
     ds = ds.map_batches(
-        EmbedBatch, batch_size=batch_size, batch_format="pyarrow", concurrency=actors,
+        EmbedBatch, batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"space_ref": space_record["ref"], "fingerprint": space_record["fingerprint"],
                                "known": known_ref, "crash_marker": crash_marker},
-        num_cpus=num_cpus_per_actor, max_restarts=-1, max_task_retries=-1,
-    )
+        num_cpus=num_cpus_per_actor,
+    )  # Ray Data's actor pools restart dead actors and retry their batches (max_restarts / max_task_retries -1)
     done = 0
     for batch in ds.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
         rows = batch.to_pylist()
