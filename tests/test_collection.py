@@ -389,3 +389,29 @@ def test_unreadable_file_is_reported_even_as_root(home, space, tmp_path: Path, m
     monkeypatch.setattr(ingest_mod, "sha256_file", denied)
     report = ingest(Collection.open("u", space=space), root)
     assert report.added == 1 and dict(report.failed) == {str(root / "locked.png"): "cannot read file: Permission denied"}
+
+
+def test_in_memory_exact_search_equals_lancedb_scan(ingested: Collection, space):
+    """Small collections are searched by one matrix product on a snapshot; a `where` filter takes
+    LanceDB's path. Both must give the same hits, and a write must show up at once."""
+    from omnibind.search import _snapshot
+
+    for query in ("heavy rain", "a red circle", "a low tone"):
+        fast = search(ingested, query, k=11, calibrated=False)
+        lance = search(ingested, query, k=11, calibrated=False, where="id IS NOT NULL")
+        assert [h.id for h in fast] == [h.id for h in lance]
+        assert [h.cosine for h in fast] == pytest.approx([h.cosine for h in lance], abs=1e-5)
+        assert [h.fields.get("source") for h in fast] == [h.fields.get("source") for h in lance]
+    before = _snapshot(ingested)
+    ingested.add(["storm warning: heavy rain tonight"], ids=["new-note"])
+    assert _snapshot(ingested) is not before
+    assert search(ingested, "storm warning: heavy rain tonight", k=1, calibrated=False)[0].id == "new-note"
+
+
+def test_items_added_later_in_a_new_modality_are_searched(home, space):
+    coll = Collection.open("grow", space=space)
+    coll.add(["a note about the sea"])
+    assert [h.id for h in search(coll, "the sea")] == coll.add(["a note about the sea"])  # calibration: text only
+    coll.add([draw_image("circle", 64, "blue")], ids=["blue-circle"])  # add(), not ingest: no calibration refresh
+    hits = search(coll, "a blue circle", k=2)
+    assert {h.id for h in hits} >= {"blue-circle"} and {h.modality for h in hits} == {"text", "image"}
