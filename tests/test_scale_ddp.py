@@ -2,7 +2,6 @@
 1 process on the same global batch."""
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -16,12 +15,6 @@ from omnibind.bind.trainer import BindConfig, bind
 from omnibind.scale import ddp
 
 DIM, IN, N = 16, 12, 10  # N = 10 over 2 processes, and 7 (uneven slices) below
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _problem(n: int):
@@ -40,9 +33,9 @@ def _loss_and_grads(head, x, texts, embed):
     return float(loss.detach()), {k: v.grad.clone() for k, v in head.named_parameters()}
 
 
-def _worker(rank: int, port: int, n: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def _worker(rank: int, rendezvous: str, n: int, out: str) -> None:
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
     try:
         head, x, texts = _problem(n)
 
@@ -57,13 +50,14 @@ def _worker(rank: int, port: int, n: int, out: str) -> None:
     finally:
         dist.barrier()  # nobody tears gloo down while a peer still talks to it
         dist.destroy_process_group()
+    ddp.exit_worker()
 
 
 @pytest.mark.parametrize("n", [N, 7])
 def test_two_process_loss_and_gradients_equal_one_process(tmp_path, n):
     head, x, texts = _problem(n)
     loss1, grads1 = _loss_and_grads(head, x, texts, lambda h, xs: torch.nn.functional.normalize(h(xs), dim=-1))
-    mp.spawn(_worker, args=(_port(), n, str(tmp_path / "r")), nprocs=2, join=True)
+    mp.spawn(_worker, args=(str(tmp_path / "rendezvous"), n, str(tmp_path / "r")), nprocs=2, join=True)
     for rank in (0, 1):
         got = torch.load(tmp_path / f"r.{rank}")
         assert got["loss"] == pytest.approx(loss1, abs=1e-6)
