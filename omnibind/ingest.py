@@ -155,7 +155,6 @@ def ingest(collection: Collection, root: str | Path, *, batch_size: int = 32, pr
     `progress(done, total)` is called after each batch (`total` is known after the walk);
     every failure is written to `log` (default: <collection>/logs/ingest-<time>.log). Files matching
     an `exclude` glob are neither ingested nor, with `prune`, kept."""
-    from omnibind.search import refresh_calibration
 
     collection.check_consistent()
     start = time.perf_counter()
@@ -166,15 +165,42 @@ def ingest(collection: Collection, root: str | Path, *, batch_size: int = 32, pr
     done = 0
     if progress:
         progress(0, len(files))
+    previous = set(known)
     for lo in range(0, len(files), batch_size):
         _ingest_batch(collection, files[lo : lo + batch_size], known, report)
         done += len(files[lo : lo + batch_size])
         if progress:
             progress(done, len(files))
+    return finish(collection, report, previous, {str(p) for p in files}, prune, build_index, log, start)
+
+
+def commit_batch(collection: Collection, rows: list[dict[str, Any]], stale: list[str],
+                 known: dict[str, tuple[str, int, float]], report: IngestReport) -> None:
+    """Store a batch's embedded rows in one commit (counted as added or updated), then drop the
+    rows of files that turned unreadable (their old vectors are wrong); keeps `known` current."""
+    if rows:
+        collection.upsert(rows)  # one commit: the whole batch or none of it
+        for r in rows:
+            if r["id"] in known:
+                report.updated += 1
+            else:
+                report.added += 1
+            known[r["id"]] = (r["sha256"], r["size"], r["mtime"])
+    if stale:
+        collection.delete(stale)
+        for key in stale:
+            known.pop(key, None)
+
+
+def finish(collection: Collection, report: IngestReport, previous: set[str], present: set[str], prune: bool,
+           build_index: bool, log: Path | None, start: float) -> IngestReport:
+    """The end of an ingest, whatever engine embedded it: prune rows of vanished files under the
+    root, keep the index and the calibration sample current, write the failure log."""
+    from omnibind.search import refresh_calibration
+
     if prune:
-        present = {str(p) for p in files}
         prefix = report.root.rstrip(os.sep) + os.sep
-        gone = [i for i in known if (i.startswith(prefix) or i == report.root) and i not in present]
+        gone = [i for i in previous if (i.startswith(prefix) or i == report.root) and i not in present]
         report.removed = collection.delete(gone)
     if report.embedded or report.removed:
         if build_index:
@@ -189,6 +215,7 @@ def _ingest_batch(collection: Collection, files: list[Path], known: dict[str, tu
                   report: IngestReport) -> None:
     todo: list[tuple[Path, Input, str, os.stat_result]] = []
     stale: list[str] = []
+    rows: list[dict[str, Any]] = []
     for path in files:
         key = str(path)
         try:
@@ -213,21 +240,10 @@ def _ingest_batch(collection: Collection, files: list[Path], known: dict[str, tu
             report.failed.append((str(todo[j][0]), e.reason))
             if str(todo[j][0]) in known:
                 stale.append(str(todo[j][0]))
-        rows = []
         for vector, j in zip(result.vectors, result.indices):
             path, item, digest, st = todo[j]
             rows.append(row_for(item, vector, str(path), {}, digest, st.st_size, st.st_mtime))
-        collection.upsert(rows)  # one commit: the whole batch or none of it
-        for r in rows:
-            if r["id"] in known:
-                report.updated += 1
-            else:
-                report.added += 1
-            known[r["id"]] = (r["sha256"], r["size"], r["mtime"])
-    if stale:
-        collection.delete(stale)
-        for key in stale:
-            known.pop(key, None)
+    commit_batch(collection, rows, stale, known, report)
 
 
 def _write_log(collection: Collection, report: IngestReport, log: Path | None) -> Path:

@@ -26,6 +26,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from omnibind.evaluate import datasets as ds  # noqa: E402
+from omnibind.search import calibrate  # noqa: E402
 from omnibind.space import load_space  # noqa: E402
 
 PRIOR = 0.01  # share of matches the probabilities assume
@@ -33,9 +34,9 @@ SAMPLE = 512
 
 
 def zscores(queries: np.ndarray, items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each query's z-scores over `items`, standardised exactly as search does (`calibrate`)."""
     ref = items if len(items) <= SAMPLE else items[np.sort(rng.choice(len(items), SAMPLE, replace=False))]
-    r = queries @ ref.T
-    return (queries @ items.T - r.mean(1, keepdims=True)) / np.maximum(r.std(1, keepdims=True), 1e-6)
+    return np.stack([calibrate(q, items @ q, ref) for q in queries])
 
 
 def fit(z: np.ndarray, match: np.ndarray) -> tuple[float, float, dict]:

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from omnibind.collection import Collection
 from omnibind.errors import InputError, OmnibindError
-from omnibind.ingest import IngestReport, _write_log, row_for, walk
+from omnibind.ingest import IngestReport, commit_batch, finish, row_for, walk
 
 URI_COLUMNS = ("uri", "path", "source")
 
@@ -143,47 +143,34 @@ def ray_ingest(collection: Collection, source: str | Path, *, address: str | Non
     Same semantics and report as `omnibind.ingest.ingest`."""
     import ray
 
-    from omnibind.search import refresh_calibration
-
     collection.check_consistent()
     start = time.perf_counter()
     local = "://" not in str(source)
     report = IngestReport(root=os.path.abspath(str(source)) if local else str(source))
     uris = list_sources(source, lambda p, r: report.failed.append((p, r)))
     report.seen = len(uris)
-    known_full = collection.manifest()
-    known = {k: v[0] for k, v in known_full.items()}
+    known = collection.manifest()
+    previous = set(known)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     if progress:
         progress(0, len(uris))
     if uris:
         _run(collection, uris, known, report, actors, batch_size, progress, crash_marker, num_cpus_per_actor)
-    if prune:
-        present = set(uris)
-        root = report.root.rstrip("/") + "/"
-        gone = [i for i in known_full if i.startswith(root) and i not in present]
-        report.removed = collection.delete(gone)
-    if report.embedded or report.removed:
-        if build_index:
-            collection.ensure_index()
-        refresh_calibration(collection)
-    report.seconds = time.perf_counter() - start
-    report.log = str(_write_log(collection, report, log)) if report.failed else None
-    return report
+    return finish(collection, report, previous, set(uris), prune, build_index, log, start)
 
 
-def _run(collection: Collection, uris: Sequence[str], known: dict[str, str], report: IngestReport, actors: int,
-         batch_size: int, progress: Callable[[int, int], None] | None, crash_marker: str | None,
+def _run(collection: Collection, uris: Sequence[str], known: dict[str, tuple[str, int, float]], report: IngestReport,
+         actors: int, batch_size: int, progress: Callable[[int, int], None] | None, crash_marker: str | None,
          num_cpus_per_actor: float) -> None:
-    import ray
-
     import logging
+
+    import ray
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # per-operator INFO lines would drown the progress bar
     ray.data.DataContext.get_current().enable_progress_bars = False
     space_record = collection.meta["space"]
-    known_ref = ray.put(known)
+    known_ref = ray.put({k: v[0] for k, v in known.items()})  # id -> sha256: what the actors skip
     blocks = max(actors, (len(uris) + batch_size - 1) // batch_size)
     ds = ray.data.from_items([{"uri": u} for u in uris], override_num_blocks=min(blocks, len(uris)))
     ds = ds.map_batches(
@@ -195,7 +182,6 @@ def _run(collection: Collection, uris: Sequence[str], known: dict[str, str], rep
     done = 0
     for batch in ds.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
         rows = batch.to_pylist()
-        embedded = [r for r in rows if r["status"] == "embedded"]
         stale = []
         for r in rows:
             if r["status"] == "unchanged":
@@ -204,15 +190,8 @@ def _run(collection: Collection, uris: Sequence[str], known: dict[str, str], rep
                 report.failed.append((r["id"], r["reason"]))
                 if r["id"] in known:
                     stale.append(r["id"])  # it changed into something unreadable: the old vector is wrong
-        if embedded:
-            collection.upsert([{k: v for k, v in r.items() if k not in ("status", "reason")} for r in embedded])
-            for r in embedded:
-                if r["id"] in known:
-                    report.updated += 1
-                else:
-                    report.added += 1
-        if stale:
-            collection.delete(stale)
+        embedded = [{k: v for k, v in r.items() if k not in ("status", "reason")} for r in rows if r["status"] == "embedded"]
+        commit_batch(collection, embedded, stale, known, report)
         done += len(rows)
         if progress:
             progress(done, len(uris))
