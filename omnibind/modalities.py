@@ -1,0 +1,134 @@
+"""The modality table: one row per modality, and the only place that lists them.
+
+A row says how a modality is recognised (file extensions, a content sniffer), decoded, described
+to the text anchor (prompt templates), previewed (thumbnail maker) and calibrated (which modality
+pair's fit it borrows). Everything else — input detection, search, classification, ingest, the
+server — asks this table, so a new modality is a row here (`register`) plus a backbone.
+
+Rows are consulted in registration order, newest first, so a registered modality can claim a
+subset of an existing format (a 16-bit PNG depth map before the generic image row).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omnibind.errors import InputError
+
+Sniffer = Callable[[bytes], bool]  # claims content from its first bytes (4 KiB)
+Decoder = Callable[[Any, str, Any], Any]  # (bytes | Path, source, Limits) -> decoded payload
+Thumbnailer = Callable[[Any], Any]  # payload -> PIL image, or None
+
+
+@dataclass(frozen=True)
+class Modality:
+    """One row of the table."""
+
+    name: str
+    extensions: tuple[str, ...] = ()
+    templates: tuple[str, ...] = ("{}",)  # label -> text; the first is the caption for label pairs
+    sniff: Sniffer | None = None
+    decode: Decoder | None = None
+    thumbnail: Thumbnailer | None = None
+    calibrate_as: str | None = None  # borrow this modality's calibration fit (video -> image)
+    composite: bool = False  # embedded through other towers (video: image frames + soundtrack)
+
+    @property
+    def calibration_name(self) -> str:
+        return self.calibrate_as or self.name
+
+
+_ROWS: dict[str, Modality] = {}
+_LOCK = threading.Lock()
+
+
+def register(row: Modality, replace: bool = False) -> Modality:
+    """Add a modality row (a new modality, or a replacement with `replace=True`)."""
+    with _LOCK:
+        if row.name in _ROWS and not replace:
+            raise ValueError(f"modality {row.name!r} is already registered")
+        _ROWS.pop(row.name, None)
+        _ROWS[row.name] = row
+    return row
+
+
+def unregister(name: str) -> None:
+    """Remove a row (tests that register a toy modality clean up with this)."""
+    with _LOCK:
+        _ROWS.pop(name, None)
+
+
+def names() -> tuple[str, ...]:
+    """Every registered modality, built-ins first, in registration order."""
+    _ensure_builtins()
+    return tuple(_ROWS)
+
+
+def get(name: str) -> Modality:
+    _ensure_builtins()
+    try:
+        return _ROWS[name]
+    except KeyError:
+        raise ValueError(f"unknown modality {name!r}: choose from {', '.join(_ROWS)}") from None
+
+
+def templates(name: str) -> tuple[str, ...]:
+    """The prompt templates that turn a label into text describing an item of this modality."""
+    return get(name).templates
+
+
+def by_extension(path: str | Path) -> str | None:
+    """The modality a file name claims (None when the suffix is unknown)."""
+    suffix = Path(path).suffix.lower()
+    return next((m.name for m in reversed(names_rows()) if suffix in m.extensions), None)
+
+
+def names_rows() -> list[Modality]:
+    _ensure_builtins()
+    return list(_ROWS.values())
+
+
+def sniff(head: bytes) -> Modality | None:
+    """The newest row whose sniffer claims these first bytes."""
+    return next((m for m in reversed(names_rows()) if m.sniff is not None and m.sniff(head)), None)
+
+
+def decode(name: str, where: Any, source: str, limits: Any) -> Any:
+    row = get(name)
+    if row.decode is None:
+        raise InputError(source, f"modality {name!r} has no decoder")
+    return row.decode(where, source, limits)
+
+
+_BUILTINS_DONE = False
+
+
+def _ensure_builtins() -> None:
+    global _BUILTINS_DONE
+    if _BUILTINS_DONE:
+        return
+    with _LOCK:
+        if not _BUILTINS_DONE:
+            for row in _builtin_rows():
+                _ROWS.setdefault(row.name, row)
+            _BUILTINS_DONE = True
+
+
+def _builtin_rows() -> list[Modality]:
+    return [
+        Modality("text", (".txt", ".md"),
+                 ("{}", "this text is about {}.", "a text about {}.")),
+        Modality("image", (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"),
+                 ("a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a close-up photo of the {}.")),
+        # "the sound of a {}." first: it is the caption used for label pairs (classification
+        # averages all four, so their order does not matter there).
+        Modality("audio", (".wav", ".flac", ".mp3", ".m4a", ".opus", ".oga", ".ogg"),
+                 ("the sound of a {}.", "the sound of {}.", "a recording of {}.", "{} can be heard.")),
+        Modality("video", (".mp4", ".mkv", ".webm", ".avi", ".mov", ".ogv"),
+                 ("a video of a {}.", "a video showing {}.", "footage of a {}."),
+                 calibrate_as="image", composite=True),
+    ]
