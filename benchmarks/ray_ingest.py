@@ -6,7 +6,7 @@
 
 The folder is the one benchmarks/ingest.py builds (real Tux Paint stamps and sounds, STS-B
 sentences as notes). Each round ingests into a fresh collection: `ingest()` (local engine) and
-`ray_ingest()` on a local Ray cluster (`ray.init(num_cpus=<cores>)`, `--actors` actors, one space
+`ingest()` on a local Ray cluster (`ray.init(num_cpus=<cores>)`, `--actors` actors, engine="ray", one space
 loaded per actor — included in the Ray time, since every run pays it). The Ray cluster's own
 start is timed separately. Both collections are compared row by row (max abs vector difference).
 On a 2-core machine Ray cannot be faster — the point is the same result and a path to many
@@ -46,7 +46,6 @@ def main() -> None:
     from omnibind import load_space
     from omnibind.collection import Collection
     from omnibind.ingest import ingest
-    from omnibind.scale.ray_ingest import ray_ingest
 
     work = Path(tempfile.mkdtemp(prefix="omnibind-ray-bench-"))
     try:
@@ -66,7 +65,7 @@ def main() -> None:
 
         def run_ray() -> None:
             coll = colls["ray"] = Collection.open(work / f"coll-{next(counter)}", space=space)
-            report = ray_ingest(coll, work / "files", actors=args.actors, batch_size=32,
+            report = ingest(coll, work / "files", engine="ray", actors=args.actors, batch_size=32,
                                 num_cpus_per_actor=max(0.5, min(1.0, (cpus - 0.5) / args.actors)))
             assert report.embedded == len(files) and not report.failed, report.summary()
 
@@ -88,8 +87,8 @@ def main() -> None:
                   "ray_over_local": med["local"] / med["ray"], "max_abs_vector_diff": diff, "seconds": times}
         print(f"\n| engine | files/s (median of {args.rounds}) |\n|---|---|")
         print(f"| local `ingest()` | {result['local_files_per_s']:.1f} |")
-        print(f"| Ray `ray_ingest()`, {args.actors} actors (actor start-up included) | {result['ray_files_per_s']:.1f} |")
-        print(f"\nray / local = {result['ray_over_local']:.2f}; same rows, max abs vector difference {diff:.1e}")
+        print(f"| Ray `ingest()`, {args.actors} actors (actor start-up included) | {result['ray_files_per_s']:.1f} |")
+        print(f"\nray / local = {result['ray_over_local']:.2f}; same rows, engine="ray", max abs vector difference {diff:.1e}")
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
     finally:

@@ -1,7 +1,6 @@
 """omnibind: text, images, audio and video in one embedding space, offline by default."""
 
-__version__ = "0.1.0"
-
+from omnibind.version import __version__  # noqa: E402
 from omnibind.errors import BackboneError, InputError, MislabelledInputWarning, OmnibindError, SpaceError  # noqa: E402
 from omnibind.inputs import Input, Limits, to_input  # noqa: E402
 from omnibind.space import EmbedResult, Space, load_space  # noqa: E402

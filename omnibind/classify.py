@@ -2,7 +2,8 @@
 softmax over cosine similarity.
 
 Each label is embedded through several templates written for the input's modality (CLIP's
-prompt ensembling: "a photo of a {}." for images, "the sound of {}." for audio); the template
+prompt ensembling: "a photo of a {}." for images, "the sound of {}." for audio; the templates
+are the modality table's, omnibind/modalities.py); the template
 vectors are averaged and renormalised into one label vector. Probabilities are a softmax of
 cosine / temperature (the space's temperature, 0.05 by default).
 """
@@ -15,16 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from omnibind import modalities
+from omnibind.errors import InputError
 from omnibind.inputs import to_input
 from omnibind.space import Space
-
-TEMPLATES: dict[str, tuple[str, ...]] = {
-    "image": ("a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a close-up photo of the {}."),
-    "video": ("a video of a {}.", "a video showing {}.", "footage of a {}."),
-    "audio": ("the sound of {}.", "a recording of {}.", "{} can be heard.", "the sound of a {}."),
-    "text": ("{}", "this text is about {}.", "a text about {}."),
-}
-
 
 @dataclass
 class Classification:
@@ -52,7 +47,7 @@ def label_vectors(space: Space, labels: Sequence[str], modality: str,
                   templates: Sequence[str] | None = None) -> np.ndarray:
     """[labels, dim] unit vectors: each label's template ensemble, averaged and renormalised."""
     labels = _check_labels(labels)
-    templates = tuple(templates) if templates else TEMPLATES.get(modality, ("{}",))
+    templates = tuple(templates) if templates else modalities.templates(modality)
     if any("{}" not in t for t in templates):
         raise ValueError("every template needs a '{}' where the label goes")
     prompts = [t.format(label) for label in labels for t in templates]
@@ -61,15 +56,19 @@ def label_vectors(space: Space, labels: Sequence[str], modality: str,
 
 
 def classify(space: Space, inputs: Sequence[Any], labels: Sequence[str], templates: Sequence[str] | None = None,
-             temperature: float | None = None, batch_size: int = 32) -> list[Classification]:
-    """Classify each input (any modality, mixed allowed) among `labels`. Raises on a bad input;
-    decode first with `omnibind.inputs.to_input` to report bad items one by one."""
+             temperature: float | None = None, batch_size: int = 32,
+             errors: list[InputError] | None = None) -> list[Classification]:
+    """Classify each input (any modality, mixed allowed) among `labels`. A bad input raises,
+    unless an `errors` list is given: then it is appended there and the others are classified."""
     labels = _check_labels(labels)
     t = temperature if temperature is not None else space.temperature
     if not t > 0:
         raise ValueError(f"temperature must be positive, got {t}")
-    items = [to_input(x, space.limits) for x in inputs]
-    vectors = space.embed(items, batch_size=batch_size)
+    if errors is None:
+        items = [to_input(x, space.limits) for x in inputs]
+        vectors = space.embed(items, batch_size=batch_size)
+    else:
+        items, vectors = _embed_skipping(space, inputs, batch_size, errors)
     by_modality = {m: label_vectors(space, labels, m, templates) for m in {i.modality for i in items}}
     out = []
     for item, v in zip(items, vectors):
@@ -77,6 +76,19 @@ def classify(space: Space, inputs: Sequence[Any], labels: Sequence[str], templat
         p = np.exp(logits - logits.max())
         out.append(Classification(item.source, item.modality, list(labels), p / p.sum()))
     return out
+
+
+def _embed_skipping(space: Space, inputs: Sequence[Any], batch_size: int,
+                    errors: list[InputError]) -> tuple[list[Any], np.ndarray]:
+    items = []
+    for i, x in enumerate(inputs):
+        try:
+            items.append(to_input(x, space.limits))
+        except InputError as exc:
+            errors.append(exc.with_index(i))
+    result = space.embed(items, batch_size=batch_size, on_error="skip")
+    errors.extend(result.errors)
+    return [items[i] for i in result.indices], result.vectors
 
 
 def _check_labels(labels: Sequence[str]) -> list[str]:

@@ -459,18 +459,8 @@ def ingest(
                 rate = done / max(__import__("time").perf_counter() - started, 1e-9)
                 bar.update(task, completed=done, total=total, rate=f"{rate:.1f} files/s")
 
-            if engine == "ray":
-                from omnibind.scale.ray_ingest import ray_ingest
-
-                if exclude:
-                    raise ValueError("--exclude works with the local engine; give the ray engine a glob or a manifest")
-                report = ray_ingest(coll, folder, address=address, actors=actors, batch_size=batch_size,
-                                    prune=prune, progress=tick, log=log)
-            elif engine == "local":
-                report = run_ingest(coll, folder, batch_size=batch_size, prune=prune, progress=tick, log=log,
-                                    exclude=exclude)
-            else:
-                raise ValueError(f"unknown engine {engine!r}: local or ray")
+            report = run_ingest(coll, folder, engine=engine, batch_size=batch_size, prune=prune, progress=tick, log=log,
+                                exclude=exclude, address=address, actors=actors)
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
     for path, reason in report.failed:

@@ -13,6 +13,8 @@ vectors of two spaces in a search (re-embedding is resumable, row by row).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -25,7 +27,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from omnibind import modalities
+from omnibind.calibration import Calibration
 from omnibind.errors import OmnibindError
+from omnibind.inputs import Input, load_file, to_input
 from omnibind.space import Space, load_space
 
 HOME_ENV = "OMNIBIND_HOME"
@@ -83,6 +88,50 @@ def schema(dim: int, index_dim: int | None = None) -> pa.Schema:
     return pa.schema(fields)
 
 
+def make_row(item: Input, vector: np.ndarray, item_id: str, *, sha256: str | None = None, size: int | None = None,
+             mtime: float | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one definition of an item's row (every entry point — local, Ray, HTTP ingest and
+    `Collection.add` — builds rows here); `Collection.upsert` adds what the table derives."""
+    if sha256 is None and item.modality == "text":
+        sha256 = hashlib.sha256(item.payload.encode("utf-8")).hexdigest()
+    duration = getattr(item.payload, "duration", None)
+    return {
+        "id": item_id, "vector": vector, "modality": item.modality, "source": item.source,
+        "sha256": sha256, "size": size, "mtime": mtime, "metadata": json.dumps(metadata or {}),
+        "text": item.payload if item.modality == "text" else None, "thumbnail": thumbnail_jpeg(item),
+        "duration": float(duration) if isinstance(duration, (int, float)) else None,
+    }
+
+
+def thumbnail_jpeg(item: Input) -> bytes | None:
+    """A small JPEG for a result page, from the modality table's thumbnail maker (or None)."""
+    try:
+        image = modalities.thumbnail(item.modality, item.payload)
+        if image is None:
+            return None
+        small = image.copy() if image.mode == "RGB" else image.convert("RGB")
+        small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+        out = io.BytesIO()
+        small.save(out, format="JPEG", quality=80)
+        return out.getvalue()
+    except OmnibindError:
+        return None
+
+
+@dataclass
+class Snapshot:
+    """A small collection's vectors and result fields in memory, for one table version: exact
+    search by one matrix product instead of a LanceDB scan per modality (20-40x faster at 100k)."""
+
+    version: int
+    vectors: dict[str, np.ndarray]  # modality -> [n, dim] float32
+    rows: dict[str, list[dict[str, Any]]]  # modality -> result fields, aligned with vectors
+
+
+SNAPSHOT_MAX_ROWS = 100_000  # ~150 MB of float32 384-d vectors at most
+RESULT_COLUMNS = ["id", "source", "modality", "metadata", "text", "duration", "size"]
+
+
 @dataclass
 class SpaceRecord:
     """Which space made a collection's vectors: enough to reload it and to check it."""
@@ -102,6 +151,9 @@ class Collection:
 
     def __init__(self, path: Path, space: Space, meta: dict[str, Any], table: Any) -> None:
         self.path, self.space, self.meta, self.table = path, space, meta, table
+        self.calibration = Calibration(path, self._modality_vectors)
+        self._index: tuple[int, str | None] | None = None  # (table version, index type)
+        self._snapshot: tuple[int, Snapshot | None] | None = None  # (table version, snapshot or too large)
 
     # -- opening ----------------------------------------------------------------------------------
 
@@ -219,13 +271,41 @@ class Collection:
         """The vector index's type, or None (cached per (table version): listing indices costs a
         round trip on every search otherwise)."""
         version = self.table.version
-        cached = self.__dict__.get("_index_type")
-        if cached is not None and cached[0] == version:
-            return cached[1]
+        if self._index is not None and self._index[0] == version:
+            return self._index[1]
         kind = next((str(i.index_type) for i in self.table.list_indices()
                      if i.columns and i.columns[0] in ("vector", "vector_short")), None)
-        self.__dict__["_index_type"] = (version, kind)
+        self._index = (version, kind)
         return kind
+
+    def snapshot(self) -> Snapshot | None:
+        """This table version in memory, or None when the table is over SNAPSHOT_MAX_ROWS (both
+        remembered per version: the row count is not asked again on every search)."""
+        version = self.table.version
+        if self._snapshot is not None and self._snapshot[0] == version:
+            return self._snapshot[1]
+        snap = None if len(self) > SNAPSHOT_MAX_ROWS else self._read_snapshot(version)
+        self._snapshot = (version, snap)
+        return snap
+
+    def _read_snapshot(self, version: int) -> Snapshot:
+        t = self.column(*RESULT_COLUMNS, "vector")
+        vectors = _vector_matrix(t, self.space.dim if self.space else 0)
+        fields = t.drop(["vector"]).to_pylist()
+        modality = np.array([r["modality"] for r in fields], dtype=object)
+        snap = Snapshot(version, {}, {})
+        for m in set(modality.tolist()):
+            idx = np.flatnonzero(modality == m)
+            snap.vectors[m] = np.ascontiguousarray(vectors[idx], dtype=np.float32)
+            snap.rows[m] = [fields[i] for i in idx]
+        return snap
+
+    def _modality_vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, modalities, vectors) of every row: what the calibration sample is drawn from."""
+        t = self.column("id", "modality", "vector")
+        ids = np.array(t.column("id").to_pylist(), dtype=object)
+        modality = np.array(t.column("modality").to_pylist(), dtype=object)
+        return ids, modality, _vector_matrix(t, self.space.dim)
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -241,16 +321,13 @@ class Collection:
             metadata: Sequence[dict[str, Any]] | None = None, batch_size: int = 32) -> list[str]:
         """Embed and store items (texts, files, images...): returns their ids. Raises on a bad item
         before anything is written; use `omnibind.ingest` for folders with per-file reporting."""
-        from omnibind.ingest import row_for
-        from omnibind.inputs import to_input
-
         decoded = [to_input(x, self.space.limits) for x in items]
         vectors = self.space.embed(decoded, batch_size=batch_size)
         ids = list(ids) if ids is not None else [_default_id(x, item) for x, item in zip(items, decoded)]
         if len(ids) != len(items) or len(set(ids)) != len(ids):
             raise CollectionError("ids must be unique, one per item")
-        rows = [row_for(item, v, i, (metadata or [{}] * len(items))[n]) for n, (item, v, i) in enumerate(zip(decoded, vectors, ids))]
-        self.upsert(rows)
+        extra = list(metadata) if metadata is not None else [{}] * len(items)
+        self.upsert([make_row(item, v, i, metadata=m) for item, v, i, m in zip(decoded, vectors, ids, extra)])
         return ids
 
     def delete(self, ids: Iterable[str]) -> int:
@@ -298,8 +375,6 @@ class Collection:
         """Rewrite every vector with this collection's (new) space. Resumable: rows already
         carrying the new fingerprint are skipped, so a crash loses at most one batch of work.
         Rows whose source can no longer be read are reported through `on_error` and dropped."""
-        from omnibind.inputs import load_file
-
         pending = self.meta.get("pending_space")
         if not pending:
             return 0
@@ -377,6 +452,13 @@ def _write_meta(path: Path, meta: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _vector_matrix(t: pa.Table, dim: int) -> np.ndarray:
+    """The `vector` column of an Arrow table as one [rows, dim] float32 array."""
+    if not t.num_rows:
+        return np.zeros((0, dim), np.float32)
+    return t.column("vector").combine_chunks().flatten().to_numpy().reshape(t.num_rows, -1)
+
+
 def sql_string(value: str) -> str:
     """A SQL string literal (single quotes doubled)."""
     return "'" + str(value).replace("'", "''") + "'"
@@ -389,8 +471,6 @@ def sql_list(values: Iterable[str]) -> str:
 def _default_id(obj: Any, item: Any) -> str:
     if isinstance(obj, Path):
         return str(obj.resolve())
-    import hashlib
-
     if item.modality == "text":
         return "text:" + hashlib.sha256(item.payload.encode("utf-8")).hexdigest()[:32]
     raise CollectionError("in-memory media need ids: pass ids=[...] (files and texts get one automatically)")

@@ -1,142 +1,35 @@
 """Inputs: turn whatever a user hands us into a typed, decoded `Input`.
 
-Modality comes from the content (magic bytes, then the container's streams), never from the
-file name alone. Decoding is lazy and streamed for audio and video, so an hour of sound or a
-long film never has to sit in memory at once. Every failure is an `InputError` naming the
-source and the reason.
+A file is read from disk once (`read_file`: one open, bytes or a read-only memory map); its
+modality comes from the content (the modality table's sniffers: magic bytes, then a container's
+streams), never from the file name alone, and the decoders work on that same buffer. Decoding is
+lazy and streamed for audio and video. Every failure is an `InputError` naming the source and
+the reason.
 """
 
 from __future__ import annotations
 
-import io
+import mmap
+import os
+import stat
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-import numpy as np
 from PIL import Image
 
+from omnibind import modalities
+from omnibind.decoders import (  # noqa: F401  (re-exported: the public decoding API lives here)
+    DEFAULT_LIMITS, AudioClip, Data, Limits, VideoClip, audio_from_array, check_matroska_complete,
+    check_ogg_complete, check_text, image_object, looks_like_legacy_text, open_audio, open_video, sniff,
+    to_rgb, video_from_frames,
+)
 from omnibind.errors import InputError, MislabelledInputWarning
 
-MODALITIES = ("text", "image", "audio", "video")
-
-_EXTENSION_MODALITY = {
-    **dict.fromkeys((".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"), "image"),
-    **dict.fromkeys((".wav", ".flac", ".mp3", ".m4a", ".opus", ".oga"), "audio"),
-    **dict.fromkeys((".mp4", ".mkv", ".webm", ".avi", ".mov", ".ogv"), "video"),
-    **dict.fromkeys((".txt", ".md"), "text"),
-}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Decoding limits that keep hostile or huge files from exhausting memory or time."""
-
-    max_file_bytes: int = 4 * 1024**3
-    max_image_pixels: int = 64_000_000
-    max_text_chars: int = 1_000_000
-    max_audio_seconds: float = 4 * 3600.0
-    max_video_seconds: float = 4 * 3600.0
-
-
-DEFAULT_LIMITS = Limits()
-
-Source = Union[str, Path, bytes]
-
-
-@dataclass
-class AudioClip:
-    """Mono audio, decoded block by block on demand.
-
-    `stream(rate, block)` yields float32 arrays of exactly `block` samples at `rate` Hz (the
-    last may be shorter); calling it twice decodes twice and gives the same samples.
-    """
-
-    source: str
-    sampling_rate: int
-    duration: float
-    _blocks: Callable[[int], Iterator[np.ndarray]] = field(repr=False)
-    expected_samples: int | None = None
-
-    def stream(self, rate: int, block: int) -> Iterator[np.ndarray]:
-        if rate <= 0 or block <= 0:
-            raise ValueError(f"rate and block must be positive, got rate={rate}, block={block}")
-        # Copy each decoded chunk once into a block-sized buffer: linear in the length of the
-        # audio whatever the ratio of chunk to block size.
-        buf = np.empty(block, dtype=np.float32)
-        fill = 0
-        total_in = 0
-        for chunk in self._resampled(rate):
-            chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
-            total_in += chunk.shape[0]
-            pos = 0
-            while pos < chunk.shape[0]:
-                take = min(block - fill, chunk.shape[0] - pos)
-                buf[fill : fill + take] = chunk[pos : pos + take]
-                fill += take
-                pos += take
-                if fill == block:
-                    yield buf
-                    buf = np.empty(block, dtype=np.float32)
-                    fill = 0
-        if fill:
-            yield buf[:fill]
-        self._check_complete(total_in, rate)
-
-    def _resampled(self, rate: int) -> Iterator[np.ndarray]:
-        try:
-            yield from self._blocks(rate)
-        except InputError:
-            raise
-        except Exception as exc:  # decoder libraries raise many types; name the file
-            raise InputError(self.source, f"audio decoding failed: {exc}") from exc
-
-    def _check_complete(self, produced: int, rate: int) -> None:
-        if produced == 0:
-            raise InputError(self.source, "audio has no samples")
-        if self.expected_samples:
-            expected = self.expected_samples * rate / self.sampling_rate
-            if _falls_short(produced, expected, rate):
-                raise InputError(
-                    self.source,
-                    f"truncated audio: header promises {expected / rate:.2f}s, "
-                    f"only {produced / rate:.2f}s could be decoded",
-                )
-
-
-def _falls_short(got: float, promised: float, rate: float) -> bool:
-    """Fewer samples than a header promised, beyond codec padding (2% and 50 ms of slack)."""
-    return got < 0.98 * promised - rate * 0.05
-
-
-@dataclass
-class VideoClip:
-    """A video: frames sampled on demand, and its soundtrack if it has one."""
-
-    source: str
-    duration: float | None
-    has_audio: bool
-    _frames: Callable[[int], list[Image.Image]] = field(repr=False)
-    _audio: Callable[[], AudioClip | None] = field(repr=False)
-
-    def frames(self, n: int) -> list[Image.Image]:
-        """`n` frames at the centres of `n` equal time slices: deterministic for a file."""
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
-        try:
-            return self._frames(n)
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(self.source, f"video decoding failed: {exc}") from exc
-
-    def audio(self) -> AudioClip | None:
-        return self._audio() if self.has_audio else None
-
-
-Payload = Union[str, Image.Image, AudioClip, VideoClip]
+Payload = Union[str, Image.Image, AudioClip, VideoClip, Any]
+MAP_THRESHOLD = 16 * 1024**2  # files larger than this are memory-mapped, not copied into memory
 
 
 @dataclass
@@ -148,55 +41,69 @@ class Input:
     source: str
 
     def __post_init__(self) -> None:
-        if self.modality not in MODALITIES:
-            raise ValueError(f"unknown modality {self.modality!r}; expected one of {MODALITIES}")
+        if self.modality not in modalities.names():
+            raise ValueError(f"unknown modality {self.modality!r}; expected one of {modalities.names()}")
 
 
-# --------------------------------------------------------------------------------------------
-# Sniffing
+@dataclass
+class FileData:
+    """A file read once: its bytes (or memory map) and the stat taken on the open descriptor."""
+
+    path: Path
+    data: Data
+    size: int
+    mtime: float
 
 
-def sniff(head: bytes) -> str | None:
-    """Name the format family of a file from its first bytes.
-
-    Returns "image", "audio", "video", "container" (MP4/Matroska/Ogg/AVI: audio or video,
-    decided by the streams inside), "text", or None when the bytes are no format we know.
-    """
-    if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image"
-    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in (
-        12, 40, 52, 56, 64, 108, 124,
-    ):
-        return "image"
-    if head[:4] == b"RIFF" and len(head) >= 12:
-        return {b"WEBP": "image", b"WAVE": "audio", b"AVI ": "container"}.get(head[8:12])
-    if head.startswith(b"fLaC"):
-        return "audio"
-    if head.startswith(b"ID3") and len(head) >= 10 and head[3] in (2, 3, 4) and head[4] != 0xFF:
-        return "audio"  # ID3v2 tag (version 2.2-2.4) in front of MP3/AAC frames
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) in (0xF2, 0xF0, 0xF6, 0xF4):
-        return "audio"  # MPEG audio / ADTS frame sync
-    if head[4:8] == b"ftyp" or head.startswith(b"\x1a\x45\xdf\xa3") or head.startswith(b"OggS"):
-        return "container"
-    if _looks_like_text(head):
-        return "text"
-    return None
-
-
-def _looks_like_text(head: bytes) -> bool:
-    if b"\x00" in head:
-        return False
+def read_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> FileData:
+    """Open a file once and read it whole (memory-mapped above MAP_THRESHOLD): every later
+    step — hashing, sniffing, decoding, thumbnails — reads this buffer, never the file."""
+    path = Path(path)
+    source = str(path)
     try:
-        head.decode("utf-8")
-        return True
-    except UnicodeDecodeError as exc:
-        return exc.start >= len(head) - 3  # a multibyte character cut by the sniff window
+        fd = _open_fd(path)
+    except FileNotFoundError:
+        raise InputError(source, "file not found") from None
+    except OSError as exc:
+        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        _check_stat(st, source, limits)
+        data = _read_all(fd, st.st_size, source)
+    finally:
+        os.close(fd)
+    if not len(data):
+        raise InputError(source, "empty file (0 bytes)")
+    return FileData(path, data, len(data), st.st_mtime)
 
 
-# --------------------------------------------------------------------------------------------
-# Public entry points
+def _open_fd(path: Path) -> int:
+    """The one open of a file: read-only, non-blocking (a FIFO must not hang an ingest)."""
+    return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+
+
+def _read_all(fd: int, size: int, source: str) -> Data:
+    try:
+        if size > MAP_THRESHOLD:
+            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        chunks, got = [], 0
+        while chunk := os.read(fd, max(size - got, 1 << 16)):
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+    except (OSError, ValueError) as exc:
+        raise InputError(source, f"cannot read file: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _check_stat(st: os.stat_result, source: str, limits: Limits) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(source, "is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(source, "not a regular file (a device, pipe or socket)")
+    if st.st_size == 0:
+        raise InputError(source, "empty file (0 bytes)")
+    if st.st_size > limits.max_file_bytes:
+        raise InputError(source, f"file is {st.st_size} bytes, over the limit of {limits.max_file_bytes}")
 
 
 def to_input(obj: Any, limits: Limits = DEFAULT_LIMITS) -> Input:
@@ -208,13 +115,13 @@ def to_input(obj: Any, limits: Limits = DEFAULT_LIMITS) -> Input:
     if isinstance(obj, Input):
         return obj
     if isinstance(obj, str):
-        return _text_input(obj, "<text>", limits)
+        return Input("text", check_text(obj, "<text>", limits), "<text>")
     if isinstance(obj, Path):
         return load_file(obj, limits)
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return load_bytes(bytes(obj), "<bytes>", limits)
     if isinstance(obj, Image.Image):
-        return Input("image", _image_object(obj, "<PIL image>", limits), "<PIL image>")
+        return Input("image", image_object(obj, "<PIL image>", limits), "<PIL image>")
     if isinstance(obj, dict) and "array" in obj:
         return Input("audio", audio_from_array(obj, "<audio array>", limits), "<audio array>")
     if isinstance(obj, (list, tuple)) and obj and all(isinstance(x, Image.Image) for x in obj):
@@ -228,26 +135,8 @@ def to_input(obj: Any, limits: Limits = DEFAULT_LIMITS) -> Input:
 
 def load_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Input:
     """Decode a file by its content; warn when its extension says otherwise."""
-    path = Path(path)
-    source = str(path)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise InputError(source, "file not found") from None
-    except OSError as exc:
-        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
-    if path.is_dir():
-        raise InputError(source, "is a directory, not a file")
-    if st.st_size == 0:
-        raise InputError(source, "empty file (0 bytes)")
-    if st.st_size > limits.max_file_bytes:
-        raise InputError(source, f"file is {st.st_size} bytes, over the limit of {limits.max_file_bytes}")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-    except OSError as exc:
-        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
-    return _decode(head, path, source, limits)
+    read = read_file(path, limits)
+    return decode(read.data, str(read.path), limits, name=read.path)
 
 
 def load_bytes(data: bytes, source: str = "<bytes>", limits: Limits = DEFAULT_LIMITS) -> Input:
@@ -256,488 +145,42 @@ def load_bytes(data: bytes, source: str = "<bytes>", limits: Limits = DEFAULT_LI
         raise InputError(source, "empty input (0 bytes)")
     if len(data) > limits.max_file_bytes:
         raise InputError(source, f"input is {len(data)} bytes, over the limit of {limits.max_file_bytes}")
-    return _decode(data[:4096], data, source, limits)
+    return decode(data, source, limits)
 
 
-def _decode(head: bytes, where: Path | bytes, source: str, limits: Limits) -> Input:
-    kind = sniff(head)
+def decode(data: Data, source: str, limits: Limits = DEFAULT_LIMITS, name: str | Path | None = None) -> Input:
+    """File content -> Input: integrity checks of the container, the modality table's sniffers,
+    then that modality's decoder. `name` (a file name) is only used to warn about a mislabel."""
+    head = bytes(data[:4096])
     if head.startswith(b"OggS"):
-        _check_ogg_complete(where, source)
+        check_ogg_complete(data, source)
     elif head.startswith(b"\x1a\x45\xdf\xa3"):
-        _check_matroska_complete(head, where, source)
-    if kind == "container":
-        kind = _container_modality(where, source)
-    if kind is None:
-        if _looks_like_legacy_text(head):
+        check_matroska_complete(head, data, source)
+    row = modalities.detect(head, data, source)
+    if row is None:
+        if looks_like_legacy_text(head):
             try:
                 head.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise InputError(
-                    source, f"not valid UTF-8 text (byte {exc.start}); re-save it as UTF-8"
-                ) from None
+                raise InputError(source, f"not valid UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
         raise InputError(source, "unsupported or unrecognised format (not an image, audio, video or UTF-8 text)")
-    if isinstance(where, Path):
-        _warn_if_mislabelled(where, kind)
-    if kind == "text":
-        return _text_input(_read_text(where, source, limits), source, limits)
-    if kind == "image":
-        return Input("image", _open_image(where, source, limits), source)
-    if kind == "audio":
-        return Input("audio", open_audio(where, source, limits), source)
-    return Input("video", open_video(where, source, limits), source)
-
-
-def _read_text(where: Path | bytes, source: str, limits: Limits) -> str:
-    size = where.stat().st_size if isinstance(where, Path) else len(where)
-    # UTF-8 spends at most 4 bytes a character (+3 for a BOM): refuse before reading it all.
-    if size > 4 * limits.max_text_chars + 3:
-        raise InputError(source, f"text file is {size} bytes, over the limit of {limits.max_text_chars} characters")
-    try:
-        raw = where.read_bytes() if isinstance(where, Path) else where
-    except OSError as exc:
-        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(source, f"not valid UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
-    if "\x00" in text:
-        raise InputError(source, "binary content (NUL bytes) in what looked like text")
-    return text
-
-
-def _looks_like_legacy_text(head: bytes) -> bool:
-    """Text in a legacy 8-bit encoding (Latin-1, cp1252...): no NULs, almost no control bytes."""
-    if not head or b"\x00" in head:
-        return False
-    controls = sum(1 for b in head if b < 0x20 and b not in b"\t\n\r\f") + head.count(0x7F)
-    return controls <= len(head) // 100
-
-
-# Containers that hold video or sound alone: audio in them is not mislabelled.
-_AV_CONTAINER_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".ogv")
+    if name is not None:
+        _warn_if_mislabelled(Path(name), row.name)
+    return Input(row.name, modalities.decode(row, data, source, limits), source)
 
 
 def _warn_if_mislabelled(path: Path, kind: str) -> None:
+    claimed = modalities.by_extension(path)
     suffix = path.suffix.lower()
-    claimed = _EXTENSION_MODALITY.get(suffix)
-    if claimed == "video" and kind == "audio" and suffix in _AV_CONTAINER_EXTENSIONS:
-        return
+    av_container = suffix in modalities.get("video").extensions or suffix == ".ogg"
+    if {claimed, kind} <= {"audio", "video"} and av_container:
+        return  # MP4, Matroska, Ogg... hold video or sound alone: either is not a mislabel
     if claimed and claimed != kind:
         warnings.warn(
             f"{path}: named like {claimed} ({path.suffix}) but the content is {kind}; decoding it as {kind}",
             MislabelledInputWarning,
             stacklevel=3,
         )
-
-
-def _opener(where: Path | bytes) -> str | io.BytesIO:
-    return str(where) if isinstance(where, Path) else io.BytesIO(where)
-
-
-# --------------------------------------------------------------------------------------------
-# Text
-
-
-def _text_input(text: str, source: str, limits: Limits) -> Input:
-    if len(text) > limits.max_text_chars:
-        raise InputError(source, f"text has {len(text)} characters, over the limit of {limits.max_text_chars}")
-    if not text.strip():
-        raise InputError(source, "empty text")
-    return Input("text", text, source)
-
-
-# --------------------------------------------------------------------------------------------
-# Images
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB with any transparency composited onto white (stamps and logos look right)."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def _checked_image(image: Image.Image, source: str, limits: Limits) -> Image.Image:
-    w, h = image.size
-    if w * h > limits.max_image_pixels:
-        raise InputError(source, f"image is {w}x{h} = {w * h} pixels, over the limit of {limits.max_image_pixels}")
-    if w == 0 or h == 0:
-        raise InputError(source, "image has zero width or height")
-    return image
-
-
-def _image_object(image: Image.Image, source: str, limits: Limits) -> Image.Image:
-    """A PIL image handed in by the caller: size-checked, decoded now (a lazily opened file
-    may be truncated), RGB with transparency on white like images decoded from files."""
-    _checked_image(image, source, limits)
-    try:
-        image.load()
-        return to_rgb(image)
-    except Exception as exc:
-        raise InputError(source, f"truncated or corrupt image: {exc}") from None
-
-
-def _open_image(where: Path | bytes, source: str, limits: Limits) -> Image.Image:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(_opener(where))
-            _checked_image(image, source, limits)
-            image.load()
-    except InputError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(source, f"image too large (decompression bomb guard): {exc}") from None
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... on bad files
-        raise InputError(source, f"truncated or corrupt image: {exc}") from None
-    return to_rgb(image)
-
-
-# --------------------------------------------------------------------------------------------
-# Audio
-
-
-def audio_from_array(obj: dict, source: str, limits: Limits) -> AudioClip:
-    """An in-memory waveform: `{"array": (n,) or (n, channels), "sampling_rate": int}`."""
-    try:
-        rate = int(obj["sampling_rate"])
-        array = np.asarray(obj["array"], dtype=np.float32)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(source, f"audio dict needs 'array' and 'sampling_rate': {exc}") from None
-    if rate <= 0:
-        raise InputError(source, f"sampling_rate must be positive, got {rate}")
-    if array.ndim == 2:
-        if array.shape[1] > array.shape[0]:
-            raise InputError(
-                source,
-                f"audio array of shape {array.shape} looks channels-first; pass (samples, channels)",
-            )
-        array = array.mean(axis=1)
-    if array.ndim != 1 or array.size == 0:
-        raise InputError(source, f"audio array must be 1-D (or 2-D with channels last) and non-empty, got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise InputError(source, "audio array contains NaN or infinite samples")
-    duration = array.size / rate
-    _check_duration(duration, source, limits)
-
-    def blocks(target: int) -> Iterator[np.ndarray]:
-        yield _resample(array, rate, target)
-
-    return AudioClip(source, rate, duration, blocks)
-
-
-def _resample(array: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return array.astype(np.float32, copy=False)
-    import soxr
-
-    return soxr.resample(array, rate, target).astype(np.float32, copy=False)
-
-
-def _check_duration(seconds: float, source: str, limits: Limits) -> None:
-    if seconds > limits.max_audio_seconds:
-        raise InputError(source, f"audio lasts {seconds:.0f}s, over the limit of {limits.max_audio_seconds:.0f}s")
-
-
-def open_audio(where: Path | bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> AudioClip:
-    """Open audio with libsndfile (WAV/FLAC/OGG/MP3), falling back to FFmpeg through PyAV."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(_opener(where))
-    except Exception:
-        return _open_audio_av(where, source, limits)
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise InputError(source, "audio has no samples")
-    if info.format in ("WAV", "WAVEX"):
-        _check_wav_complete(where, source, info)
-    _check_duration(info.frames / info.samplerate, source, limits)
-    rate = int(info.samplerate)
-
-    def blocks(target: int) -> Iterator[np.ndarray]:
-        import soxr
-
-        resampler = None if rate == target else soxr.ResampleStream(rate, target, 1, dtype="float32")
-        with sf.SoundFile(_opener(where)) as fh:
-            # Not fh.blocks(): past a truncation it keeps yielding full blocks of stale buffer
-            # up to the frame count in the header. read() returns only what was decoded.
-            while True:
-                chunk = fh.read(65536, dtype="float32", always_2d=True)
-                if chunk.shape[0] == 0:
-                    break
-                mono = chunk.mean(axis=1, dtype=np.float32)
-                yield mono if resampler is None else resampler.resample_chunk(mono)
-        if resampler is not None:
-            yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-
-    return AudioClip(source, rate, info.frames / rate, blocks, expected_samples=int(info.frames))
-
-
-def _check_wav_complete(where: Path | bytes, source: str, info: Any) -> None:
-    """libsndfile quietly shortens a WAV whose data chunk runs past the end of the file; the
-    RIFF header still says how many bytes of samples there should be."""
-    try:
-        fh = open(where, "rb") if isinstance(where, Path) else io.BytesIO(where)
-    except OSError as exc:
-        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
-    with fh:
-        pos, block_align = 12, 0
-        for _ in range(4096):  # chunks before 'data' (fmt, LIST, fact...): never that many
-            fh.seek(pos)
-            header = fh.read(8)
-            if len(header) < 8:
-                return
-            chunk_id, chunk_size = header[:4], int.from_bytes(header[4:], "little")
-            if chunk_id == b"fmt ":
-                fmt = fh.read(16)
-                block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) == 16 else 0
-            elif chunk_id == b"data":
-                if chunk_size in (0, 0xFFFFFFFF) or block_align <= 0:
-                    return  # streamed WAV (size never filled in): nothing promised
-                promised = chunk_size // block_align
-                if info.frames < promised:  # PCM has no codec padding: every frame must be there
-                    raise InputError(
-                        source,
-                        f"truncated WAV: header promises {promised} frames ({promised / info.samplerate:.2f}s), "
-                        f"the file holds {info.frames} ({info.frames / info.samplerate:.2f}s)",
-                    )
-                return
-            pos += 8 + chunk_size + (chunk_size & 1)
-
-
-def _check_ogg_complete(where: Path | bytes, source: str) -> None:
-    """The last Ogg page must be whole; in a cut-off file it runs past the end.
-
-    (libsndfile and FFmpeg take a truncated Ogg for a shorter one and say nothing.)
-    """
-    max_page = 27 + 255 + 255 * 255
-    tail = _read_tail(where, source, max_page + 4)
-    at = tail.rfind(b"OggS\x00")  # capture pattern + stream structure version 0
-    if at < 0:
-        raise InputError(source, "truncated or corrupt Ogg file: no page header near its end")
-    segments = tail[at + 26] if at + 26 < len(tail) else None
-    if segments is None or at + 27 + segments > len(tail):
-        raise InputError(source, "truncated Ogg file: its last page header is cut off")
-    end = at + 27 + segments + sum(tail[at + 27 : at + 27 + segments])
-    if end > len(tail):
-        raise InputError(source, f"truncated Ogg file: its last page lacks {end - len(tail)} bytes")
-
-
-def _read_tail(where: Path | bytes, source: str, n: int) -> bytes:
-    if not isinstance(where, Path):
-        return where[-n:]
-    try:
-        with open(where, "rb") as fh:
-            size = fh.seek(0, io.SEEK_END)
-            fh.seek(max(0, size - n))
-            return fh.read()
-    except OSError as exc:
-        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
-
-
-def _ebml_vint(data: bytes, at: int) -> tuple[int, int, bool] | None:
-    """(value, length, all-ones) of the EBML variable-length integer at `at`, or None."""
-    if at >= len(data) or data[at] == 0:
-        return None
-    length = 9 - data[at].bit_length()
-    if at + length > len(data):
-        return None
-    value = data[at] & (0xFF >> length)
-    for b in data[at + 1 : at + length]:
-        value = (value << 8) | b
-    return value, length, value == (1 << (7 * length)) - 1
-
-
-def _check_matroska_complete(head: bytes, where: Path | bytes, source: str) -> None:
-    """Matroska/WebM: the Segment element says how long it is; a cut-off file is shorter."""
-    size = where.stat().st_size if isinstance(where, Path) else len(where)
-    header = _ebml_vint(head, 4)  # the EBML header's size, after its 4-byte ID
-    if header is None:
-        return
-    at = 4 + header[1] + header[0]
-    if head[at : at + 4] != b"\x18\x53\x80\x67":  # Segment ID
-        return
-    segment = _ebml_vint(head, at + 4)
-    if segment is None or segment[2]:
-        return  # unknown size (a live recording): nothing promised
-    end = at + 4 + segment[1] + segment[0]
-    if end > size:
-        raise InputError(source, f"truncated Matroska/WebM file: its segment promises {end} bytes, the file has {size}")
-
-
-def _open_audio_av(where: Path | bytes, source: str, limits: Limits) -> AudioClip:
-    import av
-
-    try:
-        with av.open(_opener(where)) as container:
-            if not container.streams.audio:
-                raise InputError(source, "no audio stream")
-            stream = container.streams.audio[0]
-            rate = int(stream.rate or stream.codec_context.sample_rate or 0)
-            duration = _stream_seconds(container, stream)
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(source, f"unsupported or corrupt audio: {exc}") from None
-    if rate <= 0:
-        raise InputError(source, "audio stream has no sample rate")
-    _check_duration(duration or 0.0, source, limits)
-    return AudioClip(source, rate, duration or 0.0, lambda target: _av_audio_blocks(where, source, target))
-
-
-def _av_audio_blocks(where: Path | bytes, source: str, target: int) -> Iterator[np.ndarray]:
-    import av
-
-    with av.open(_opener(where)) as container:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
-        for frame in decode_tolerant(container, container.streams.audio[0], source):
-            for out in resampler.resample(frame):
-                yield out.to_ndarray().reshape(-1)
-        for out in resampler.resample(None):
-            yield out.to_ndarray().reshape(-1)
-
-
-MAX_BAD_PACKET_FRACTION = 0.05
-
-
-def decode_tolerant(container: Any, stream: Any, source: str) -> Iterator[Any]:
-    """Decode a stream like FFmpeg's players do: skip the odd corrupt packet, fail on many.
-
-    Real files often carry a damaged packet or two; a file where more than 5% of the
-    packets are damaged (or none decodes) is reported as corrupt.
-    """
-    import av
-
-    good = bad = 0
-    for packet in container.demux(stream):
-        try:
-            frames = packet.decode()
-        except av.error.InvalidDataError:
-            bad += 1
-            continue
-        good += 1
-        yield from frames
-    if bad and (good == 0 or bad > max(2, MAX_BAD_PACKET_FRACTION * (good + bad))):
-        raise InputError(source, f"corrupt {stream.type} stream: {bad} of {good + bad} packets undecodable")
-
-
-def _stream_seconds(container: Any, stream: Any) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / 1_000_000
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# Video
-
-
-def _container_modality(where: Path | bytes, source: str) -> str:
-    """MP4 / Matroska / Ogg hold video or only sound: ask the streams."""
-    import av
-
-    try:
-        with av.open(_opener(where)) as container:
-            has_video = any(
-                not (s.disposition & av.stream.Disposition.attached_pic) for s in container.streams.video
-            )
-            if has_video:
-                return "video"
-            if container.streams.audio:
-                return "audio"
-    except Exception as exc:
-        raise InputError(source, f"corrupt or unsupported media container: {exc}") from None
-    raise InputError(source, "media container has no audio or video stream")
-
-
-def open_video(where: Path | bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> VideoClip:
-    """Probe a video file; frames and soundtrack are decoded later, on demand."""
-    import av
-
-    try:
-        with av.open(_opener(where)) as container:
-            if not container.streams.video:
-                raise InputError(source, "no video stream")
-            vstream = container.streams.video[0]
-            duration = _stream_seconds(container, vstream)
-            has_audio = bool(container.streams.audio)
-            w, h = vstream.codec_context.width, vstream.codec_context.height
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(source, f"corrupt or unsupported video: {exc}") from None
-    if w * h > limits.max_image_pixels:
-        raise InputError(source, f"video frames are {w}x{h}, over the limit of {limits.max_image_pixels} pixels")
-    if duration is not None and duration > limits.max_video_seconds:
-        raise InputError(source, f"video lasts {duration:.0f}s, over the limit of {limits.max_video_seconds:.0f}s")
-
-    def frames(n: int) -> list[Image.Image]:
-        return _sample_frames(where, source, n, duration)
-
-    def audio() -> AudioClip:
-        return _open_audio_av(where, source, limits)
-
-    return VideoClip(source, duration, has_audio, frames, audio)
-
-
-def _sample_frames(where: Path | bytes, source: str, n: int, duration: float | None) -> list[Image.Image]:
-    """Decode once, front to back, keeping the first frame at or after each slice centre."""
-    import av
-
-    if not duration:
-        duration = _decoded_duration(where, source)
-    targets = [(i + 0.5) * duration / n for i in range(n)]
-    picked: list[Image.Image] = []
-    last_frame = None
-    last_time = 0.0
-    decoded = 0
-    with av.open(_opener(where)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        indexed = int(stream.frames or 0)  # frame count from the container's index (MP4, AVI), or 0
-        for frame in decode_tolerant(container, stream, source):
-            decoded += 1
-            last_frame, last_time = frame, float(frame.time or 0.0)
-            while len(picked) < n and last_time + 1e-6 >= targets[len(picked)]:
-                picked.append(frame.to_image())
-            if len(picked) == n:
-                break
-        if last_frame is None:
-            raise InputError(source, "no decodable video frames")
-        if len(picked) < n:
-            if indexed and decoded < 0.98 * indexed - 2:
-                raise InputError(
-                    source, f"truncated video: the index lists {indexed} frames, only {decoded} could be decoded"
-                )
-            if last_time < 0.9 * duration - 0.5:
-                raise InputError(
-                    source, f"truncated video: header promises {duration:.2f}s, frames stop at {last_time:.2f}s"
-                )
-            picked.extend([last_frame.to_image()] * (n - len(picked)))
-    return picked
-
-
-def _decoded_duration(where: Path | bytes, source: str) -> float:
-    import av
-
-    end = 0.0
-    with av.open(_opener(where)) as container:
-        for frame in decode_tolerant(container, container.streams.video[0], source):
-            end = max(end, float(frame.time or 0.0))
-    return end or 1.0
-
-
-def video_from_frames(frames: list[Image.Image], source: str, limits: Limits) -> VideoClip:
-    """A list of PIL images taken as a video with no soundtrack."""
-    images = [_image_object(f, source, limits) for f in frames]
-
-    def sample(n: int) -> list[Image.Image]:
-        return [images[min(len(images) - 1, int((i + 0.5) * len(images) / n))] for i in range(n)]
-
-    return VideoClip(source, None, False, sample, lambda: None)
 
 
 def to_inputs(items: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> list[Input]:

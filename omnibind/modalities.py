@@ -17,11 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omnibind import decoders
+from omnibind.decoders import Data, Limits
 from omnibind.errors import InputError
 
-Sniffer = Callable[[bytes], bool]  # claims content from its first bytes (4 KiB)
-Decoder = Callable[[Any, str, Any], Any]  # (bytes | Path, source, Limits) -> decoded payload
-Thumbnailer = Callable[[Any], Any]  # payload -> PIL image, or None
+# (first 4 KiB, the whole buffer, source) -> whether this modality claims the content. Most
+# formats need only the first bytes; containers (MP4, Ogg...) are decided by their streams.
+Sniffer = Callable[[bytes, Data, str], bool]
+Decoder = Callable[[Data, str, Limits], Any]  # (file bytes, source, limits) -> decoded payload
+Thumbnailer = Callable[[Any], Any]  # payload -> PIL image for a result page, or None
 
 
 @dataclass(frozen=True)
@@ -92,16 +96,21 @@ def names_rows() -> list[Modality]:
     return list(_ROWS.values())
 
 
-def sniff(head: bytes) -> Modality | None:
-    """The newest row whose sniffer claims these first bytes."""
-    return next((m for m in reversed(names_rows()) if m.sniff is not None and m.sniff(head)), None)
+def detect(head: bytes, data: Data, source: str) -> Modality | None:
+    """The newest row whose sniffer claims this content (None: no modality knows it)."""
+    return next((m for m in reversed(names_rows()) if m.sniff is not None and m.sniff(head, data, source)), None)
 
 
-def decode(name: str, where: Any, source: str, limits: Any) -> Any:
-    row = get(name)
+def decode(row: Modality, data: Data, source: str, limits: Limits) -> Any:
     if row.decode is None:
-        raise InputError(source, f"modality {name!r} has no decoder")
-    return row.decode(where, source, limits)
+        raise InputError(source, f"modality {row.name!r} has no decoder")
+    return row.decode(data, source, limits)
+
+
+def thumbnail(name: str, payload: Any) -> Any:
+    """A PIL image that previews an item, or None (sounds and texts have none)."""
+    row = get(name)
+    return row.thumbnail(payload) if row.thumbnail is not None else None
 
 
 _BUILTINS_DONE = False
@@ -118,17 +127,35 @@ def _ensure_builtins() -> None:
             _BUILTINS_DONE = True
 
 
+def _format_is(kind: str) -> Sniffer:
+    return lambda head, data, source: decoders.sniff(head) == kind
+
+
+def _streams_are(kind: str) -> Sniffer:
+    """Audio or video: by magic bytes, or a container (MP4, Matroska, Ogg, AVI) by its streams."""
+    def claims(head: bytes, data: Data, source: str) -> bool:
+        family = decoders.sniff(head)
+        if family == "container":
+            return decoders.container_modality(data, source) == kind
+        return family == kind
+
+    return claims
+
+
 def _builtin_rows() -> list[Modality]:
     return [
-        Modality("text", (".txt", ".md"),
-                 ("{}", "this text is about {}.", "a text about {}.")),
+        Modality("text", (".txt", ".md"), ("{}", "this text is about {}.", "a text about {}."),
+                 sniff=_format_is("text"), decode=decoders.decode_text_input),
         Modality("image", (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"),
-                 ("a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a close-up photo of the {}.")),
-        # "the sound of a {}." first: it is the caption used for label pairs (classification
+                 ("a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a close-up photo of the {}."),
+                 sniff=_format_is("image"), decode=decoders.open_image, thumbnail=lambda image: image),
+        # The first template is the caption used for label pairs (classification
         # averages all four, so their order does not matter there).
         Modality("audio", (".wav", ".flac", ".mp3", ".m4a", ".opus", ".oga", ".ogg"),
-                 ("the sound of a {}.", "the sound of {}.", "a recording of {}.", "{} can be heard.")),
+                 ("the sound of a {}.", "the sound of {}.", "a recording of {}.", "{} can be heard."),
+                 sniff=_streams_are("audio"), decode=decoders.open_audio),
         Modality("video", (".mp4", ".mkv", ".webm", ".avi", ".mov", ".ogv"),
                  ("a video of a {}.", "a video showing {}.", "footage of a {}."),
-                 calibrate_as="image", composite=True),
+                 sniff=_streams_are("video"), decode=decoders.open_video,
+                 thumbnail=lambda clip: clip.frames(1)[0], calibrate_as="image", composite=True),
     ]

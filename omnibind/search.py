@@ -5,7 +5,7 @@ modality gap), and each modality's tail is shaped differently: text-to-text cosi
 wider than text-to-image ones. omnibind calibrates in two steps:
 
 1. per query and item modality: the collection keeps a fixed random sample of each modality's
-   vectors (`calibration.npz`, refreshed after each ingest), and a cosine becomes
+   vectors (`Collection.calibration`, omnibind/calibration.py, refreshed after each ingest), and a cosine becomes
    z = (cos - mean) / std of the query's cosines to that sample: "how unusual for this query";
 2. per (query modality, item modality) pair: when the space carries a fitted calibration
    (`Space.calibration`, fit on held-out matched pairs by scripts/fit_calibration.py), z becomes a
@@ -21,7 +21,6 @@ exact cosines, then merged on the calibrated score.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from omnibind.collection import Collection, CollectionError, sql_list
-from omnibind.inputs import MODALITIES
+from omnibind import modalities
+from omnibind.collection import RESULT_COLUMNS, Collection, CollectionError, sql_list
+from omnibind.inputs import to_input
 
-CALIBRATION_FILE = "calibration.npz"
-SAMPLE_PER_MODALITY = 512
 MIN_SAMPLE = 20  # fewer items of a searched modality than this: too few to calibrate, rank on raw cosine
-RESULT_COLUMNS = ["id", "source", "modality", "metadata", "text", "duration", "size"]
 
 
 @dataclass
@@ -63,49 +60,24 @@ Rerank = Callable[[np.ndarray, list[Hit]], list[Hit]]
 # -- calibration ---------------------------------------------------------------------------------
 
 
-def refresh_calibration(collection: Collection, per_modality: int = SAMPLE_PER_MODALITY, seed: int = 0) -> Path:
-    """Re-draw the per-modality reference samples (deterministic for a given table)."""
-    t = collection.column("id", "modality", "vector")
-    ids = np.array(t.column("id").to_pylist(), dtype=object)
-    modality = np.array(t.column("modality").to_pylist(), dtype=object)
-    vectors = t.column("vector").combine_chunks().flatten().to_numpy().reshape(len(ids), -1) if len(ids) else np.zeros((0, collection.space.dim), np.float32)
-    order = np.argsort(ids, kind="stable")  # a sample independent of the order rows were written in
-    rng = np.random.default_rng(seed)
-    samples = {}
-    for m in MODALITIES:
-        rows = order[modality[order] == m]
-        if len(rows):
-            pick = rows if len(rows) <= per_modality else rng.choice(rows, per_modality, replace=False)
-            samples[m] = vectors[np.sort(pick)].astype(np.float32)
-    path = collection.path / CALIBRATION_FILE
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **samples)
-    os.replace(tmp, path)
-    collection.__dict__.pop("_calibration", None)
-    return path
+def refresh_calibration(collection: Collection) -> Path:
+    """Re-draw the collection's per-modality reference samples (omnibind/calibration.py)."""
+    return collection.calibration.refresh()
 
 
 def calibration(collection: Collection) -> dict[str, np.ndarray]:
-    """The reference samples per modality (recomputed if the file is missing)."""
-    cached = collection.__dict__.get("_calibration")
-    if cached is not None:
-        return cached
-    path = collection.path / CALIBRATION_FILE
-    if not path.exists():
-        refresh_calibration(collection)
-    with np.load(path) as data:
-        samples = {k: data[k] for k in data.files}
-    collection.__dict__["_calibration"] = samples
-    return samples
+    """The reference samples per modality (drawn now if the collection has none yet)."""
+    return collection.calibration.samples()
 
 
 def pair_calibration(space: Any, query_modality: str | None, item_modality: str) -> tuple[float, float] | None:
     """(a, b) of the space's match-probability calibration for a modality pair, if fitted. A
-    video is calibrated like an image (its vector is mostly the image tower's)."""
+    modality may borrow another's fit (the table's `calibrate_as`: a video is calibrated like an
+    image, its vector is mostly the image tower's)."""
     table = getattr(space, "calibration", None) or {}
     if query_modality is None:
         return None
-    q, m = ("image" if x == "video" else x for x in (query_modality, item_modality))
+    q, m = (modalities.get(x).calibration_name for x in (query_modality, item_modality))
     ab = table.get(f"{q}->{m}")
     return (float(ab[0]), float(ab[1])) if ab else None
 
@@ -129,8 +101,6 @@ def query_vector(collection: Collection, query: Any) -> np.ndarray:
 
 def query_input(collection: Collection, query: Any) -> tuple[np.ndarray, str | None]:
     """(unit vector, modality) of a query; the modality is None for a raw vector."""
-    from omnibind.inputs import to_input
-
     if isinstance(query, np.ndarray) and query.dtype.kind == "f":
         v = query.astype(np.float32).reshape(-1)
         if v.shape[0] != collection.space.dim:
@@ -157,11 +127,11 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
         raise ValueError(f"k must be at least 1, got {k}")
     collection.check_consistent()
     q, query_modality = query_input(collection, query)
-    samples = calibration(collection)
-    snap = _snapshot(collection)
+    samples = collection.calibration.samples()
+    snap = collection.snapshot()
     if snap is not None and set(snap.vectors) - set(samples):  # items of a new modality were added (not ingested)
-        refresh_calibration(collection)
-        samples = calibration(collection)
+        collection.calibration.refresh()
+        samples = collection.calibration.samples()
     wanted = _modalities(modality, samples)
     thin = [m for m in wanted if m in samples and len(samples[m]) < MIN_SAMPLE]
     pairs = {m: pair_calibration(collection.space, query_modality, m) for m in wanted}
@@ -188,44 +158,8 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     return hits[:k]
 
 
-@dataclass
-class _Snapshot:
-    """The vectors and result fields of a small collection, in memory, per table version: exact
-    search by one matrix product instead of a LanceDB scan per modality (20-40x faster at 100k)."""
-
-    vectors: dict[str, np.ndarray]  # modality -> [n, dim] float32
-    rows: dict[str, list[dict[str, Any]]]  # modality -> result fields, aligned with vectors
-
-
-SNAPSHOT_MAX_ROWS = 100_000  # ~150 MB of float32 384-d vectors at most
-
-
-def _snapshot(collection: Collection) -> _Snapshot | None:
-    """The snapshot of this table version, or None when the table is too large (both cached: the
-    row count is not asked again on every search)."""
-    version = collection.table.version
-    cached = collection.__dict__.get("_snapshot")
-    if cached is not None and cached[0] == version:
-        return cached[1]
-    if len(collection) > SNAPSHOT_MAX_ROWS:
-        collection.__dict__["_snapshot"] = (version, None)
-        return None
-    t = collection.column(*RESULT_COLUMNS, "vector")
-    n = t.num_rows
-    vectors = t.column("vector").combine_chunks().flatten().to_numpy().reshape(n, -1) if n else np.zeros((0, 0), np.float32)
-    fields = t.drop(["vector"]).to_pylist()
-    modality = np.array([r["modality"] for r in fields], dtype=object)
-    snap = _Snapshot({}, {})
-    for m in set(modality.tolist()):
-        idx = np.flatnonzero(modality == m)
-        snap.vectors[m] = np.ascontiguousarray(vectors[idx], dtype=np.float32)
-        snap.rows[m] = [fields[i] for i in idx]
-    collection.__dict__["_snapshot"] = (version, snap)
-    return snap
-
-
 def _exact_in_memory(collection: Collection, q: np.ndarray, modality: str, k: int) -> list[tuple[dict[str, Any], float]] | None:
-    snap = _snapshot(collection)
+    snap = collection.snapshot()
     if snap is None:
         return None
     vectors = snap.vectors.get(modality)
@@ -238,12 +172,13 @@ def _exact_in_memory(collection: Collection, q: np.ndarray, modality: str, k: in
 
 
 def _modalities(modality: str | Sequence[str] | None, samples: dict[str, np.ndarray]) -> list[str]:
+    known = modalities.names()
     if modality is None:
-        return [m for m in MODALITIES if m in samples]
+        return [m for m in known if m in samples]
     names = [m.strip() for m in (modality.split(",") if isinstance(modality, str) else modality) if m.strip()]
-    unknown = [m for m in names if m not in MODALITIES]
+    unknown = [m for m in names if m not in known]
     if unknown:
-        raise ValueError(f"unknown modality {unknown[0]!r}: choose from {', '.join(MODALITIES)}")
+        raise ValueError(f"unknown modality {unknown[0]!r}: choose from {', '.join(known)}")
     return names
 
 

@@ -25,6 +25,7 @@ from omnibind.errors import InputError, SpaceError
 from omnibind.heads import build_head
 from omnibind.inputs import DEFAULT_LIMITS, Input, Limits, to_input
 from omnibind.tower import Tower
+from omnibind.version import __version__
 from omnibind.video import VideoFusion, embed_videos
 
 FORMAT_VERSION = 1
@@ -156,8 +157,6 @@ class Space:
     # -- persistence --------------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
-        from omnibind import __version__
-
         return {
             "format_version": FORMAT_VERSION,
             "omnibind_version": __version__,

@@ -1,8 +1,9 @@
-"""Tower: a backbone plus a head, for one modality.
+"""Tower: a backbone plus a head, for one modality, and the one projection step of omnibind.
 
 Inputs are cut into segments (one for a sentence or an image, one per window for audio),
 segments from many inputs share a batch, and the head's outputs are L2-normalised and averaged
-per input in the shared space, then normalised again. A bad input fails alone.
+per input in the shared space, then normalised again (`fuse`). A bad input fails alone. Video,
+the feature cache, merge and evaluation all project through `Tower.project` and `fuse`.
 """
 
 from __future__ import annotations
@@ -44,23 +45,50 @@ class Tower:
 
     @torch.inference_mode()
     def project(self, features: dict[str, torch.Tensor]) -> np.ndarray:
-        """Head + L2 normalisation of a batch of backbone features."""
-        out = torch.nn.functional.normalize(self.head(features).float(), dim=-1)
-        return out.cpu().numpy()
+        """Head + L2 normalisation of a batch of segment features: one unit vector per segment."""
+        return torch.nn.functional.normalize(self.head(features).float(), dim=-1).cpu().numpy()
+
+    @torch.inference_mode()
+    def project_items(self, features: dict[str, torch.Tensor], owners: Sequence[int] | np.ndarray, n: int,
+                      chunk: int = 1024) -> np.ndarray:
+        """Segment features (rows owned by inputs 0..n-1) -> one fused unit vector per input."""
+        owners = np.asarray(owners, dtype=np.int64)
+        rows = next(iter(features.values())).shape[0] if features else 0
+        parts = [self.head({k: v[s : s + chunk] for k, v in features.items()}).float() for s in range(0, rows, chunk)]
+        vectors = torch.cat(parts) if parts else torch.zeros(0, self.dim)
+        return fuse(vectors, owners, n).numpy()
 
     def embed(
         self, inputs: Sequence[Input], batch_size: int = 32, progress: Progress | None = None
     ) -> tuple[np.ndarray, dict[int, InputError]]:
         """Vectors for `inputs` (rows of failed inputs are NaN) and the errors by position."""
         n = len(inputs)
-        sums = np.zeros((n, self.dim), dtype=np.float64)
+        vectors: list[np.ndarray] = []
+        owners: list[int] = []
         errors: dict[int, InputError] = {}
         segments_of = lambda i: self.backbone.segments(inputs[i])  # noqa: E731
-        for features, owners in feature_batches(self.backbone, n, segments_of, batch_size, errors, progress):
-            np.add.at(sums, np.asarray(owners), self.project(features))
-        for i in errors:
-            sums[i] = 0.0  # rows of a failed input that were embedded before it failed
-        return _finish(sums, errors), errors
+        for features, batch_owners in feature_batches(self.backbone, n, segments_of, batch_size, errors, progress):
+            vectors.append(self.project(features))
+            owners += batch_owners
+        kept = [j for j, o in enumerate(owners) if o not in errors]  # rows of inputs that failed later
+        stacked = np.concatenate(vectors)[kept] if vectors else np.zeros((0, self.dim), np.float32)
+        out = fuse(stacked, np.asarray(owners, dtype=np.int64)[kept], n).numpy()
+        out[list(errors)] = np.nan
+        return out, errors
+
+
+def fuse(vectors: torch.Tensor | np.ndarray, owners: Sequence[int] | np.ndarray, n: int,
+         weights: Sequence[float] | np.ndarray | None = None) -> torch.Tensor:
+    """Unit-normalise each segment vector, (weighted) sum them per owner, unit-normalise: the
+    one per-input fusion of omnibind (windows of a sound, frames and soundtrack of a video).
+    Inputs with no segment get a zero row."""
+    v = torch.as_tensor(np.asarray(vectors) if not isinstance(vectors, torch.Tensor) else vectors).double()
+    unit = torch.nn.functional.normalize(v, dim=-1)
+    if weights is not None:
+        unit = unit * torch.as_tensor(np.asarray(weights, dtype=np.float64))[:, None]
+    sums = torch.zeros(n, unit.shape[1] if unit.ndim == 2 else 0, dtype=torch.float64)
+    sums.index_add_(0, torch.as_tensor(np.asarray(owners, dtype=np.int64)), unit)
+    return torch.nn.functional.normalize(sums, dim=-1).float()
 
 
 def feature_batches(
@@ -111,10 +139,3 @@ def _batches(segments: list[Any], batch_size: int, sort_key: Callable[[Any], Any
         order.sort(key=lambda j: sort_key(segments[j]))
     return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
 
-
-def _finish(sums: np.ndarray, errors: dict[int, InputError]) -> np.ndarray:
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    out = (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-    for i in errors:
-        out[i] = np.nan
-    return out

@@ -10,10 +10,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from omnibind.errors import InputError
 from omnibind.inputs import Input, VideoClip
-from omnibind.tower import Progress
+from omnibind.tower import Progress, fuse
 
 if TYPE_CHECKING:
     from omnibind.tower import Tower
@@ -77,26 +78,17 @@ def _embed_chunk(
     image_vecs, image_errors = image_tower.embed(frames, batch_size)
     for j, exc in image_errors.items():
         errors.setdefault(frame_owner[j], InputError(videos[frame_owner[j]].source, f"frame: {exc.reason}"))
-    picture = _mean_by_owner(image_vecs, frame_owner, len(videos), image_tower.dim)
-    fused = picture * fusion.image_weight
+    good = [j for j in range(len(frames)) if j not in image_errors]
+    picture = fuse(image_vecs[good], np.asarray(frame_owner, dtype=np.int64)[good], len(videos))
+    parts, owners, weights = [picture], list(range(len(videos))), [fusion.image_weight] * len(videos)
     if sounds and audio_tower is not None:
         sound_vecs, sound_errors = audio_tower.embed(sounds, batch_size)
         for j, exc in sound_errors.items():
             errors.setdefault(sound_owner[j], InputError(videos[sound_owner[j]].source, f"soundtrack: {exc.reason}"))
-        for j, owner in enumerate(sound_owner):
-            if j not in sound_errors:
-                fused[owner] += fusion.audio_weight * sound_vecs[j]
-    norms = np.linalg.norm(fused, axis=1, keepdims=True)
-    fused = (fused / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-    for i in errors:
-        fused[i] = np.nan
+        heard = [j for j in range(len(sounds)) if j not in sound_errors]
+        parts.append(torch.from_numpy(sound_vecs[heard]))
+        owners += [sound_owner[j] for j in heard]
+        weights += [fusion.audio_weight] * len(heard)
+    fused = fuse(torch.cat(parts), owners, len(videos), weights).numpy()
+    fused[list(errors)] = np.nan
     return fused, errors
-
-
-def _mean_by_owner(vectors: np.ndarray, owners: list[int], n: int, dim: int) -> np.ndarray:
-    sums = np.zeros((n, dim), dtype=np.float64)
-    ok = ~np.isnan(vectors).any(axis=1)
-    if owners:
-        np.add.at(sums, np.asarray(owners)[ok], vectors[ok])
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return sums / np.where(norms > 0, norms, 1.0)

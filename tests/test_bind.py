@@ -332,7 +332,8 @@ def test_feature_cache_invalidated_when_the_backbone_changes(image_backbone, png
     first.features(pngs)
     fingerprint = backbone_fingerprint(image_backbone)
     assert fingerprint == backbone_fingerprint(image_backbone)
-    monkeypatch.setattr(cache_mod, "PREPROCESS_VERSION", cache_mod.PREPROCESS_VERSION + 1)
+    changed = {**image_backbone.preprocess_config(), "size": 240}  # a preprocessing parameter changes
+    monkeypatch.setattr(image_backbone, "preprocess_config", lambda: changed)
     assert backbone_fingerprint(image_backbone) != fingerprint
     bumped = FeatureCache(image_backbone, root)
     assert bumped.dir != first.dir and bumped.dir.parent == first.dir.parent

@@ -15,7 +15,8 @@ from conftest import draw_image, write_video, write_wav
 from omnibind.classify import classify, label_vectors
 from omnibind.cli import app
 from omnibind.collection import Collection, CollectionError, collection_path, omnibind_home, sql_string
-from omnibind.ingest import ingest, walk
+from omnibind.ingest import ingest
+from omnibind.pipeline import walk
 from omnibind.search import calibrate, search
 
 NOTES = {
@@ -373,20 +374,20 @@ def test_space_pair_calibration_maps_z_scores_to_match_probabilities(ingested: C
 
 def test_unreadable_file_is_reported_even_as_root(home, space, tmp_path: Path, monkeypatch):
     """chmod 0 does not stop root (CI runs as root), so the read itself is made to fail."""
-    import omnibind.ingest as ingest_mod
+    import omnibind.inputs as inputs_mod
 
     root = tmp_path / "u"
     root.mkdir()
     draw_image("circle", 64, "red").save(root / "ok.png")
     draw_image("square", 64, "blue").save(root / "locked.png")
-    real = ingest_mod.sha256_file
+    real = inputs_mod._open_fd
 
-    def denied(path: Path, *args, **kwargs):
-        if path.name == "locked.png":
+    def denied(path: Path) -> int:
+        if Path(path).name == "locked.png":
             raise PermissionError(13, "Permission denied", str(path))
-        return real(path, *args, **kwargs)
+        return real(path)
 
-    monkeypatch.setattr(ingest_mod, "sha256_file", denied)
+    monkeypatch.setattr(inputs_mod, "_open_fd", denied)
     report = ingest(Collection.open("u", space=space), root)
     assert report.added == 1 and dict(report.failed) == {str(root / "locked.png"): "cannot read file: Permission denied"}
 
@@ -394,17 +395,15 @@ def test_unreadable_file_is_reported_even_as_root(home, space, tmp_path: Path, m
 def test_in_memory_exact_search_equals_lancedb_scan(ingested: Collection, space):
     """Small collections are searched by one matrix product on a snapshot; a `where` filter takes
     LanceDB's path. Both must give the same hits, and a write must show up at once."""
-    from omnibind.search import _snapshot
-
     for query in ("heavy rain", "a red circle", "a low tone"):
         fast = search(ingested, query, k=11, calibrated=False)
         lance = search(ingested, query, k=11, calibrated=False, where="id IS NOT NULL")
         assert [h.id for h in fast] == [h.id for h in lance]
         assert [h.cosine for h in fast] == pytest.approx([h.cosine for h in lance], abs=1e-5)
         assert [h.fields.get("source") for h in fast] == [h.fields.get("source") for h in lance]
-    before = _snapshot(ingested)
+    before = ingested.snapshot()
     ingested.add(["storm warning: heavy rain tonight"], ids=["new-note"])
-    assert _snapshot(ingested) is not before
+    assert ingested.snapshot() is not before
     assert search(ingested, "storm warning: heavy rain tonight", k=1, calibrated=False)[0].id == "new-note"
 
 

@@ -37,34 +37,30 @@ def _assert_same(a: Collection, b: Collection) -> None:
 
 
 def test_ray_ingest_equals_local_and_is_incremental(cluster, space, tmp_path: Path, monkeypatch):
-    from omnibind.scale.ray_ingest import ray_ingest
-
     monkeypatch.setenv("OMNIBIND_HOME", str(tmp_path / "home"))
     folder = make_folder(tmp_path / "media")
     (folder / "empty.png").write_bytes(b"")
     local = Collection.open("local", space=space)
     expected = ingest(local, folder)
     distributed = Collection.open("ray", space=space)
-    report = ray_ingest(distributed, folder, actors=2, batch_size=4, num_cpus_per_actor=0.5)
+    report = ingest(distributed, folder, engine="ray", actors=2, batch_size=4, num_cpus_per_actor=0.5)
     assert (report.added, report.unchanged, sorted(report.failed)) == (expected.added, 0, sorted(expected.failed))
     assert report.added == 11 and dict(report.failed)[str(folder / "empty.png")].startswith("empty file")
     _assert_same(local, distributed)
     (folder / "notes" / "rain.txt").write_text("Thunder and lightning over the hills.")
     (folder / "sounds" / "high.wav").unlink()
-    again = ray_ingest(distributed, folder, actors=2, batch_size=4, num_cpus_per_actor=0.5, prune=True)
+    again = ingest(distributed, folder, engine="ray", actors=2, batch_size=4, num_cpus_per_actor=0.5, prune=True)
     assert (again.added, again.updated, again.unchanged, again.removed) == (0, 1, 9, 1)
     ingest(local, folder, prune=True)
     _assert_same(local, distributed)
 
 
 def test_ray_ingest_survives_a_killed_worker(cluster, space, tmp_path: Path, monkeypatch):
-    from omnibind.scale.ray_ingest import ray_ingest
-
     monkeypatch.setenv("OMNIBIND_HOME", str(tmp_path / "home"))
     folder = make_folder(tmp_path / "media")
     marker = tmp_path / "crashed-once"
     coll = Collection.open("killed", space=space)
-    report = ray_ingest(coll, folder, actors=2, batch_size=3, num_cpus_per_actor=0.5, crash_marker=str(marker))
+    report = ingest(coll, folder, engine="ray", actors=2, batch_size=3, num_cpus_per_actor=0.5, crash_marker=str(marker))
     assert marker.exists()  # a worker really died (SIGKILL) mid-run
     assert report.added == 11 and not report.failed and len(coll) == 11
     local = Collection.open("reference", space=space)
@@ -76,7 +72,7 @@ def test_list_sources(tmp_path: Path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from omnibind.scale.ray_ingest import list_sources
+    from omnibind.pipeline import list_sources
 
     for name in ("a.png", "b.wav", "sub/c.txt"):
         (tmp_path / name).parent.mkdir(exist_ok=True)

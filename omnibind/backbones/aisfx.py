@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from omnibind.backbones import Backbone, Features, register
+from omnibind.backbones.base import Backbone, Features
+from omnibind.backbones.registry import register
 from omnibind.backbones.onnx import try_onnx
 from omnibind.errors import BackboneError
 from omnibind.inputs import AudioClip, Input
@@ -100,6 +101,10 @@ class AisfxBackbone(Backbone):
     def torch_features(self, batch: torch.Tensor) -> Features:
         """The PyTorch reference, whatever runtime `features` uses."""
         return {"embedding": self.net(self.logmel(batch)[:, :, :FRAMES].transpose(1, 2).contiguous())}
+
+    def preprocess_config(self) -> dict[str, Any]:
+        return {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "frames": FRAMES, "window_samples": WINDOW_SAMPLES,
+                "min_tail_samples": MIN_TAIL_SAMPLES, "spec_max": SPEC_MAX, "normalise": "peak per window"}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "weights": f"aisfx sound-effects CNN from package aisfx ({self.weights})",

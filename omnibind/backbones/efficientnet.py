@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import asdict, dataclass
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -18,32 +19,46 @@ import numpy as np
 import torch
 from PIL import Image
 
-from omnibind.backbones import Backbone, Features, register
+from omnibind.backbones.base import Backbone, Features
+from omnibind.backbones.registry import register
 from omnibind.backbones.onnx import try_onnx
 from omnibind.errors import BackboneError
 from omnibind.inputs import Input, to_rgb
 
-IMAGE_SIZE = 224
-# EfficientNet-Lite was trained on (x - 127) / 128 inputs (TF lite preprocessing).
-MEAN, STD = 127.0, 128.0
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """How an image becomes the network's input; part of the backbone's config and cache key.
 
-
-def preprocess_image(image: Image.Image) -> np.ndarray:
-    """The whole image, letterboxed onto white to a square, resized to 224: CHW float32.
-
-    Keeping the whole picture beat the usual 87.5% centre crop for caption retrieval on the
-    Tux Paint *train* split (R@1 29.0 vs 20.8, R@10 57.5 vs 48.3; grey letterboxing 27.5 / 56.0),
-    since objects often fill the frame and a crop cuts them.
+    Letterboxing the whole image onto white beat the usual 87.5% centre crop for caption
+    retrieval on the Tux Paint *train* split (R@1 29.0 vs 20.8, R@10 57.5 vs 48.3; grey
+    letterboxing 27.5 / 56.0), since objects often fill the frame and a crop cuts them.
+    EfficientNet-Lite was trained on (x - 127) / 128 inputs (TF lite preprocessing).
     """
+
+    size: int = 224
+    mean: float = 127.0
+    std: float = 128.0
+    fill: tuple[int, int, int] = (255, 255, 255)  # letterbox colour
+    resample: str = "bicubic"
+    reducing_gap: float = 3.0
+
+
+DEFAULT_PREPROCESS = ImagePreprocess()
+IMAGE_SIZE = DEFAULT_PREPROCESS.size
+
+
+def preprocess_image(image: Image.Image, config: ImagePreprocess = DEFAULT_PREPROCESS) -> np.ndarray:
+    """The whole image, letterboxed to a square, resized to `config.size`: CHW float32."""
     image = to_rgb(image)
     w, h = image.size
     side = max(w, h)
     if w != h:
-        canvas = Image.new("RGB", (side, side), (255, 255, 255))
+        canvas = Image.new("RGB", (side, side), config.fill)
         canvas.paste(image, ((side - w) // 2, (side - h) // 2))
         image = canvas
-    image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC, reducing_gap=3.0)
-    array = (np.asarray(image, dtype=np.float32) - MEAN) / STD
+    resample = Image.Resampling[config.resample.upper()]
+    image = image.resize((config.size, config.size), resample, reducing_gap=config.reducing_gap)
+    array = (np.asarray(image, dtype=np.float32) - config.mean) / config.std
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
@@ -87,7 +102,10 @@ class EfficientNetLite0(Backbone):
         self.runtime = "onnxruntime" if self.onnx is not None else "torch"
 
     def segments(self, item: Input) -> Iterator[Any]:
-        yield preprocess_image(item.payload)
+        yield preprocess_image(item.payload, DEFAULT_PREPROCESS)
+
+    def preprocess_config(self) -> dict[str, Any]:
+        return asdict(DEFAULT_PREPROCESS)
 
     def collate(self, segments: list[Any]) -> np.ndarray:
         return np.stack(segments)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from omnibind.backbones import Backbone, Features, register
+from omnibind.backbones.base import Backbone, Features
+from omnibind.backbones.registry import register
 from omnibind.errors import BackboneError
 from omnibind.inputs import AudioClip, Input, to_rgb
 
@@ -135,6 +136,14 @@ class HFBackbone(Backbone):
             is_longer = torch.zeros((len(batch), 1), dtype=torch.bool)
             out = self.model.get_audio_features(input_features=feats["input_features"], is_longer=is_longer)
         return {"embedding": _pooled(out).float()}
+
+    def preprocess_config(self) -> dict[str, Any]:
+        """The processor's own saved configuration for this modality (what the hub model ships)."""
+        part = {"text": "tokenizer", "image": "image_processor", "audio": "feature_extractor"}[self.modality]
+        if self.modality == "text":
+            return {"max_tokens": self.max_tokens, "padding": "max_length" if self.kind == "siglip" else "longest"}
+        saved = getattr(self.processor, part).to_dict().items()
+        return {k: v for k, v in saved if not k.startswith("_") and isinstance(v, (int, float, str, bool, list, dict))}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "weights": f"transformers {self.kind} {self.model_id}"}

@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from omnibind.backbones import Backbone, Features, register
+from omnibind.backbones.base import Backbone, Features
+from omnibind.backbones.registry import register
 from omnibind.errors import BackboneError
 from omnibind.inputs import Input
 
@@ -49,6 +50,9 @@ class SentenceTransformerBackbone(Backbone):
             batch, batch_size=len(batch), convert_to_tensor=True, show_progress_bar=False
         )
         return {"embedding": vectors.float().cpu()}
+
+    def preprocess_config(self) -> dict[str, Any]:
+        return {"max_seq_length": self.model.max_seq_length, "tokenizer": type(self.model.tokenizer).__name__}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "weights": self.source, "max_seq_length": self.model.max_seq_length}

@@ -29,9 +29,8 @@ from omnibind.backbones.onnx import cache_dir
 from omnibind.errors import InputError
 from omnibind.heads import Head
 from omnibind.inputs import Input, to_input
-from omnibind.tower import feature_batches
+from omnibind.tower import feature_batches, fuse
 
-PREPROCESS_VERSION = 2  # bump when a backbone's preprocessing changes what features mean
 SHARD_ITEMS = 4096
 
 ItemFeatures = dict[str, np.ndarray]  # feature name -> [segments, width]
@@ -60,9 +59,9 @@ def content_key(obj: Any) -> str:
 
 
 def backbone_fingerprint(backbone: Backbone) -> str:
-    """Changes whenever the backbone's weights, outputs or preprocessing change."""
+    """Changes whenever the backbone's weights, outputs or preprocessing parameters change."""
     h = hashlib.sha256(json.dumps({"ref": backbone.ref, "modality": backbone.modality, "outputs": backbone.outputs,
-                                   "preprocess": PREPROCESS_VERSION}, sort_keys=True).encode())
+                                   "preprocess": backbone.preprocess_config()}, sort_keys=True, default=str).encode())
     weights = getattr(backbone, "weights", None) or getattr(backbone, "model_id", None)
     if weights and Path(str(weights)).exists():
         path = Path(str(weights))
@@ -215,13 +214,12 @@ class StackedFeatures:
 
 
 def project_items(head: Head, feats: StackedFeatures, idx: Sequence[int], chunk: int = 1024) -> torch.Tensor:
-    """Head per segment, normalised, averaged per item, normalised: exactly what a Tower does."""
+    """Head per segment, then `omnibind.tower.fuse` per item: exactly what a Tower does, on cached
+    features (differentiable: the trainer calls it with gradients)."""
     idx = list(idx)
     out = []
     for start in range(0, len(idx), chunk):
         part = idx[start : start + chunk]
         batch, owners = feats.gather(part)
-        seg = nn.functional.normalize(head(batch).float(), dim=-1)
-        summed = torch.zeros(len(part), seg.shape[1]).index_add_(0, owners, seg)
-        out.append(nn.functional.normalize(summed, dim=-1))
+        out.append(fuse(head(batch).float(), owners, len(part)))
     return torch.cat(out)

@@ -230,13 +230,13 @@ def pairs_task(path: str) -> Callable[[CachedEmbedder, int | None], TaskResult]:
 def folder_task(path: str) -> Callable[[CachedEmbedder, int | None], TaskResult]:
     """Zero-shot classification of a labelled folder (root/<label>/<files>), with the prompt
     templates of the files' modality (omnibind/classify.py)."""
-    from omnibind.classify import TEMPLATES
+    from omnibind.modalities import templates as modality_templates
 
     def run(embed: CachedEmbedder, limit: int | None) -> TaskResult:
         files, labels, names = ds.labelled_folder(path)
         files, y = files[:limit], np.asarray(labels[:limit])
         modality = _modality_of(files[0])
-        templates = TEMPLATES[modality]
+        templates = modality_templates(modality)
         prompts = embed([t.format(n) for n in names for t in templates], "text")
         label_vecs = prompts.reshape(len(names), len(templates), -1).mean(1)
         label_vecs /= np.linalg.norm(label_vecs, axis=1, keepdims=True)

@@ -1,0 +1,58 @@
+"""A collection's calibration sample: a fixed random sample of each modality's vectors.
+
+Search standardises a query's cosines against the query's cosines to this sample ("how unusual is
+this item for this query, among items of its modality"; omnibind/search.py). The sample is state of
+the collection, kept in `calibration.npz` beside its table, redrawn after every ingest (`refresh`)
+and cached in memory until then. Deterministic for a given table: rows are drawn by sorted id.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from omnibind import modalities
+
+FILE = "calibration.npz"
+SAMPLE_PER_MODALITY = 512
+
+# () -> (ids, modality per row, vectors [n, dim]) of every row of the collection
+RowReader = Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+class Calibration:
+    """The per-modality reference samples of one collection (see the module docstring)."""
+
+    def __init__(self, folder: Path, read_rows: RowReader, per_modality: int = SAMPLE_PER_MODALITY, seed: int = 0) -> None:
+        self.path = Path(folder) / FILE
+        self._read_rows, self.per_modality, self.seed = read_rows, per_modality, seed
+        self._samples: dict[str, np.ndarray] | None = None
+
+    def samples(self) -> dict[str, np.ndarray]:
+        """modality -> sample vectors (drawn now if the file is missing)."""
+        if self._samples is None:
+            if not self.path.exists():
+                self.refresh()
+            with np.load(self.path) as data:
+                self._samples = {k: data[k] for k in data.files}
+        return self._samples
+
+    def refresh(self) -> Path:
+        """Redraw the samples from the table as it is now and write them atomically."""
+        ids, modality, vectors = self._read_rows()
+        order = np.argsort(ids, kind="stable")  # independent of the order rows were written in
+        rng = np.random.default_rng(self.seed)
+        samples = {}
+        present = set(modality.tolist())
+        for m in [m for m in modalities.names() if m in present]:  # table order: the rng draws in it
+            rows = order[modality[order] == m]
+            pick = rows if len(rows) <= self.per_modality else rng.choice(rows, self.per_modality, replace=False)
+            samples[str(m)] = vectors[np.sort(pick)].astype(np.float32)
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}.npz")
+        np.savez(tmp, **samples)
+        os.replace(tmp, self.path)
+        self._samples = None
+        return self.path

@@ -1,0 +1,634 @@
+"""Decoders: bytes of a known format -> a decoded payload (text, PIL image, AudioClip, VideoClip).
+
+Every decoder reads from an in-memory buffer (`bytes`, or a read-only memory map for big files)
+that was read from disk once (`omnibind.inputs.read_file`): hashing, sniffing and decoding all see
+the same bytes, and a decoder that needs the data several times (probe, then stream) opens a new
+reader over the buffer, never the file. Lazy audio and video decoding keep long files streamed.
+Every failure is an `InputError` naming the source and the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image
+
+from omnibind.errors import InputError
+
+Data = Union[bytes, mmap.mmap]  # a whole file's bytes
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Decoding limits that keep hostile or huge files from exhausting memory or time."""
+
+    max_file_bytes: int = 4 * 1024**3
+    max_image_pixels: int = 64_000_000
+    max_text_chars: int = 1_000_000
+    max_audio_seconds: float = 4 * 3600.0
+    max_video_seconds: float = 4 * 3600.0
+
+
+DEFAULT_LIMITS = Limits()
+
+
+
+@dataclass
+class AudioClip:
+    """Mono audio, decoded block by block on demand.
+
+    `stream(rate, block)` yields float32 arrays of exactly `block` samples at `rate` Hz (the
+    last may be shorter); calling it twice decodes twice and gives the same samples.
+    """
+
+    source: str
+    sampling_rate: int
+    duration: float
+    _blocks: Callable[[int], Iterator[np.ndarray]] = field(repr=False)
+    expected_samples: int | None = None
+
+    def stream(self, rate: int, block: int) -> Iterator[np.ndarray]:
+        if rate <= 0 or block <= 0:
+            raise ValueError(f"rate and block must be positive, got rate={rate}, block={block}")
+        # Copy each decoded chunk once into a block-sized buffer: linear in the length of the
+        # audio whatever the ratio of chunk to block size.
+        buf = np.empty(block, dtype=np.float32)
+        fill = 0
+        total_in = 0
+        for chunk in self._resampled(rate):
+            chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+            total_in += chunk.shape[0]
+            pos = 0
+            while pos < chunk.shape[0]:
+                take = min(block - fill, chunk.shape[0] - pos)
+                buf[fill : fill + take] = chunk[pos : pos + take]
+                fill += take
+                pos += take
+                if fill == block:
+                    yield buf
+                    buf = np.empty(block, dtype=np.float32)
+                    fill = 0
+        if fill:
+            yield buf[:fill]
+        self._check_complete(total_in, rate)
+
+    def _resampled(self, rate: int) -> Iterator[np.ndarray]:
+        try:
+            yield from self._blocks(rate)
+        except InputError:
+            raise
+        except Exception as exc:  # decoder libraries raise many types; name the file
+            raise InputError(self.source, f"audio decoding failed: {exc}") from exc
+
+    def _check_complete(self, produced: int, rate: int) -> None:
+        if produced == 0:
+            raise InputError(self.source, "audio has no samples")
+        if self.expected_samples:
+            expected = self.expected_samples * rate / self.sampling_rate
+            if _falls_short(produced, expected, rate):
+                raise InputError(
+                    self.source,
+                    f"truncated audio: header promises {expected / rate:.2f}s, "
+                    f"only {produced / rate:.2f}s could be decoded",
+                )
+
+
+def _falls_short(got: float, promised: float, rate: float) -> bool:
+    """Fewer samples than a header promised, beyond codec padding (2% and 50 ms of slack)."""
+    return got < 0.98 * promised - rate * 0.05
+
+
+@dataclass
+class VideoClip:
+    """A video: frames sampled on demand, and its soundtrack if it has one."""
+
+    source: str
+    duration: float | None
+    has_audio: bool
+    _frames: Callable[[int], list[Image.Image]] = field(repr=False)
+    _audio: Callable[[], AudioClip | None] = field(repr=False)
+
+    def frames(self, n: int) -> list[Image.Image]:
+        """`n` frames at the centres of `n` equal time slices: deterministic for a file."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        try:
+            return self._frames(n)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(self.source, f"video decoding failed: {exc}") from exc
+
+    def audio(self) -> AudioClip | None:
+        return self._audio() if self.has_audio else None
+
+
+
+
+class BufferReader(io.RawIOBase):
+    """A seekable read-only file over a buffer; many readers may share one buffer (no copy)."""
+
+    def __init__(self, data: Data) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = max(0, min(len(b), len(self._view) - self._pos))
+        b[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def _opener(data: Data) -> io.BufferedReader | io.BytesIO:
+    return io.BytesIO(data) if isinstance(data, bytes) else io.BufferedReader(BufferReader(data))
+
+
+# Sniffing
+
+
+def sniff(head: bytes) -> str | None:
+    """Name the format family of a file from its first bytes.
+
+    Returns "image", "audio", "video", "container" (MP4/Matroska/Ogg/AVI: audio or video,
+    decided by the streams inside), "text", or None when the bytes are no format we know.
+    """
+    if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image"
+    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in (
+        12, 40, 52, 56, 64, 108, 124,
+    ):
+        return "image"
+    if head[:4] == b"RIFF" and len(head) >= 12:
+        return {b"WEBP": "image", b"WAVE": "audio", b"AVI ": "container"}.get(head[8:12])
+    if head.startswith(b"fLaC"):
+        return "audio"
+    if head.startswith(b"ID3") and len(head) >= 10 and head[3] in (2, 3, 4) and head[4] != 0xFF:
+        return "audio"  # ID3v2 tag (version 2.2-2.4) in front of MP3/AAC frames
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) in (0xF2, 0xF0, 0xF6, 0xF4):
+        return "audio"  # MPEG audio / ADTS frame sync
+    if head[4:8] == b"ftyp" or head.startswith(b"\x1a\x45\xdf\xa3") or head.startswith(b"OggS"):
+        return "container"
+    if _looks_like_text(head):
+        return "text"
+    return None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+        return True
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # a multibyte character cut by the sniff window
+
+
+
+
+def decode_text(where: Data, source: str, limits: Limits) -> str:
+    """UTF-8 text (a BOM is dropped); NUL bytes or other encodings are refused by name."""
+    size = len(where)
+    # UTF-8 spends at most 4 bytes a character (+3 for a BOM): refuse before decoding it all.
+    if size > 4 * limits.max_text_chars + 3:
+        raise InputError(source, f"text file is {size} bytes, over the limit of {limits.max_text_chars} characters")
+    try:
+        text = bytes(where).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(source, f"not valid UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
+    if "\x00" in text:
+        raise InputError(source, "binary content (NUL bytes) in what looked like text")
+    return text
+
+
+def check_text(text: str, source: str, limits: Limits) -> str:
+    """A text within the character limit and not blank."""
+    if len(text) > limits.max_text_chars:
+        raise InputError(source, f"text has {len(text)} characters, over the limit of {limits.max_text_chars}")
+    if not text.strip():
+        raise InputError(source, "empty text")
+    return text
+
+
+def decode_text_input(where: Data, source: str, limits: Limits) -> str:
+    return check_text(decode_text(where, source, limits), source, limits)
+
+
+def looks_like_legacy_text(head: bytes) -> bool:
+    """Text in a legacy 8-bit encoding (Latin-1, cp1252...): no NULs, almost no control bytes."""
+    if not head or b"\x00" in head:
+        return False
+    controls = sum(1 for b in head if b < 0x20 and b not in b"\t\n\r\f") + head.count(0x7F)
+    return controls <= len(head) // 100
+
+
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB with any transparency composited onto white (stamps and logos look right)."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _checked_image(image: Image.Image, source: str, limits: Limits) -> Image.Image:
+    w, h = image.size
+    if w * h > limits.max_image_pixels:
+        raise InputError(source, f"image is {w}x{h} = {w * h} pixels, over the limit of {limits.max_image_pixels}")
+    if w == 0 or h == 0:
+        raise InputError(source, "image has zero width or height")
+    return image
+
+
+def image_object(image: Image.Image, source: str, limits: Limits) -> Image.Image:
+    """A PIL image handed in by the caller: size-checked, decoded now (a lazily opened file
+    may be truncated), RGB with transparency on white like images decoded from files."""
+    _checked_image(image, source, limits)
+    try:
+        image.load()
+        return to_rgb(image)
+    except Exception as exc:
+        raise InputError(source, f"truncated or corrupt image: {exc}") from None
+
+
+def open_image(where: Data, source: str, limits: Limits) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(_opener(where))
+            _checked_image(image, source, limits)
+            image.load()
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(source, f"image too large (decompression bomb guard): {exc}") from None
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... on bad files
+        raise InputError(source, f"truncated or corrupt image: {exc}") from None
+    return to_rgb(image)
+
+
+# --------------------------------------------------------------------------------------------
+# Audio
+
+
+def audio_from_array(obj: dict, source: str, limits: Limits) -> AudioClip:
+    """An in-memory waveform: `{"array": (n,) or (n, channels), "sampling_rate": int}`."""
+    try:
+        rate = int(obj["sampling_rate"])
+        array = np.asarray(obj["array"], dtype=np.float32)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(source, f"audio dict needs 'array' and 'sampling_rate': {exc}") from None
+    if rate <= 0:
+        raise InputError(source, f"sampling_rate must be positive, got {rate}")
+    if array.ndim == 2:
+        if array.shape[1] > array.shape[0]:
+            raise InputError(
+                source,
+                f"audio array of shape {array.shape} looks channels-first; pass (samples, channels)",
+            )
+        array = array.mean(axis=1)
+    if array.ndim != 1 or array.size == 0:
+        raise InputError(source, f"audio array must be 1-D (or 2-D with channels last) and non-empty, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise InputError(source, "audio array contains NaN or infinite samples")
+    duration = array.size / rate
+    _check_duration(duration, source, limits)
+
+    def blocks(target: int) -> Iterator[np.ndarray]:
+        yield _resample(array, rate, target)
+
+    return AudioClip(source, rate, duration, blocks)
+
+
+def _resample(array: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate == target:
+        return array.astype(np.float32, copy=False)
+    import soxr
+
+    return soxr.resample(array, rate, target).astype(np.float32, copy=False)
+
+
+def _check_duration(seconds: float, source: str, limits: Limits) -> None:
+    if seconds > limits.max_audio_seconds:
+        raise InputError(source, f"audio lasts {seconds:.0f}s, over the limit of {limits.max_audio_seconds:.0f}s")
+
+
+def open_audio(where: Data, source: str, limits: Limits = DEFAULT_LIMITS) -> AudioClip:
+    """Open audio with libsndfile (WAV/FLAC/OGG/MP3), falling back to FFmpeg through PyAV."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(_opener(where))
+    except Exception:
+        return _open_audio_av(where, source, limits)
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise InputError(source, "audio has no samples")
+    if info.format in ("WAV", "WAVEX"):
+        _check_wav_complete(where, source, info)
+    _check_duration(info.frames / info.samplerate, source, limits)
+    rate = int(info.samplerate)
+
+    def blocks(target: int) -> Iterator[np.ndarray]:
+        import soxr
+
+        resampler = None if rate == target else soxr.ResampleStream(rate, target, 1, dtype="float32")
+        with sf.SoundFile(_opener(where)) as fh:
+            # Not fh.blocks(): past a truncation it keeps yielding full blocks of stale buffer
+            # up to the frame count in the header. read() returns only what was decoded.
+            while True:
+                chunk = fh.read(65536, dtype="float32", always_2d=True)
+                if chunk.shape[0] == 0:
+                    break
+                mono = chunk.mean(axis=1, dtype=np.float32)
+                yield mono if resampler is None else resampler.resample_chunk(mono)
+        if resampler is not None:
+            yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+    return AudioClip(source, rate, info.frames / rate, blocks, expected_samples=int(info.frames))
+
+
+def _check_wav_complete(where: Data, source: str, info: Any) -> None:
+    """libsndfile quietly shortens a WAV whose data chunk runs past the end of the file; the
+    RIFF header still says how many bytes of samples there should be."""
+    try:
+        fh = _opener(where)
+    except OSError as exc:  # pragma: no cover - an in-memory reader does not fail to open
+        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
+    with fh:
+        pos, block_align = 12, 0
+        for _ in range(4096):  # chunks before 'data' (fmt, LIST, fact...): never that many
+            fh.seek(pos)
+            header = fh.read(8)
+            if len(header) < 8:
+                return
+            chunk_id, chunk_size = header[:4], int.from_bytes(header[4:], "little")
+            if chunk_id == b"fmt ":
+                fmt = fh.read(16)
+                block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) == 16 else 0
+            elif chunk_id == b"data":
+                if chunk_size in (0, 0xFFFFFFFF) or block_align <= 0:
+                    return  # streamed WAV (size never filled in): nothing promised
+                promised = chunk_size // block_align
+                if info.frames < promised:  # PCM has no codec padding: every frame must be there
+                    raise InputError(
+                        source,
+                        f"truncated WAV: header promises {promised} frames ({promised / info.samplerate:.2f}s), "
+                        f"the file holds {info.frames} ({info.frames / info.samplerate:.2f}s)",
+                    )
+                return
+            pos += 8 + chunk_size + (chunk_size & 1)
+
+
+def check_ogg_complete(where: Data, source: str) -> None:
+    """The last Ogg page must be whole; in a cut-off file it runs past the end.
+
+    (libsndfile and FFmpeg take a truncated Ogg for a shorter one and say nothing.)
+    """
+    max_page = 27 + 255 + 255 * 255
+    tail = _read_tail(where, source, max_page + 4)
+    at = tail.rfind(b"OggS\x00")  # capture pattern + stream structure version 0
+    if at < 0:
+        raise InputError(source, "truncated or corrupt Ogg file: no page header near its end")
+    segments = tail[at + 26] if at + 26 < len(tail) else None
+    if segments is None or at + 27 + segments > len(tail):
+        raise InputError(source, "truncated Ogg file: its last page header is cut off")
+    end = at + 27 + segments + sum(tail[at + 27 : at + 27 + segments])
+    if end > len(tail):
+        raise InputError(source, f"truncated Ogg file: its last page lacks {end - len(tail)} bytes")
+
+
+def _read_tail(where: Data, source: str, n: int) -> bytes:
+    return bytes(where[-n:])
+
+
+def _ebml_vint(data: bytes, at: int) -> tuple[int, int, bool] | None:
+    """(value, length, all-ones) of the EBML variable-length integer at `at`, or None."""
+    if at >= len(data) or data[at] == 0:
+        return None
+    length = 9 - data[at].bit_length()
+    if at + length > len(data):
+        return None
+    value = data[at] & (0xFF >> length)
+    for b in data[at + 1 : at + length]:
+        value = (value << 8) | b
+    return value, length, value == (1 << (7 * length)) - 1
+
+
+def check_matroska_complete(head: bytes, where: Data, source: str) -> None:
+    """Matroska/WebM: the Segment element says how long it is; a cut-off file is shorter."""
+    size = len(where)
+    header = _ebml_vint(head, 4)  # the EBML header's size, after its 4-byte ID
+    if header is None:
+        return
+    at = 4 + header[1] + header[0]
+    if head[at : at + 4] != b"\x18\x53\x80\x67":  # Segment ID
+        return
+    segment = _ebml_vint(head, at + 4)
+    if segment is None or segment[2]:
+        return  # unknown size (a live recording): nothing promised
+    end = at + 4 + segment[1] + segment[0]
+    if end > size:
+        raise InputError(source, f"truncated Matroska/WebM file: its segment promises {end} bytes, the file has {size}")
+
+
+def _open_audio_av(where: Data, source: str, limits: Limits) -> AudioClip:
+    import av
+
+    try:
+        with av.open(_opener(where)) as container:
+            if not container.streams.audio:
+                raise InputError(source, "no audio stream")
+            stream = container.streams.audio[0]
+            rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+            duration = _stream_seconds(container, stream)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(source, f"unsupported or corrupt audio: {exc}") from None
+    if rate <= 0:
+        raise InputError(source, "audio stream has no sample rate")
+    _check_duration(duration or 0.0, source, limits)
+    return AudioClip(source, rate, duration or 0.0, lambda target: _av_audio_blocks(where, source, target))
+
+
+def _av_audio_blocks(where: Data, source: str, target: int) -> Iterator[np.ndarray]:
+    import av
+
+    with av.open(_opener(where)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
+        for frame in decode_tolerant(container, container.streams.audio[0], source):
+            for out in resampler.resample(frame):
+                yield out.to_ndarray().reshape(-1)
+        for out in resampler.resample(None):
+            yield out.to_ndarray().reshape(-1)
+
+
+MAX_BAD_PACKET_FRACTION = 0.05
+
+
+def decode_tolerant(container: Any, stream: Any, source: str) -> Iterator[Any]:
+    """Decode a stream like FFmpeg's players do: skip the odd corrupt packet, fail on many.
+
+    Real files often carry a damaged packet or two; a file where more than 5% of the
+    packets are damaged (or none decodes) is reported as corrupt.
+    """
+    import av
+
+    good = bad = 0
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            bad += 1
+            continue
+        good += 1
+        yield from frames
+    if bad and (good == 0 or bad > max(2, MAX_BAD_PACKET_FRACTION * (good + bad))):
+        raise InputError(source, f"corrupt {stream.type} stream: {bad} of {good + bad} packets undecodable")
+
+
+def _stream_seconds(container: Any, stream: Any) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Video
+
+
+def container_modality(where: Data, source: str) -> str:
+    """MP4 / Matroska / Ogg hold video or only sound: ask the streams."""
+    import av
+
+    try:
+        with av.open(_opener(where)) as container:
+            has_video = any(
+                not (s.disposition & av.stream.Disposition.attached_pic) for s in container.streams.video
+            )
+            if has_video:
+                return "video"
+            if container.streams.audio:
+                return "audio"
+    except Exception as exc:
+        raise InputError(source, f"corrupt or unsupported media container: {exc}") from None
+    raise InputError(source, "media container has no audio or video stream")
+
+
+def open_video(where: Data, source: str, limits: Limits = DEFAULT_LIMITS) -> VideoClip:
+    """Probe a video file; frames and soundtrack are decoded later, on demand."""
+    import av
+
+    try:
+        with av.open(_opener(where)) as container:
+            if not container.streams.video:
+                raise InputError(source, "no video stream")
+            vstream = container.streams.video[0]
+            duration = _stream_seconds(container, vstream)
+            has_audio = bool(container.streams.audio)
+            w, h = vstream.codec_context.width, vstream.codec_context.height
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(source, f"corrupt or unsupported video: {exc}") from None
+    if w * h > limits.max_image_pixels:
+        raise InputError(source, f"video frames are {w}x{h}, over the limit of {limits.max_image_pixels} pixels")
+    if duration is not None and duration > limits.max_video_seconds:
+        raise InputError(source, f"video lasts {duration:.0f}s, over the limit of {limits.max_video_seconds:.0f}s")
+
+    def frames(n: int) -> list[Image.Image]:
+        return _sample_frames(where, source, n, duration)
+
+    def audio() -> AudioClip:
+        return _open_audio_av(where, source, limits)
+
+    return VideoClip(source, duration, has_audio, frames, audio)
+
+
+def _sample_frames(where: Data, source: str, n: int, duration: float | None) -> list[Image.Image]:
+    """Decode once, front to back, keeping the first frame at or after each slice centre."""
+    import av
+
+    if not duration:
+        duration = _decoded_duration(where, source)
+    targets = [(i + 0.5) * duration / n for i in range(n)]
+    picked: list[Image.Image] = []
+    last_frame = None
+    last_time = 0.0
+    decoded = 0
+    with av.open(_opener(where)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        indexed = int(stream.frames or 0)  # frame count from the container's index (MP4, AVI), or 0
+        for frame in decode_tolerant(container, stream, source):
+            decoded += 1
+            last_frame, last_time = frame, float(frame.time or 0.0)
+            while len(picked) < n and last_time + 1e-6 >= targets[len(picked)]:
+                picked.append(frame.to_image())
+            if len(picked) == n:
+                break
+        if last_frame is None:
+            raise InputError(source, "no decodable video frames")
+        if len(picked) < n:
+            if indexed and decoded < 0.98 * indexed - 2:
+                raise InputError(
+                    source, f"truncated video: the index lists {indexed} frames, only {decoded} could be decoded"
+                )
+            if last_time < 0.9 * duration - 0.5:
+                raise InputError(
+                    source, f"truncated video: header promises {duration:.2f}s, frames stop at {last_time:.2f}s"
+                )
+            picked.extend([last_frame.to_image()] * (n - len(picked)))
+    return picked
+
+
+def _decoded_duration(where: Data, source: str) -> float:
+    import av
+
+    end = 0.0
+    with av.open(_opener(where)) as container:
+        for frame in decode_tolerant(container, container.streams.video[0], source):
+            end = max(end, float(frame.time or 0.0))
+    return end or 1.0
+
+
+def video_from_frames(frames: list[Image.Image], source: str, limits: Limits) -> VideoClip:
+    """A list of PIL images taken as a video with no soundtrack."""
+    images = [image_object(f, source, limits) for f in frames]
+
+    def sample(n: int) -> list[Image.Image]:
+        return [images[min(len(images) - 1, int((i + 0.5) * len(images) / n))] for i in range(n)]
+
+    return VideoClip(source, None, False, sample, lambda: None)
+
+

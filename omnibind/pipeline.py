@@ -1,0 +1,219 @@
+"""The item pipeline: the one road every file travels into a collection.
+
+    source -> read once (bytes or memory map) -> sha256 -> unchanged? -> decode (modality table)
+           -> Space.embed (batched) -> collection.make_row -> BatchResult -> one commit (ingest.py)
+
+`embed_batch` is the per-batch step of every engine: the local engine calls it in-process, the Ray
+engine calls it inside its actors (omnibind/scale/ray_ingest.py) and ships the result back as Arrow.
+Engines differ only in where batches run; the rows, the failures and their reasons are the same.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from omnibind.collection import make_row, schema
+from omnibind.errors import InputError, OmnibindError
+from omnibind.inputs import FileData, decode, read_file
+from omnibind.space import Space
+
+URI_COLUMNS = ("uri", "path", "source")
+OnSkip = Callable[[str, str], None]
+
+
+@dataclass
+class BatchResult:
+    """What one batch came to: rows to store, and every file that was not stored, with why."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # stored ids whose file turned unreadable
+
+    def to_arrow(self, dim: int) -> pa.Table:
+        """One Arrow table (the collection's row schema + status, reason): what a Ray actor returns."""
+        out = schema(dim).append(pa.field("status", pa.string())).append(pa.field("reason", pa.string()))
+        rows = [{**r, "status": "embedded"} for r in self.rows]
+        rows += [{"id": i, "status": "failed", "reason": why} for i, why in self.failed]
+        rows += [{"id": i, "status": "unchanged"} for i in self.unchanged]
+        columns = {f.name: [r.get(f.name) for r in rows] for f in out if f.name != "vector"}
+        vectors = np.zeros((len(rows), dim), np.float32)
+        vectors[: len(self.rows)] = [r["vector"] for r in self.rows] if self.rows else vectors[:0]
+        columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
+        return pa.table({f.name: pa.array(columns[f.name], f.type) if f.name != "vector" else columns["vector"]
+                         for f in out}, schema=out)
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table, known: dict[str, Any]) -> "BatchResult":
+        status = table.column("status").to_pylist()
+        vectors = table.column("vector").combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
+        fields = table.drop(["vector", "status"]).to_pylist()
+        result = cls()
+        for n, (state, row) in enumerate(zip(status, fields)):
+            if state == "embedded":
+                result.rows.append({**{k: v for k, v in row.items() if k not in ("reason", "space")}, "vector": vectors[n]})
+            elif state == "unchanged":
+                result.unchanged.append(row["id"])
+            else:
+                result.failed.append((row["id"], row["reason"]))
+                if row["id"] in known:
+                    result.stale.append(row["id"])
+        return result
+
+
+def embed_batch(space: Space, sources: Sequence[str], known: dict[str, str]) -> BatchResult:
+    """Read, hash, skip-if-unchanged, decode, embed and turn into rows a batch of sources (local
+    paths or URIs). `known` maps stored ids to their sha256. A bad file fails alone."""
+    result = BatchResult()
+    todo: list[tuple[FileData, str, Any]] = []
+    for source in sources:
+        try:
+            read = read_source(source, space.limits)
+            digest = hashlib.sha256(read.data).hexdigest()
+            if known.get(source) == digest:
+                result.unchanged.append(source)
+                continue
+            todo.append((read, digest, decode(read.data, source, space.limits, name=read.path)))
+        except InputError as exc:
+            _fail(result, source, exc.reason, known)
+    if todo:
+        embedded = space.embed([t[2] for t in todo], on_error="skip")
+        for e in embedded.errors:
+            _fail(result, str(todo[e.index][2].source), e.reason, known)
+        for vector, j in zip(embedded.vectors, embedded.indices):
+            read, digest, item = todo[j]
+            result.rows.append(make_row(item, vector, item.source, sha256=digest, size=read.size, mtime=read.mtime))
+    return result
+
+
+def _fail(result: BatchResult, source: str, reason: str, known: dict[str, str]) -> None:
+    result.failed.append((source, reason))
+    if source in known:
+        result.stale.append(source)  # its content changed into something unreadable: the old vector is wrong
+
+
+def read_source(source: str, limits: Any) -> FileData:
+    """A local path (or file:// URI) read once with `read_file`, or any URI a pyarrow filesystem
+    understands (s3://, gs://, hdfs://...) read whole."""
+    if "://" not in source or source.startswith("file://"):
+        return read_file(source.removeprefix("file://"), limits)
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(source)
+        info = fs.get_file_info(path)
+        if info.size is not None and info.size > limits.max_file_bytes:
+            raise InputError(source, f"file is {info.size} bytes, over the limit of {limits.max_file_bytes}")
+        with fs.open_input_file(path) as fh:
+            data = fh.read()
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(source, f"cannot read file: {exc}") from None
+    if not data:
+        raise InputError(source, "empty file (0 bytes)")
+    return FileData(Path(path), data, len(data), info.mtime.timestamp() if info.mtime else 0.0)
+
+
+# -- listing -------------------------------------------------------------------------------------
+
+
+def excluded(relative: str, patterns: Sequence[str]) -> bool:
+    """Whether a path (relative to the walk's root, '/'-separated) matches a glob pattern, by its
+    whole relative path ("drafts/*.txt") or by its name ("*.tsv", "Thumbs.db")."""
+    name = relative.rsplit("/", 1)[-1]
+    return any(fnmatch(relative, p) or fnmatch(name, p) for p in patterns)
+
+
+def walk(root: Path, on_skip: OnSkip, exclude: Sequence[str] = ()) -> Iterator[Path]:
+    """Every regular file under `root` (sorted, following directory links once), skipping hidden
+    names and `exclude` globs. Symlink loops, broken links and unreadable directories go to
+    `on_skip(path, reason)`."""
+    root = Path(os.path.abspath(root))
+    if root.is_file():
+        yield root
+        return
+    if not root.is_dir():
+        raise OmnibindError(f"{root}: no such folder")
+    seen_dirs: set[tuple[int, int]] = set()
+    stack = [iter(_entries(root, seen_dirs, on_skip))]
+    while stack:  # depth-first in name order, without recursion (folders may nest deeply)
+        for path, kind in stack[-1]:
+            if exclude and excluded(path.relative_to(root).as_posix(), exclude):
+                continue
+            if kind == "dir":
+                stack.append(iter(_entries(path, seen_dirs, on_skip)))
+                break
+            yield path
+        else:
+            stack.pop()
+
+
+def _entries(folder: Path, seen_dirs: set[tuple[int, int]], on_skip: OnSkip) -> list[tuple[Path, str]]:
+    """(path, "dir" | "file") of a folder's visible entries in name order; problems go to on_skip."""
+    try:
+        st = folder.stat()
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            on_skip(str(folder), f"symlink loop: {os.path.realpath(folder)} was already walked")
+            return []
+        seen_dirs.add((st.st_dev, st.st_ino))
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        on_skip(str(folder), f"cannot read folder: {exc.strerror or exc}")
+        return []
+    out = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            mode = entry.stat(follow_symlinks=True).st_mode
+        except FileNotFoundError:
+            on_skip(str(path), "broken symlink" if entry.is_symlink() else "vanished while walking")
+            continue
+        except OSError as exc:  # ELOOP for a link to itself
+            on_skip(str(path), f"cannot stat: {exc.strerror or exc}")
+            continue
+        if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+            out.append((path, "dir" if stat.S_ISDIR(mode) else "file"))
+        else:
+            on_skip(str(path), "not a regular file (device, pipe or socket)")
+    return out
+
+
+def list_sources(source: str | Path, on_skip: OnSkip, exclude: Sequence[str] = ()) -> list[str]:
+    """Sources to ingest: a folder (walked), a glob, a Parquet file with a uri/path column, a
+    `.uris` / `.lst` manifest (one URI per line), or a single file or URI."""
+    text = str(source)
+    if "://" not in text and Path(text).is_dir():
+        return [str(p) for p in walk(Path(text), on_skip, exclude)]
+    if any(c in text for c in "*?[") and "://" not in text:
+        paths = globlib.glob(os.path.expanduser(text), recursive=True)
+        return sorted(os.path.abspath(p) for p in paths if os.path.isfile(p) and not excluded(p, exclude))
+    if text.endswith(".parquet"):
+        return _parquet_uris(text)
+    if text.endswith((".lst", ".uris")) and Path(text).is_file():
+        lines = Path(text).read_text("utf-8").splitlines()
+        return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if "://" in text or Path(text).is_file():
+        return [text if "://" in text else os.path.abspath(text)]
+    raise OmnibindError(f"{text}: no such folder, file, glob match or manifest")
+
+
+def _parquet_uris(path: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    column = next((c for c in URI_COLUMNS if c in table.column_names), None)
+    if column is None:
+        raise OmnibindError(f"{path}: no {'/'.join(URI_COLUMNS)} column (columns: {', '.join(table.column_names)})")
+    return [u for u in table.column(column).to_pylist() if u]
