@@ -209,6 +209,23 @@ def test_confine_and_token(tmp_path: Path, monkeypatch):
     assert load_token(home=tmp_path) == ("from-env", False)
 
 
+def test_home_is_passed_explicitly(tmp_path: Path, monkeypatch, space):
+    """settings.home decides where collections are opened, listed and ingested, whatever $OMNIBIND_HOME says."""
+    monkeypatch.setenv("OMNIBIND_HOME", str(tmp_path / "elsewhere"))
+    home, inbox = tmp_path / "home", tmp_path / "inbox"
+    inbox.mkdir()
+    draw_image("square", 80, "green").save(inbox / "new.png")
+    coll = Collection.open("served", space=space, home=home)
+    app = create_app(ServerSettings(collection="served", roots=[inbox], home=home), TOKEN, coll)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post("/v1/collections/other/ingest", json={"path": str(inbox)}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["added"] == 1 and r.json()["collection"] == "other"
+        listed = client.get("/v1/collections").json()["collections"]
+    assert sorted(c["name"] for c in listed) == ["other", "served"]
+    assert all(Path(c["path"]).parent == home / "collections" for c in listed)
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_internal_errors_are_json_without_traceback(served, monkeypatch):
     client, coll, _, _ = served
     monkeypatch.setattr(Collection, "stats", lambda self: 1 / 0)

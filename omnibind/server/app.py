@@ -76,7 +76,7 @@ _MULTIPART = {"multipart/form-data": {"schema": {"type": "object", "properties":
 
 def create_app(settings: ServerSettings, token: str, collection: Collection | None = None) -> FastAPI:
     """The app for one collection (opened or created from `settings` unless given)."""
-    coll = collection or Collection.open(settings.collection, space=settings.space)
+    coll = collection or Collection.open(settings.collection, space=settings.space, home=settings.home)
     _serialise_embedding(coll.space)
     write_lock = threading.Lock()
     app = FastAPI(title="omnibind", version=_version(), description="Embed, search and classify text, images, "
@@ -163,7 +163,7 @@ def create_app(settings: ServerSettings, token: str, collection: Collection | No
 
     @app.get("/v1/collections", tags=["collections"])
     def collections() -> dict[str, Any]:
-        listed = Collection.list()
+        listed = Collection.list(settings.home)
         if not any(c.get("path") == str(coll.path) for c in listed):
             listed.append(coll.stats())
         return {"served": coll.name, "collections": listed}
@@ -204,7 +204,7 @@ def create_app(settings: ServerSettings, token: str, collection: Collection | No
             raise ApiError(403, str(exc)) from None
         if not path.exists():
             raise ApiError(404, f"{body.path}: no such file or folder")
-        target = coll if name == coll.name else Collection.open(name, space=coll.space)
+        target = coll if name == coll.name else Collection.open(name, space=coll.space, home=settings.home)
         with write_lock:
             report = run_ingest(target, path, prune=body.prune)
         return {**report.summary(), "collection": target.name,
