@@ -9,69 +9,28 @@ is JSON `{"error": ..., ...}` with a fitting status; tracebacks stay in the serv
 from __future__ import annotations
 
 import functools
-import json
-import logging
 import mimetypes
 import re
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
-from omnibind.collection import Collection, CollectionError
-from omnibind.errors import InputError, OmnibindError
+from omnibind.collection import Collection
+from omnibind.server.bodies import (ClassifyBody, EmbedBody, IngestBody, SearchBody, json_or_form, parse, read_upload,
+                                    validate)
+from omnibind.server.errors import ApiError, install_error_handlers
+from omnibind.server.limits import BodyLimit
 from omnibind.server.settings import ServerSettings, confine
+from omnibind.server.shapes import hit_json, item_json
 
 STATIC = Path(__file__).parent / "static"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-log = logging.getLogger("omnibind.server")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
-
-
-# -- request bodies (JSON); multipart forms carry the same fields ------------------------------------
-
-
-class SearchBody(BaseModel):
-    text: str = Field(..., min_length=1, max_length=10_000, description="Text query.")
-    k: int = Field(10, ge=1, le=1000)
-    modality: str | None = Field(None, description="Item modalities, e.g. 'image,audio'.")
-    where: str | None = Field(None, max_length=2000, description="LanceDB SQL filter, e.g. \"size > 1000\".")
-    raw: bool = Field(False, description="Rank on raw cosine instead of calibrated scores.")
-
-
-class EmbedBody(BaseModel):
-    texts: list[str] = Field(..., min_length=1)
-    dim: int | None = Field(None, ge=1, description="Matryoshka truncation.")
-
-
-class ClassifyBody(BaseModel):
-    texts: list[str] = Field(..., min_length=1)
-    labels: list[str] = Field(..., min_length=2)
-
-
-class IngestBody(BaseModel):
-    path: str = Field(..., description="A folder or file on the server, inside one of its --root folders.")
-    prune: bool = False
-
-
-_MULTIPART = {"multipart/form-data": {"schema": {"type": "object", "properties": {
-    "file": {"type": "string", "format": "binary"}, "k": {"type": "integer"}, "modality": {"type": "string"},
-    "where": {"type": "string"}, "labels": {"type": "string"}, "texts": {"type": "string"}}}}}
 
 
 def create_app(settings: ServerSettings, token: str, collection: Collection | None = None) -> FastAPI:
@@ -83,7 +42,7 @@ def create_app(settings: ServerSettings, token: str, collection: Collection | No
                   "audio and video in one space; write endpoints need `Authorization: Bearer <token>`.")
     app.state.collection, app.state.settings = coll, settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
-    _install_error_handlers(app)
+    install_error_handlers(app)
     bearer = HTTPBearer(auto_error=False)
 
     def require_token(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -99,34 +58,32 @@ def create_app(settings: ServerSettings, token: str, collection: Collection | No
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "collection": coll.name, "items": len(coll), "space": coll.space.name}
 
-    @app.post("/v1/search", tags=["search"], openapi_extra={"requestBody": {"content": {
-        "application/json": {"schema": SearchBody.model_json_schema()}, **_MULTIPART}}})
+    @app.post("/v1/search", tags=["search"], openapi_extra=json_or_form(SearchBody))
     async def search(request: Request) -> dict[str, Any]:
         """Search the collection with a text (JSON) or an uploaded file of any modality (multipart)."""
-        fields, files = await _parse(request, settings)
+        fields, files = await parse(request, settings)
         if files:
             if len(files) != 1:
                 raise ApiError(400, "search takes one file")
-            query: Any = await _read_upload(files[0], coll)
+            query: Any = await read_upload(files[0], coll.space.limits)
             fields.setdefault("text", "-")
-        body = _validate(SearchBody, fields)
+        body = validate(SearchBody, fields)
         if not files:
             query = body.text
         k = min(body.k, settings.max_k)
         hits = await run_in_threadpool(_search, coll, query, k, body)
         return {"collection": coll.name, "query": files[0].filename if files else body.text,
-                "results": [_hit_json(h) for h in hits]}
+                "results": [hit_json(h) for h in hits]}
 
-    @app.post("/v1/embed", tags=["embed"], openapi_extra={"requestBody": {"content": {
-        "application/json": {"schema": EmbedBody.model_json_schema()}, **_MULTIPART}}})
+    @app.post("/v1/embed", tags=["embed"], openapi_extra=json_or_form(EmbedBody))
     async def embed(request: Request) -> dict[str, Any]:
         """Vectors for texts (JSON `texts`) or uploaded files (multipart `file`, repeatable)."""
-        fields, files = await _parse(request, settings)
-        items = [await _read_upload(f, coll) for f in files]
+        fields, files = await parse(request, settings)
+        items = [await read_upload(f, coll.space.limits) for f in files]
         texts = fields.get("texts") or []
         texts = [texts] if isinstance(texts, str) else texts
         if not files:
-            body = _validate(EmbedBody, fields)
+            body = validate(EmbedBody, fields)
             texts, dim = body.texts, body.dim
         else:
             dim = int(fields["dim"]) if fields.get("dim") else None
@@ -139,21 +96,20 @@ def create_app(settings: ServerSettings, token: str, collection: Collection | No
         return {"dim": int(vectors.shape[1]), "items": [{"source": s, "modality": m, "vector": v.tolist()}
                                                         for s, m, v in zip(sources, modalities, vectors)]}
 
-    @app.post("/v1/classify", tags=["classify"], openapi_extra={"requestBody": {"content": {
-        "application/json": {"schema": ClassifyBody.model_json_schema()}, **_MULTIPART}}})
+    @app.post("/v1/classify", tags=["classify"], openapi_extra=json_or_form(ClassifyBody))
     async def classify(request: Request) -> dict[str, Any]:
         """Zero-shot probabilities over `labels` for texts (JSON) or files (multipart, labels='a,b,c')."""
         from omnibind.classify import classify as run_classify
 
-        fields, files = await _parse(request, settings)
-        items = [await _read_upload(f, coll) for f in files]
+        fields, files = await parse(request, settings)
+        items = [await read_upload(f, coll.space.limits) for f in files]
         if files:
             labels = [x.strip() for x in str(fields.get("labels", "")).split(",") if x.strip()]
             if len(labels) < 2:
                 raise ApiError(422, "give at least two comma-separated labels in the 'labels' field")
             inputs: list[Any] = items
         else:
-            body = _validate(ClassifyBody, fields)
+            body = validate(ClassifyBody, fields)
             labels, inputs = body.labels, list(body.texts)
             if len(inputs) > settings.max_texts:
                 raise ApiError(413, f"at most {settings.max_texts} texts per request")
@@ -187,7 +143,7 @@ def create_app(settings: ServerSettings, token: str, collection: Collection | No
     @app.get("/v1/items/{item_id:path}", tags=["items"])
     def item(item_id: str) -> dict[str, Any]:
         row = _row(coll, item_id, ["id", "modality", "source", "sha256", "size", "mtime", "metadata", "text", "duration"])
-        return _with_links({**row, "metadata": json.loads(row.get("metadata") or "{}")})
+        return item_json(row)
 
     # -- write endpoints ----------------------------------------------------------------------------
 
@@ -260,56 +216,6 @@ def _search(coll: Collection, query: Any, k: int, body: SearchBody) -> list[Any]
         raise ApiError(422, str(exc)) from None
 
 
-async def _parse(request: Request, settings: ServerSettings) -> tuple[dict[str, Any], list[UploadFile]]:
-    """JSON body or multipart form: (fields, uploaded files)."""
-    kind = request.headers.get("content-type", "")
-    if kind.startswith("multipart/form-data"):
-        try:
-            form = await request.form(max_files=settings.max_files, max_fields=64)
-        except _TooLarge:
-            raise
-        except Exception as exc:  # starlette's MultiPartException, or the HTTPException it becomes
-            why = str(getattr(exc, "detail", exc))
-            raise ApiError(413 if "Too many files" in why else 400, f"bad multipart form: {why}") from None
-        fields: dict[str, Any] = {}
-        files = []
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                files.append(value)
-            elif key in fields:
-                fields[key] = (fields[key] if isinstance(fields[key], list) else [fields[key]]) + [value]
-            else:
-                fields[key] = value
-        return fields, files
-    if kind.startswith("application/json") or not kind:
-        try:
-            data = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"body is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ApiError(422, "the JSON body must be an object")
-        return data, []
-    raise ApiError(415, f"unsupported content type {kind!r}: send application/json or multipart/form-data")
-
-
-def _validate(model: type[BaseModel], fields: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first.get("loc", ()))
-        raise ApiError(422, f"invalid request: {where}: {first.get('msg')}", details=json.loads(exc.json())) from None
-
-
-async def _read_upload(upload: UploadFile, coll: Collection) -> Any:
-    """Decode an uploaded file with the space's decoding limits (typed errors name the file)."""
-    from omnibind.inputs import load_bytes
-
-    data = await upload.read()
-    name = upload.filename or "<upload>"
-    return await run_in_threadpool(load_bytes, data, name, coll.space.limits)
 
 
 def _row(coll: Collection, item_id: str, columns: list[str]) -> dict[str, Any]:
@@ -321,89 +227,3 @@ def _row(coll: Collection, item_id: str, columns: list[str]) -> dict[str, Any]:
 
 def _is_file(source: str | None) -> bool:
     return bool(source) and not source.startswith("<") and Path(source).is_file()  # type: ignore[union-attr]
-
-
-def _with_links(d: dict[str, Any]) -> dict[str, Any]:
-    base = "/v1/items/" + quote(d["id"], safe="")
-    links = {"media": base + "/media"}
-    if d.get("modality") in ("image", "video"):
-        links["thumbnail"] = base + "/media?thumbnail=true"
-    return {**d, "links": links}
-
-
-def _hit_json(hit: Any) -> dict[str, Any]:
-    d = hit.to_dict()
-    d["metadata"] = json.loads(d.get("metadata") or "{}")
-    return _with_links(d)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    def reply(status: int, message: str, **extra: Any) -> JSONResponse:
-        return JSONResponse({"error": message, **extra}, status_code=status)
-
-    handlers: dict[Any, Callable[..., Any]] = {
-        ApiError: lambda r, e: reply(e.status, e.message, **e.extra),
-        InputError: lambda r, e: reply(422, str(e), source=e.source, reason=e.reason),
-        CollectionError: lambda r, e: reply(400, str(e)),
-        OmnibindError: lambda r, e: reply(400, str(e)),
-        HTTPException: lambda r, e: reply(e.status_code, str(e.detail)),
-        RequestValidationError: lambda r, e: reply(422, "invalid request: " + "; ".join(
-            f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}" for err in e.errors())),
-    }
-    for kind, handler in handlers.items():
-        app.add_exception_handler(kind, handler)
-
-    async def internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return reply(500, "internal server error (details are in the server log)")
-
-    app.add_exception_handler(Exception, internal)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class BodyLimit:
-    """Reject request bodies over `max_bytes` with 413, by Content-Length or while streaming
-    (chunked uploads are counted as they arrive), before anything is parsed or spooled."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(send)
-            return
-        received = 0
-        started = False
-
-        async def counted() -> dict:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(send)
-
-    async def _reject(self, send: Callable) -> None:
-        body = json.dumps({"error": f"request body over the limit of {self.max_bytes} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
