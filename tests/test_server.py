@@ -233,6 +233,29 @@ def test_internal_errors_are_json_without_traceback(served, monkeypatch):
     assert r.status_code == 500 and r.json() == {"error": "internal server error (details are in the server log)"}
 
 
+def test_state_is_explicit_and_locks_serialise(served, space):
+    """The app's state holds the locks; the space is not patched; model and write calls wait for their lock."""
+    client, coll, folder, _ = served
+    state = client.app.state.server
+    assert state.collection is coll and state.space is coll.space is space
+    assert "embed" not in vars(space)  # no monkeypatched library object
+    calls = [("model_lock", lambda: client.post("/v1/search", json={"text": "rain", "k": 2})),
+             ("model_lock", lambda: client.post("/v1/embed", json={"texts": ["rain"]})),
+             ("model_lock", lambda: client.post("/v1/classify", json={"texts": ["rain"], "labels": ["weather", "food"]})),
+             ("write_lock", lambda: client.delete("/v1/items/" + str(folder / "notes" / "rain.txt"), headers=AUTH))]
+    with ThreadPoolExecutor(1) as pool:
+        for lock_name, call in calls:
+            lock = getattr(state, lock_name)
+            with lock:
+                pending = pool.submit(call)
+                time.sleep(0.3)
+                assert not pending.done(), lock_name
+            assert pending.result(timeout=60).status_code == 200
+    assert client.get("/v1/items/nope").status_code == 404  # reads take no lock
+    with state.model_lock, state.write_lock:
+        assert client.get("/healthz").json()["items"] == 10
+
+
 def test_concurrent_searches(served):
     client = served[0]
     texts = ["rain", "a red circle", "cake recipe", "a tone", "meeting on thursday", "a video"] * 4
