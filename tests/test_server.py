@@ -27,14 +27,14 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def served(tmp_path: Path, monkeypatch, space):
-    monkeypatch.setenv("OMNIBIND_HOME", str(tmp_path / "home"))
+def served(tmp_path: Path, space):
     folder = make_folder(tmp_path / "media")
-    coll = Collection.open("web", space=space)
+    coll = Collection.open("web", space=space, home=tmp_path / "home")
     assert not ingest(coll, folder).failed
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    settings = ServerSettings(collection="web", roots=[inbox], max_upload_bytes=2_000_000, max_files=3)
+    settings = ServerSettings(collection="web", roots=[inbox], max_upload_bytes=2_000_000, max_files=3,
+                              home=tmp_path / "home")
     app = create_app(settings, TOKEN, coll)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, coll, folder, inbox

@@ -21,7 +21,7 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def require_token(state: State,
-                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> None:
+                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     """401 unless `Authorization: Bearer <the server's token>` (compared in constant time)."""
     if creds is None or not hmac.compare_digest(creds.credentials.encode(), state.token.encode()):
         raise ApiError(401, "this endpoint needs 'Authorization: Bearer <token>' (printed when the server started; "
