@@ -43,7 +43,6 @@ def build(home: Path, notes: int) -> tuple[list[str], Path]:
     from omnibind.evaluate import datasets as ds
     from omnibind.ingest import ingest
 
-    os.environ["OMNIBIND_HOME"] = str(home)
     media = home / "media"
     (media / "notes").mkdir(parents=True)
     for s in ds.tuxpaint_images("test") + ds.tuxpaint_sounds("test"):
@@ -54,7 +53,7 @@ def build(home: Path, notes: int) -> tuple[list[str], Path]:
     sentences = list(dict.fromkeys(x.strip() for x in a + b if x.strip()))
     for i, text in enumerate(sentences[:notes]):
         (media / "notes" / f"{i}.txt").write_text(text)
-    coll = Collection.open("load")
+    coll = Collection.open("load", home=home)
     report = ingest(coll, media)
     print(f"collection: {len(coll)} items ({report.seconds:.1f} s to ingest)", flush=True)
     later = home / "inbox"
@@ -64,11 +63,11 @@ def build(home: Path, notes: int) -> tuple[list[str], Path]:
     return sentences[notes: notes + 500], later
 
 
-def in_process_rate(queries: list[str], seconds: float) -> dict:
+def in_process_rate(home: Path, queries: list[str], seconds: float) -> dict:
     from omnibind.collection import Collection
     from omnibind.search import search
 
-    coll = Collection.open("load", create=False)
+    coll = Collection.open("load", create=False, home=home)
     search(coll, queries[0])
     n, times, start = 0, [], time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -140,12 +139,12 @@ def main() -> None:
     server = None
     try:
         queries, inbox = build(home, args.notes)
-        baseline = in_process_rate(queries, min(20.0, args.seconds))
+        baseline = in_process_rate(home, queries, min(20.0, args.seconds))
         print(f"in-process search(): {baseline['rps']:.1f} req/s, p50 {baseline['p50_ms']:.1f} ms", flush=True)
         port, token = free_port(), "load-test-token"
-        env = {**os.environ, "OMNIBIND_HOME": str(home), "OMNIBIND_TOKEN": token}
-        server = subprocess.Popen([sys.executable, "-m", "omnibind", "serve", "-c", "load", "--port", str(port),
-                                   "--root", str(inbox)], env=env, stderr=subprocess.PIPE, text=True)
+        env = {**os.environ, "OMNIBIND_TOKEN": token}
+        server = subprocess.Popen([sys.executable, "-m", "omnibind", "serve", "-c", "load", "--home", str(home),
+                                   "--port", str(port), "--root", str(inbox)], env=env, stderr=subprocess.PIPE, text=True)
         url = f"http://127.0.0.1:{port}"
         import httpx
 

@@ -27,14 +27,14 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def served(tmp_path: Path, monkeypatch, space):
-    monkeypatch.setenv("OMNIBIND_HOME", str(tmp_path / "home"))
+def served(tmp_path: Path, space):
     folder = make_folder(tmp_path / "media")
-    coll = Collection.open("web", space=space)
+    coll = Collection.open("web", space=space, home=tmp_path / "home")
     assert not ingest(coll, folder).failed
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    settings = ServerSettings(collection="web", roots=[inbox], max_upload_bytes=2_000_000, max_files=3)
+    settings = ServerSettings(collection="web", roots=[inbox], max_upload_bytes=2_000_000, max_files=3,
+                              home=tmp_path / "home")
     app = create_app(settings, TOKEN, coll)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, coll, folder, inbox
@@ -209,11 +209,51 @@ def test_confine_and_token(tmp_path: Path, monkeypatch):
     assert load_token(home=tmp_path) == ("from-env", False)
 
 
+def test_home_is_passed_explicitly(tmp_path: Path, monkeypatch, space):
+    """settings.home decides where collections are opened, listed and ingested, whatever $OMNIBIND_HOME says."""
+    monkeypatch.setenv("OMNIBIND_HOME", str(tmp_path / "elsewhere"))
+    home, inbox = tmp_path / "home", tmp_path / "inbox"
+    inbox.mkdir()
+    draw_image("square", 80, "green").save(inbox / "new.png")
+    coll = Collection.open("served", space=space, home=home)
+    app = create_app(ServerSettings(collection="served", roots=[inbox], home=home), TOKEN, coll)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post("/v1/collections/other/ingest", json={"path": str(inbox)}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["added"] == 1 and r.json()["collection"] == "other"
+        listed = client.get("/v1/collections").json()["collections"]
+    assert sorted(c["name"] for c in listed) == ["other", "served"]
+    assert all(Path(c["path"]).parent == home / "collections" for c in listed)
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_internal_errors_are_json_without_traceback(served, monkeypatch):
     client, coll, _, _ = served
     monkeypatch.setattr(Collection, "stats", lambda self: 1 / 0)
     r = client.get("/v1/collections")
     assert r.status_code == 500 and r.json() == {"error": "internal server error (details are in the server log)"}
+
+
+def test_state_is_explicit_and_locks_serialise(served, space):
+    """The app's state holds the locks; the space is not patched; model and write calls wait for their lock."""
+    client, coll, folder, _ = served
+    state = client.app.state.server
+    assert state.collection is coll and state.space is coll.space is space
+    assert "embed" not in vars(space)  # no monkeypatched library object
+    calls = [("model_lock", lambda: client.post("/v1/search", json={"text": "rain", "k": 2})),
+             ("model_lock", lambda: client.post("/v1/embed", json={"texts": ["rain"]})),
+             ("model_lock", lambda: client.post("/v1/classify", json={"texts": ["rain"], "labels": ["weather", "food"]})),
+             ("write_lock", lambda: client.delete("/v1/items/" + str(folder / "notes" / "rain.txt"), headers=AUTH))]
+    with ThreadPoolExecutor(1) as pool:
+        for lock_name, call in calls:
+            lock = getattr(state, lock_name)
+            with lock:
+                pending = pool.submit(call)
+                time.sleep(0.3)
+                assert not pending.done(), lock_name
+            assert pending.result(timeout=60).status_code == 200
+    assert client.get("/v1/items/nope").status_code == 404  # reads take no lock
+    with state.model_lock, state.write_lock:
+        assert client.get("/healthz").json()["items"] == 10
 
 
 def test_concurrent_searches(served):

@@ -23,6 +23,7 @@ TOKEN_FILE = "server-token"
 class ServerSettings:
     collection: str = "default"
     space: str | None = None  # a new collection's space; an existing one uses its own
+    home: Path | None = None  # where collections live; None: omnibind_home() ($OMNIBIND_HOME or the user data dir)
     roots: list[Path] = field(default_factory=list)  # where ingest may read; empty: ingest disabled
     token: str | None = None  # None: from the environment or the token file (created if missing)
     max_upload_bytes: int = 50 * 1024 * 1024  # per request body
@@ -32,6 +33,8 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         self.roots = [Path(r).expanduser().resolve() for r in self.roots]
+        if self.home is not None:
+            self.home = Path(self.home).expanduser().resolve()
 
 
 def load_token(explicit: str | None = None, home: Path | None = None) -> tuple[str, bool]:
