@@ -18,6 +18,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,14 +55,17 @@ class IngestReport:
 def ingest(collection: Collection, source: str | Path, *, engine: str = "local", batch_size: int = 32,
            prune: bool = False, progress: Callable[[int, int], None] | None = None, log: Path | None = None,
            build_index: bool = True, exclude: Sequence[str] = (), reembed_progress: Callable[[int], None] | None = None,
-           address: str | None = None, actors: int = 2, **ray_options: Any) -> IngestReport:
+           model_lock: AbstractContextManager | None = None, address: str | None = None, actors: int = 2,
+           **ray_options: Any) -> IngestReport:
     """Bring the collection in line with `source`; see the module docstring.
 
     A collection opened with a new space (`Collection.open(..., reembed=True)`) is re-embedded
     first (rows whose file is gone are dropped and reported). `progress(done, total)` is called
     after each batch; every failure is written to `log` (default: <collection>/logs/ingest-<time>.log).
     Files matching an `exclude` glob are neither ingested nor, with `prune`, kept. `engine="ray"`
-    runs the batches on a Ray cluster (`address`, `actors`; see omnibind/scale/ray_ingest.py)."""
+    runs the batches on a Ray cluster (`address`, `actors`; see omnibind/scale/ray_ingest.py).
+    `model_lock` (the server's) is held around each local batch's decoding and embedding, so an
+    ingest takes turns with other model calls instead of fighting them for the cores."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: {' or '.join(ENGINES)}")
     start = time.perf_counter()
@@ -77,7 +81,9 @@ def ingest(collection: Collection, source: str | Path, *, engine: str = "local",
     if progress:
         progress(0, len(sources))
     done = 0
-    for batch_size_done, result in _batches(collection, sources, known, engine, batch_size, address, actors, ray_options):
+    batches = _batches(collection, sources, known, engine, batch_size, model_lock or nullcontext(), address, actors,
+                       ray_options)
+    for batch_size_done, result in batches:
         commit_batch(collection, result, known, report)
         done += batch_size_done
         if progress:
@@ -86,7 +92,8 @@ def ingest(collection: Collection, source: str | Path, *, engine: str = "local",
 
 
 def _batches(collection: Collection, sources: list[str], known: dict[str, tuple[str, int, float]], engine: str,
-             batch_size: int, address: str | None, actors: int, ray_options: dict[str, Any]) -> Iterator[tuple[int, BatchResult]]:
+             batch_size: int, lock: AbstractContextManager, address: str | None, actors: int,
+             ray_options: dict[str, Any]) -> Iterator[tuple[int, BatchResult]]:
     """(files in the batch, its result), batch after batch, from the chosen engine."""
     digests = {k: v[0] for k, v in known.items()}
     if engine == "ray":
@@ -97,7 +104,9 @@ def _batches(collection: Collection, sources: list[str], known: dict[str, tuple[
         return
     for lo in range(0, len(sources), batch_size):
         part = sources[lo : lo + batch_size]
-        yield len(part), embed_batch(collection.space, part, digests)
+        with lock:
+            result = embed_batch(collection.space, part, digests)
+        yield len(part), result
 
 
 def commit_batch(collection: Collection, result: BatchResult, known: dict[str, tuple[str, int, float]],

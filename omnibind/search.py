@@ -99,20 +99,22 @@ def query_vector(collection: Collection, query: Any) -> np.ndarray:
     return query_input(collection, query)[0]
 
 
-def query_input(collection: Collection, query: Any) -> tuple[np.ndarray, str | None]:
-    """(unit vector, modality) of a query; the modality is None for a raw vector."""
+def query_input(collection: Collection, query: Any, modality: str | None = None) -> tuple[np.ndarray, str | None]:
+    """(unit vector, modality) of a query; a raw vector's modality is `modality` (None: unknown,
+    so scores stay z-scores); pass it for a query embedded earlier, e.g. outside a model lock."""
     if isinstance(query, np.ndarray) and query.dtype.kind == "f":
         v = query.astype(np.float32).reshape(-1)
         if v.shape[0] != collection.space.dim:
             raise CollectionError(f"query vector has {v.shape[0]} dims, the collection {collection.space.dim}")
-        return v / max(float(np.linalg.norm(v)), 1e-12), None
+        return v / max(float(np.linalg.norm(v)), 1e-12), modality
     item = to_input(query, collection.space.limits)
     return collection.space.embed([item])[0], item.modality
 
 
 def search(collection: Collection, query: Any, k: int = 10, *, modality: str | Sequence[str] | None = None,
            where: str | None = None, calibrated: bool = True, exact: bool | None = None,
-           rerank: Rerank | None = None, refine: int = 4, nprobes: int = 32) -> list[Hit]:
+           rerank: Rerank | None = None, refine: int = 4, nprobes: int = 32,
+           query_modality: str | None = None) -> list[Hit]:
     """The `k` best items for `query` (text, a Path to a file of any modality, or a vector).
 
     `modality` restricts item modalities; `where` is a LanceDB SQL filter on the row (e.g.
@@ -122,11 +124,12 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     hit's score is a match probability when the space has a calibration for every modality pair
     of this search, else a z-score, and raw cosine when a searched modality has too few items to
     calibrate (module docstring; `Hit.kind`). `Hit.cosine` is always the raw cosine.
+    `query_modality` names the modality a vector query was embedded from (see `query_input`).
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     collection.check_consistent()
-    q, query_modality = query_input(collection, query)
+    q, query_modality = query_input(collection, query, query_modality)
     samples = collection.calibration.samples()
     snap = collection.snapshot()
     if snap is not None and set(snap.vectors) - set(samples):  # items of a new modality were added (not ingested)

@@ -1,6 +1,6 @@
 """HTTP API and search page (FastAPI + uvicorn): `omnibind serve`."""
 
 from omnibind.server.app import create_app
-from omnibind.server.settings import ServerSettings, load_token
+from omnibind.server.settings import ServerSettings, load_token, token_path
 
-__all__ = ["ServerSettings", "create_app", "load_token"]
+__all__ = ["ServerSettings", "create_app", "load_token", "token_path"]

@@ -23,10 +23,7 @@ from omnibind.server.routers.page import STATIC
 from omnibind.server.settings import ServerSettings
 from omnibind.server.state import ServerState
 
-try:
-    from omnibind.version import __version__
-except ImportError:  # omnibind/version.py is not on this branch yet: the package's own attribute
-    from omnibind import __version__
+from omnibind.version import __version__
 
 DESCRIPTION = ("Embed, search and classify text, images, audio and video in one space; write endpoints need "
                "`Authorization: Bearer <token>`.")

@@ -37,6 +37,11 @@ class ServerSettings:
             self.home = Path(self.home).expanduser().resolve()
 
 
+def token_path(home: Path | None = None) -> Path:
+    """Where the server's write token is saved (mode 0600)."""
+    return (home or omnibind_home()) / TOKEN_FILE
+
+
 def load_token(explicit: str | None = None, home: Path | None = None) -> tuple[str, bool]:
     """(token, created): the explicit one, $OMNIBIND_TOKEN, the saved one, or a new saved one."""
     if explicit:
@@ -44,7 +49,7 @@ def load_token(explicit: str | None = None, home: Path | None = None) -> tuple[s
     env = os.environ.get(TOKEN_ENV)
     if env:
         return env, False
-    path = (home or omnibind_home()) / TOKEN_FILE
+    path = token_path(home)
     if path.exists():
         saved = path.read_text("utf-8").strip()
         if saved:

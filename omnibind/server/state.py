@@ -5,13 +5,12 @@ dependencies in `server/deps.py`; nothing is attached to or wrapped around libra
 
 * `model_lock`: one model call at a time. Torch and ONNX Runtime already use every core for one
   batch; concurrent batches would only fight over them. Endpoints run model work through
-  `run_model` (async endpoints) or `locked_model` (from a worker thread). A search holds it for
-  the whole `search()` call, which embeds the query inside (ranking is an in-memory matrix
-  product up to 100k rows; above that its LanceDB queries are serialised too).
+  `run_model` (async endpoints) or `locked_model` (from a worker thread). A search holds it only
+  while its query is embedded (`search.query_input`); ranking runs beside other requests.
 * `write_lock`: one write (ingest, delete) at a time. Reads (items, media, listing) take no lock.
-* An HTTP ingest is one call of `omnibind.ingest.ingest`, the CLI's road, under the write lock.
-  Its batches embed inside that call, beyond the server's reach: they are not serialised with
-  the requests' model calls (embedding is thread-safe; they share the cores meanwhile).
+* An HTTP ingest is one call of `omnibind.ingest.ingest`, the CLI's road, under the write lock;
+  it holds `model_lock` around each batch's decoding and embedding (`ingest(model_lock=...)`),
+  so searches answer between batches.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def ingest(name: str, body: IngestBody, state: State) -> dict[str, Any]:
         raise ApiError(404, f"{body.path}: no such file or folder")
     target = state.target(name)
     with state.write_lock:  # the same road as `omnibind ingest`: one library call
-        report = run_ingest(target, path, prune=body.prune)
+        report = run_ingest(target, path, prune=body.prune, model_lock=state.model_lock)
     return {**report.summary(), "collection": target.name,
             "failures": [{"path": p, "reason": r} for p, r in report.failed]}
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from omnibind.collection import Collection
-from omnibind.search import Hit
+from omnibind.search import Hit, query_input
 from omnibind.search import search as run_search
 from omnibind.server.bodies import SearchBody, json_or_form, parse, read_upload, validate
 from omnibind.server.deps import State
@@ -30,14 +31,16 @@ async def search(request: Request, state: State) -> dict[str, Any]:
     if not files:
         query = body.text
     k = min(body.k, state.settings.max_k)
-    # the whole search holds the model lock: the query is embedded inside search() (see state.py)
-    hits = await state.run_model(_search, state.collection, query, k, body)
+    # only the query's embedding holds the model lock; ranking (in memory or LanceDB) runs beside it
+    vector, modality = await state.run_model(query_input, state.collection, query)
+    hits = await run_in_threadpool(_search, state.collection, vector, modality, k, body)
     return {"collection": state.collection.name, "query": files[0].filename if files else body.text,
             "results": [hit_json(h) for h in hits]}
 
 
-def _search(coll: Collection, query: Any, k: int, body: SearchBody) -> list[Hit]:
+def _search(coll: Collection, vector: Any, modality: str | None, k: int, body: SearchBody) -> list[Hit]:
     try:
-        return run_search(coll, query, k=k, modality=body.modality, where=body.where, calibrated=not body.raw)
+        return run_search(coll, vector, k=k, modality=body.modality, where=body.where, calibrated=not body.raw,
+                          query_modality=modality)
     except ValueError as exc:  # unknown modality
         raise ApiError(422, str(exc)) from None
