@@ -10,6 +10,7 @@ clearly. Every image is its own group, so held-out images are unseen renderings.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -19,10 +20,12 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from omnibind import modalities
 from omnibind.bind import cache as cache_mod
 from omnibind.bind import trainer as trainer_mod
 from omnibind.bind.cache import FeatureCache, backbone_fingerprint, content_key
-from omnibind.bind.pairs import BadRow, ManifestError, Pair, pairs_from_folder, pairs_from_labels, read_manifest
+from omnibind.bind.pairs import (BadRow, ManifestError, Pair, manifest_sha256, manifest_sha256_of, pairs_from_folder,
+                                 pairs_from_labels, read_manifest)
 from omnibind.bind.trainer import BindConfig, BindError, _batches, _split, _weighted_epoch, bind
 from omnibind.errors import InputError
 from omnibind.heads import ConSEHead, LinearHead, ResidualHead
@@ -230,7 +233,12 @@ def test_pairs_from_labels_round_robin_and_groups():
     by_label = pairs_from_labels(items, "image", group_by_item=False)
     assert [p.a for p in by_label] == [f"a photo of a {label}." for _, label in items]  # default template
     assert [p.group for p in by_label] == ["label:dog", "label:cat", "label:dog", "label:bird", "label:cat"]
-    assert pairs_from_labels([("x", "y")], "text")[0].a == "y"  # unknown modality: the bare label
+    assert pairs_from_labels([("x", "y")], "text")[0].a == "y"  # the text row's first template is "{}"
+    for modality in ("image", "audio", "video"):  # the modality table's first template is the caption
+        assert pairs_from_labels([("x", "dog")], modality)[0].a == modalities.templates(modality)[0].format("dog")
+    assert pairs_from_labels([("x", "dog")], "audio")[0].a == "the sound of a dog."
+    with pytest.raises(ValueError, match="unknown modality"):
+        pairs_from_labels([("x", "y")], "smell")
 
 
 def test_pairs_from_folder(tmp_path: Path):
@@ -247,6 +255,43 @@ def test_pairs_from_folder(tmp_path: Path):
     ]
     with pytest.raises(ManifestError, match="no labelled"):
         pairs_from_folder(tmp_path / "cat" / "sub", "image")
+
+def test_media_suffixes_come_from_the_modality_table(tmp_path: Path):
+    manifest = tmp_path / "pairs.jsonl"
+    manifest.write_text(json.dumps({"a": "a depth scan", "b": "scan.depthraw"}) + "\n"
+                        + json.dumps({"a": "a cat", "b": "cat.ogg"}) + "\n", encoding="utf-8")
+    pairs, bad = read_manifest(manifest)
+    assert pairs[0].b == "scan.depthraw"  # no modality claims the suffix: it is text
+    assert [(b.line, b.manifest) for b in bad] == [(2, str(manifest))] and "not found" in bad[0].reason  # .ogg: audio
+    modalities.register(modalities.Modality("depthraw", (".depthraw",)))
+    try:
+        pairs, bad = read_manifest(manifest)
+        assert not pairs and [b.line for b in bad] == [1, 2] and "not found" in bad[0].reason
+    finally:
+        modalities.unregister("depthraw")
+
+
+def test_manifest_sha256_is_over_the_files_bytes_and_read_pairs_carry_it(tmp_path: Path):
+    main, replay = tmp_path / "main.jsonl", tmp_path / "replay.csv"
+    main.write_bytes(b'{"a": "x", "b": "y"}\r\n{"a": "u", "b": "v"}\r\n')
+    replay.write_bytes(b"a,b\nw,z\n")
+    assert manifest_sha256(main) == hashlib.sha256(main.read_bytes()).hexdigest()
+    # what cli.py has recorded: the bytes of the manifest, then of the replay manifest
+    assert manifest_sha256(main, replay) == hashlib.sha256(main.read_bytes() + replay.read_bytes()).hexdigest()
+    pairs, _ = read_manifest(main)
+    more, _ = read_manifest(replay)
+    assert pairs.sha256 == manifest_sha256(main) and str(pairs.path) == str(main)
+    assert manifest_sha256_of(pairs) == manifest_sha256_of(pairs, ()) == manifest_sha256(main)
+    assert manifest_sha256_of(pairs, more) == manifest_sha256(main, replay)
+    # pairs that are not a manifest as read have no file digest (bind then hashes their cells)
+    assert manifest_sha256_of(list(pairs)) is None and manifest_sha256_of(pairs[:1]) is None
+    assert manifest_sha256_of(pairs, [Pair("p", "q")]) is None
+    pairs[0] = Pair("p", "q")
+    assert manifest_sha256_of(pairs) is None
+    (tmp_path / "latin1.csv").write_bytes("a,b\ncaf\xe9,x\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match="UTF-8"):
+        read_manifest(tmp_path / "latin1.csv")
+
 
 
 # -- feature cache -----------------------------------------------------------------------------
