@@ -113,3 +113,16 @@ def test_cli_bind_nproc(tmp_path):
     assert result.exit_code == 0, result.output
     assert "bound image on 6 pairs" in result.output and "1 skipped" in result.output and "bad.png" in result.output
     assert json.loads((out / "space.json").read_text())["name"] == "bridge+bind-image"
+
+
+def test_ddp_does_not_import_the_binder():
+    """The launcher runs a function it is handed: scale/ddp.py imports no omnibind module (imports
+    inside functions included), so binder and launcher do not import each other."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(ddp))
+    imported = [n.module if isinstance(n, ast.ImportFrom) else a.name
+                for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in n.names]
+    assert not [m for m in imported if m and m.startswith("omnibind")], imported

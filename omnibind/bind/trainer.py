@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +30,7 @@ from omnibind.bind.pairs import BadRow, Pair
 from omnibind.errors import OmnibindError
 from omnibind.heads import Head, LinearHead, MLPHead, ResidualHead
 from omnibind.scale import ddp
-from omnibind.space import Space
+from omnibind.space import Space, load_space
 from omnibind.tower import Tower
 
 
@@ -91,8 +93,7 @@ def bind(space: Space, pairs: Sequence[Pair], config: BindConfig, cache_root: Pa
     if config.tower not in space.towers or config.tower == space.anchor:
         raise BindError(f"cannot bind tower {config.tower!r}: the space has {list(space.towers)}, anchor {space.anchor!r} is locked")
     if nproc > 1 and not ddp.active():
-        new, result = ddp.run_parallel(space, list(pairs), list(replay), config, cache_root, manifest_hash, nproc)
-        return BindResult(new, result["metrics"], result["history"], [BadRow(l, r) for l, r in result["skipped"]])
+        return _bind_in_processes(space, pairs, replay, config, cache_root, manifest_hash, nproc)
     torch.manual_seed(config.seed)
     tower = space.towers[config.tower]
     if ddp.rank() > 0:
@@ -107,6 +108,35 @@ def bind(space: Space, pairs: Sequence[Pair], config: BindConfig, cache_root: Pa
         return _train(space, tower, data, skipped, list(pairs) + list(replay), config, on_epoch, manifest_hash)
     finally:
         torch.set_num_threads(threads)
+
+
+def _bind_in_processes(space: Space, pairs: Sequence[Pair], replay: Sequence[Pair], config: BindConfig,
+                       cache_root: Path | None, manifest_hash: str | None, nproc: int) -> BindResult:
+    """`bind` in `nproc` processes that scale/ddp.py launches: the base space goes to them as a
+    folder, rank 0 saves the new space and its record, and this process reads them back."""
+    with tempfile.TemporaryDirectory(prefix="omnibind-ddp-") as tmp:
+        base = Path(tmp) / "base"
+        space.save(base)
+        args = (str(base), list(pairs), list(replay), config, str(cache_root) if cache_root else None, manifest_hash, tmp)
+        ddp.launch(_bind_worker, args, nproc)
+        record = json.loads((Path(tmp) / "result.json").read_text("utf-8"))
+        new = load_space(Path(tmp) / "space")  # heads are read into memory; backbones load by reference
+    skipped = [BadRow(line, reason, manifest) for line, reason, manifest in record["skipped"]]
+    return BindResult(new, record["metrics"], record["history"], skipped)
+
+
+def _bind_worker(space_dir: str, pairs: Sequence[Pair], replay: Sequence[Pair], config: BindConfig,
+                 cache_root: str | None, manifest_hash: str | None, out_dir: str) -> None:
+    """One process of `_bind_in_processes` (module level: the launcher pickles it by reference)."""
+    space = load_space(space_dir)
+    result = bind(space, pairs, config, Path(cache_root) if cache_root else None, manifest_hash=manifest_hash,
+                  replay=replay)
+    if ddp.rank() == 0:
+        out = Path(out_dir)
+        result.space.save(out / "space")
+        skipped = [[b.line, b.reason, b.manifest] for b in result.skipped]
+        record = {"metrics": result.metrics, "history": result.history, "skipped": skipped}
+        (out / "result.json").write_text(json.dumps(record, default=float), "utf-8")
 
 
 def _train(space: Space, tower: Tower, data: "_Data", skipped: list[BadRow], pairs: Sequence[Pair],
@@ -196,8 +226,6 @@ def _teacher_vectors(space: Space, tower: Tower, config: BindConfig, data: _Data
     if config.teacher == "bridge":
         teacher_head = tower.head
     else:
-        from omnibind.space import load_space
-
         other = load_space(config.teacher)
         if config.tower not in other.towers or other.towers[config.tower].backbone_ref != tower.backbone_ref:
             raise BindError(f"teacher space {config.teacher} needs a {config.tower} tower on {tower.backbone_ref}")
