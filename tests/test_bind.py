@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from omnibind import modalities
 from omnibind.bind import cache as cache_mod
+from omnibind.bind import losses as L
 from omnibind.bind import trainer as trainer_mod
 from omnibind.bind.cache import FeatureCache, backbone_fingerprint, content_key
 from omnibind.bind.pairs import (BadRow, ManifestError, Pair, manifest_sha256, manifest_sha256_of, pairs_from_folder,
@@ -256,6 +257,7 @@ def test_pairs_from_folder(tmp_path: Path):
     with pytest.raises(ManifestError, match="no labelled"):
         pairs_from_folder(tmp_path / "cat" / "sub", "image")
 
+
 def test_media_suffixes_come_from_the_modality_table(tmp_path: Path):
     manifest = tmp_path / "pairs.jsonl"
     manifest.write_text(json.dumps({"a": "a depth scan", "b": "scan.depthraw"}) + "\n"
@@ -291,7 +293,6 @@ def test_manifest_sha256_is_over_the_files_bytes_and_read_pairs_carry_it(tmp_pat
     (tmp_path / "latin1.csv").write_bytes("a,b\ncaf\xe9,x\n".encode("latin-1"))
     with pytest.raises(ManifestError, match="UTF-8"):
         read_manifest(tmp_path / "latin1.csv")
-
 
 
 # -- feature cache -----------------------------------------------------------------------------
@@ -504,8 +505,8 @@ def test_hard_negatives_never_share_a_caption_with_the_batch(monkeypatch):
     text_ids = np.repeat(np.arange(captions), per_caption)
     feats = [{"embedding": (anchors[t] + 0.05 * torch.randn(dim)).numpy()[None].astype(np.float32)} for t in text_ids]
     groups = [str(i) for i in range(len(text_ids))]
-    data = trainer_mod._Data(trainer_mod._Stacked(feats), text_ids, np.ones(len(text_ids), np.float32), groups, anchors, None,
-                             np.zeros(len(text_ids), bool))
+    data = trainer_mod._Data(trainer_mod._Stacked(feats), text_ids, np.ones(len(text_ids), np.float32), groups, anchors,
+                             None, np.zeros(len(text_ids), bool))
     head = LinearHead("embedding", dim, dim)
     with torch.no_grad():
         head.proj.weight.copy_(torch.eye(dim))
@@ -522,15 +523,16 @@ def test_hard_negatives_never_share_a_caption_with_the_batch(monkeypatch):
     monkeypatch.setattr(trainer_mod, "_embed_items", recording_embed)
     seen: list[tuple[np.ndarray, np.ndarray | None]] = []
 
-    def objective(media, texts, teacher, inputs, negatives):
-        calls = [e for e in embedded if len(e) != len(text_ids)]  # drop the mining pool
-        batch, negs = (calls[-2], calls[-1]) if negatives is not None else (calls[-1], None)
-        seen.append((batch, negs))
-        embedded.clear()
-        return trainer_mod.L.InfoNCE()(texts, media, negatives)
+    class Recording(L.InfoNCE):
+        def forward(self, batch: L.BatchOutputs) -> torch.Tensor:
+            calls = [e for e in embedded if len(e) != len(text_ids)]  # drop the mining pool
+            seen.append((calls[-2], calls[-1]) if batch.negatives is not None else (calls[-1], None))
+            embedded.clear()
+            return super().forward(batch)
 
     optimiser = torch.optim.SGD(head.parameters(), lr=0.0)
     train_idx = np.arange(len(text_ids))
+    objective = trainer_mod._Objective([Recording()])
     trainer_mod._train_epoch(head, objective, optimiser, data, train_idx, config, np.random.default_rng(0))
     assert seen
     for batch, negs in seen:
@@ -596,6 +598,7 @@ def test_bind_residual_improves_and_saves(space, shape_pairs, residual_result, t
 def test_provenance_records_a_given_manifest_hash(linear_result):
     record = linear_result.space.provenance["bind_image"]
     assert record["manifest_sha256"] == "f" * 64
+    assert record["losses"] == [{"name": "infonce", "class": "omnibind.bind.losses.InfoNCE", "weight": 1.0}]
     assert record["config"]["head"] == "linear" and record["config"]["teacher"] is None
     assert record["metrics"] is linear_result.metrics
     assert "built_by" in linear_result.space.provenance  # the base space's provenance is kept
@@ -700,6 +703,58 @@ def test_bind_residual_around_a_random_linear_bridge(space, shape_pairs, feature
     bridge = result.space.towers["image"].head.bridge
     assert isinstance(bridge, LinearHead) and bridge.input_key == "logits"
     assert result.metrics["held_out_trained"]["val_R@1"] >= result.metrics["held_out_bridge"]["val_R@1"] + 30
+
+
+# -- loss objects ------------------------------------------------------------------------------
+
+
+class TowardFirstAxis(L.BindLoss):
+    """A user-defined loss: every media vector toward the first axis, whatever its caption."""
+
+    name = "first_axis"
+
+    def forward(self, batch: L.BatchOutputs) -> torch.Tensor:
+        return 1.0 - torch.nn.functional.normalize(batch.media, dim=-1)[:, 0].mean()
+
+
+def test_bind_trains_with_a_user_defined_loss(space, shape_pairs, feature_root):
+    term = TowardFirstAxis()
+    before = [p.detach().clone() for p in term.parameters()]
+    result = bind(space, shape_pairs, _config(epochs=8, lr=1e-2, val_fraction=0.0), cache_root=feature_root,
+                  losses=[term])
+    images = [p.b for p in shape_pairs[::7]]
+    assert space.embed(images)[:, 0].max() < 0.5
+    assert result.space.embed(images)[:, 0].min() > 0.9  # only this term asks for that: InfoNCE would not
+    assert [set(row) >= {"loss", "loss_first_axis"} for row in result.history] == [True] * 8
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.space.provenance["bind_image"]["losses"] == [
+        {"name": "first_axis", "class": f"{__name__}.TowardFirstAxis", "weight": 1.0}]
+    assert before == [p.detach() for p in term.parameters()]
+
+
+def test_default_losses_are_the_configs_terms_and_the_callers_are_not_trained(space, shape_pairs, feature_root):
+    config = _config(epochs=3, patience=100, teacher="bridge", distill_weight=0.2, matryoshka=(32,), intra_weight=0.1)
+    terms = config.default_losses(space.dim)
+    assert [(type(t).__name__, t.name, t.weight) for t in terms] == [
+        ("Matryoshka", "matryoshka_infonce", 1.0), ("Distillation", "distillation", 0.2),
+        ("IntraModalStructure", "intra_modal", 0.1)]
+    assert terms[0].dims == [32, space.dim] and terms[0].uses_teacher is False and terms[1].uses_teacher
+    given = bind(space, shape_pairs, config, cache_root=feature_root, losses=terms)
+    default = bind(space, shape_pairs, config, cache_root=feature_root)
+    assert given.history == default.history
+    assert set(default.history[0]) >= {"loss_matryoshka_infonce", "loss_distillation", "loss_intra_modal"}
+    s1, s2 = given.space.towers["image"].head.state_dict(), default.space.towers["image"].head.state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert terms[0].base.temperature == pytest.approx(0.07)  # bind trained a copy
+
+
+def test_bind_loss_errors(space, shape_pairs, feature_root):
+    with pytest.raises(BindError, match="empty"):
+        bind(space, shape_pairs, _config(), cache_root=feature_root, losses=[])
+    with pytest.raises(BindError, match="distinct names"):
+        bind(space, shape_pairs, _config(), cache_root=feature_root, losses=[L.InfoNCE(), L.InfoNCE(weight=0.5)])
+    with pytest.raises(BindError, match="teacher"):
+        bind(space, shape_pairs, _config(teacher=None), cache_root=feature_root, losses=[L.InfoNCE(), L.Distillation()])
 
 
 def test_cli_bind_with_replay_reports_both_manifests(shape_pairs, tmp_path: Path):
