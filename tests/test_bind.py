@@ -27,7 +27,7 @@ from omnibind.bind import trainer as trainer_mod
 from omnibind.bind.cache import FeatureCache, backbone_fingerprint, content_key
 from omnibind.bind.pairs import (BadRow, ManifestError, Pair, manifest_sha256, manifest_sha256_of, pairs_from_folder,
                                  pairs_from_labels, read_manifest)
-from omnibind.bind.trainer import BindConfig, BindError, _batches, _split, _weighted_epoch, bind
+from omnibind.bind.trainer import BindConfig, BindError, _batches, _split, _weighted_epoch, bind, bind_manifest
 from omnibind.errors import InputError
 from omnibind.heads import ConSEHead, LinearHead, ResidualHead
 from omnibind.space import Space
@@ -755,6 +755,54 @@ def test_bind_loss_errors(space, shape_pairs, feature_root):
         bind(space, shape_pairs, _config(), cache_root=feature_root, losses=[L.InfoNCE(), L.InfoNCE(weight=0.5)])
     with pytest.raises(BindError, match="teacher"):
         bind(space, shape_pairs, _config(teacher=None), cache_root=feature_root, losses=[L.InfoNCE(), L.Distillation()])
+
+
+# -- from manifest files -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shape_manifests(shape_pairs, tmp_path_factory) -> tuple[Path, Path]:
+    """Two manifests of saved drawings; the main one has a row that does not parse (line 2) and a
+    broken image (its last line), the replay one a broken image (its last line)."""
+    folder = tmp_path_factory.mktemp("manifests")
+    (folder / "bad.png").write_bytes(b"")
+
+    def write(name: str, pairs: list[Pair], unparsable: bool) -> Path:
+        lines = []
+        for p in pairs:
+            p.b.save(folder / f"{p.group}.png")
+            lines.append(json.dumps({"a": p.a, "b": f"{p.group}.png", "group": p.group}))
+        if unparsable:
+            lines.insert(1, json.dumps({"a": "no b column"}))
+        lines.append(json.dumps({"a": "a broken picture", "b": "bad.png"}))
+        (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return folder / name
+
+    return write("main.jsonl", shape_pairs[:40], True), write("replay.jsonl", shape_pairs[40:52], False)
+
+
+def test_bind_manifest_records_the_files_sha256_like_bind_on_read_pairs(space, shape_manifests, feature_root):
+    main, replay = shape_manifests
+    config = _config(epochs=2)
+    read = []
+    result = bind_manifest(space, main, config, replay_path=replay, cache_root=feature_root, on_read=read.append)
+    digest = result.space.provenance["bind_image"]["manifest_sha256"]
+    assert digest == manifest_sha256(main, replay)
+    assert digest == hashlib.sha256(main.read_bytes() + replay.read_bytes()).hexdigest()
+    assert read == [41 + 13] and result.metrics["replay"] == 12 and result.metrics["skipped"] == 2
+    where = [(Path(b.manifest).name, b.line) for b in result.skipped]
+    assert where == [("main.jsonl", 2), ("main.jsonl", 42), ("replay.jsonl", 13)]
+    assert "'b'" in result.skipped[0].reason and "bad.png" in result.skipped[1].reason
+
+    pairs, _ = read_manifest(main)
+    more, _ = read_manifest(replay)
+    same = bind(space, pairs, config, cache_root=feature_root, replay=more)
+    assert same.space.provenance["bind_image"]["manifest_sha256"] == digest
+    assert same.history == result.history
+    assert bind(space, pairs, config, cache_root=feature_root).space.provenance["bind_image"]["manifest_sha256"] == \
+        manifest_sha256(main)
+    cells = bind(space, list(pairs), config, cache_root=feature_root).space.provenance["bind_image"]["manifest_sha256"]
+    assert len(cells) == 64 and cells != manifest_sha256(main)  # built in code: a digest of the cells
 
 
 def test_cli_bind_with_replay_reports_both_manifests(shape_pairs, tmp_path: Path):

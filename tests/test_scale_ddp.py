@@ -139,3 +139,27 @@ def test_ddp_does_not_import_the_binder():
                 for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
                 for a in n.names]
     assert not [m for m in imported if m and m.startswith("omnibind")], imported
+
+
+def test_bind_manifest_with_two_processes_names_the_manifest_of_skipped_rows(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from omnibind.bind.pairs import manifest_sha256
+    from omnibind.bind.trainer import bind_manifest
+    from omnibind.space import load_space
+
+    lines = []
+    for i, c in enumerate(["red", "green", "blue", "yellow", "purple", "orange"]):
+        Image.new("RGB", (48, 48), c).save(tmp_path / f"{i}.png")
+        lines.append(json.dumps({"a": f"a {c} square", "b": f"{i}.png"}))
+    (tmp_path / "bad.png").write_bytes(b"")
+    lines.append(json.dumps({"a": "broken", "b": "bad.png"}))
+    (tmp_path / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    config = BindConfig(head="linear", teacher=None, epochs=2, val_fraction=0.0)
+    result = bind_manifest(load_space("bridge"), tmp_path / "pairs.jsonl", config, cache_root=tmp_path / "cache",
+                           nproc=2)
+    assert [(b.line, b.manifest) for b in result.skipped] == [(7, str(tmp_path / "pairs.jsonl"))]
+    assert result.space.provenance["bind_image"]["manifest_sha256"] == manifest_sha256(tmp_path / "pairs.jsonl")
+    assert result.metrics["train"] == 6 and len(result.history) == 2

@@ -28,7 +28,7 @@ from omnibind.bind import losses as L
 from omnibind.bind.cache import FeatureCache, content_key
 from omnibind.bind.cache import StackedFeatures as _Stacked
 from omnibind.bind.cache import project_items as _embed_items
-from omnibind.bind.pairs import BadRow, Pair
+from omnibind.bind.pairs import BadRow, Pair, manifest_path, manifest_sha256_of, read_manifest
 from omnibind.errors import OmnibindError
 from omnibind.heads import Head, LinearHead, MLPHead, ResidualHead
 from omnibind.scale import ddp
@@ -120,21 +120,25 @@ def bind(space: Space, pairs: Sequence[Pair], config: BindConfig, cache_root: Pa
     batch (omnibind/scale/ddp.py): the same result, up to float summation order.
 
     `losses` replaces the loss terms the config describes (`BindConfig.default_losses`); copies
-    are trained, so the same list gives the same result twice."""
+    are trained, so the same list gives the same result twice. `manifest_hash` defaults to
+    `manifest_sha256_of(pairs, replay)`: the manifest files' sha256 when the pairs were read with
+    `read_manifest`, the same digest `bind_manifest` and the CLI record."""
     if config.tower not in space.towers or config.tower == space.anchor:
         raise BindError(f"cannot bind tower {config.tower!r}: the space has {list(space.towers)}, "
                         f"anchor {space.anchor!r} is locked")
     terms = _loss_terms(config, space.dim, losses)
+    manifest_hash = manifest_hash or manifest_sha256_of(pairs, replay)
     if nproc > 1 and not ddp.active():
         return _bind_in_processes(space, pairs, replay, config, losses, cache_root, manifest_hash, nproc)
+    sources = (manifest_path(pairs), manifest_path(replay))
     everything = list(pairs) + list(replay)
     torch.manual_seed(config.seed)
     tower = space.towers[config.tower]
     if ddp.rank() > 0:
         ddp.barrier()  # rank 0 fills the feature cache first; the others then read it
     needs_teacher = any(getattr(t, "uses_teacher", False) for t in terms)
-    data, skipped = _prepare(space, tower, everything, config, cache_root, on_features, len(pairs),
-                             needs_teacher)  # backbones: all threads
+    data, skipped = _prepare(space, tower, everything, config, cache_root, on_features, len(pairs), needs_teacher,
+                             sources)  # backbones: all threads
     if ddp.rank() == 0:
         ddp.barrier()
     threads = torch.get_num_threads()
@@ -144,6 +148,28 @@ def bind(space: Space, pairs: Sequence[Pair], config: BindConfig, cache_root: Pa
         return _train(space, tower, data, skipped, everything, config, terms, on_epoch, manifest_hash)
     finally:
         torch.set_num_threads(threads)
+
+
+def bind_manifest(space: Space, pairs_path: str | Path, config: BindConfig, replay_path: str | Path | None = None,
+                  cache_root: Path | None = None, nproc: int = 1, on_read: CountCallback | None = None,
+                  on_features: CountCallback | None = None, on_epoch: EpochCallback | None = None,
+                  losses: Sequence[nn.Module] | None = None) -> BindResult:
+    """`omnibind bind`: read the manifest (and the replay manifest), bind, return the result.
+
+    The one job behind the CLI, so that it only parses options and prints. `on_read(n)` is called
+    once the manifests are read, with their number of pairs (the size of a feature progress bar);
+    `on_features` and `on_epoch` are `bind`'s. The space records `manifest_sha256(pairs_path,
+    replay_path)`. `result.skipped` holds every row left out, each naming its manifest
+    (`BadRow.manifest`): rows that did not parse, then pairs that failed to load;
+    `metrics["skipped"]` counts only the latter, as `bind` does."""
+    pairs, bad = read_manifest(pairs_path)
+    replay, replay_bad = read_manifest(replay_path) if replay_path is not None else ([], [])
+    if on_read:
+        on_read(len(pairs) + len(replay))
+    result = bind(space, pairs, config, cache_root, on_epoch=on_epoch, on_features=on_features, replay=replay,
+                  nproc=nproc, losses=losses)
+    result.skipped = [*bad, *replay_bad, *result.skipped]
+    return result
 
 
 def _loss_terms(config: BindConfig, dim: int, losses: Sequence[nn.Module] | None) -> list[nn.Module]:
@@ -172,8 +198,8 @@ def _bind_in_processes(space: Space, pairs: Sequence[Pair], replay: Sequence[Pai
     with tempfile.TemporaryDirectory(prefix="omnibind-ddp-") as tmp:
         base = Path(tmp) / "base"
         space.save(base)
-        args = (str(base), list(pairs), list(replay), config, losses, str(cache_root) if cache_root else None,
-                manifest_hash, tmp)
+        # the pair lists travel as they are: pairs read from a manifest keep naming it in skipped rows
+        args = (str(base), pairs, replay, config, losses, str(cache_root) if cache_root else None, manifest_hash, tmp)
         ddp.launch(_bind_worker, args, nproc)
         record = json.loads((Path(tmp) / "result.json").read_text("utf-8"))
         new = load_space(Path(tmp) / "space")  # heads are read into memory; backbones load by reference
@@ -242,9 +268,10 @@ def _train(space: Space, tower: Tower, data: _Data, skipped: list[BadRow], pairs
 
 
 def _prepare(space: Space, tower: Tower, pairs: Sequence[Pair], config: BindConfig, cache_root: Path | None,
-             on_features: CountCallback | None, n_main: int, needs_teacher: bool) -> tuple[_Data, list[BadRow]]:
-    """Features, anchor vectors (and teacher vectors) of the usable pairs (the first `n_main` are
-    the main ones, the rest replay); the others as bad rows."""
+             on_features: CountCallback | None, n_main: int, needs_teacher: bool,
+             sources: tuple[str | None, str | None]) -> tuple[_Data, list[BadRow]]:
+    """Features, anchor vectors (and teacher vectors) of the usable pairs; the others as bad rows
+    naming their manifest (`sources`: of the first `n_main` pairs, of the rest)."""
     skipped: list[BadRow] = []
     oriented = []
     for n, p in enumerate(pairs):
@@ -254,14 +281,14 @@ def _prepare(space: Space, tower: Tower, pairs: Sequence[Pair], config: BindConf
             oriented.append((p.b, p.a, p, n >= n_main))
         else:
             reason = "a pair needs one text cell and one media cell (the anchor is text)"
-            skipped.append(BadRow(p.line, reason))
+            skipped.append(BadRow(p.line, reason, sources[n >= n_main]))
     if not oriented:
         raise BindError("no usable pairs" + (f"; first problem: {skipped[0]}" if skipped else ""))
     cache = FeatureCache(tower.backbone, cache_root)
     feats, errors = cache.features([o[1] for o in oriented], progress=on_features)
     for i, exc in sorted(errors.items()):
         where = "(replay manifest) " if oriented[i][3] else ""
-        skipped.append(BadRow(oriented[i][2].line, f"{where}{exc.source}: {exc.reason}"))
+        skipped.append(BadRow(oriented[i][2].line, f"{where}{exc.source}: {exc.reason}", sources[oriented[i][3]]))
     keep = [i for i in range(len(oriented)) if feats[i] is not None]
     if len(keep) < 2:
         raise BindError(f"fewer than 2 usable pairs ({len(skipped)} skipped; first: {skipped[0] if skipped else '-'})")
