@@ -10,6 +10,7 @@ clearly. Every image is its own group, so held-out images are unseen renderings.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -19,11 +20,14 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from omnibind import modalities
 from omnibind.bind import cache as cache_mod
+from omnibind.bind import losses as L
 from omnibind.bind import trainer as trainer_mod
 from omnibind.bind.cache import FeatureCache, backbone_fingerprint, content_key
-from omnibind.bind.pairs import BadRow, ManifestError, Pair, pairs_from_folder, pairs_from_labels, read_manifest
-from omnibind.bind.trainer import BindConfig, BindError, _batches, _split, _weighted_epoch, bind
+from omnibind.bind.pairs import (BadRow, ManifestError, Pair, manifest_sha256, manifest_sha256_of, pairs_from_folder,
+                                 pairs_from_labels, read_manifest)
+from omnibind.bind.trainer import BindConfig, BindError, _batches, _split, _weighted_epoch, bind, bind_manifest
 from omnibind.errors import InputError
 from omnibind.heads import ConSEHead, LinearHead, ResidualHead
 from omnibind.space import Space
@@ -230,7 +234,12 @@ def test_pairs_from_labels_round_robin_and_groups():
     by_label = pairs_from_labels(items, "image", group_by_item=False)
     assert [p.a for p in by_label] == [f"a photo of a {label}." for _, label in items]  # default template
     assert [p.group for p in by_label] == ["label:dog", "label:cat", "label:dog", "label:bird", "label:cat"]
-    assert pairs_from_labels([("x", "y")], "text")[0].a == "y"  # unknown modality: the bare label
+    assert pairs_from_labels([("x", "y")], "text")[0].a == "y"  # the text row's first template is "{}"
+    for modality in ("image", "audio", "video"):  # the modality table's first template is the caption
+        assert pairs_from_labels([("x", "dog")], modality)[0].a == modalities.templates(modality)[0].format("dog")
+    assert pairs_from_labels([("x", "dog")], "audio")[0].a == "the sound of a dog."
+    with pytest.raises(ValueError, match="unknown modality"):
+        pairs_from_labels([("x", "y")], "smell")
 
 
 def test_pairs_from_folder(tmp_path: Path):
@@ -247,6 +256,43 @@ def test_pairs_from_folder(tmp_path: Path):
     ]
     with pytest.raises(ManifestError, match="no labelled"):
         pairs_from_folder(tmp_path / "cat" / "sub", "image")
+
+
+def test_media_suffixes_come_from_the_modality_table(tmp_path: Path):
+    manifest = tmp_path / "pairs.jsonl"
+    manifest.write_text(json.dumps({"a": "a depth scan", "b": "scan.depthraw"}) + "\n"
+                        + json.dumps({"a": "a cat", "b": "cat.ogg"}) + "\n", encoding="utf-8")
+    pairs, bad = read_manifest(manifest)
+    assert pairs[0].b == "scan.depthraw"  # no modality claims the suffix: it is text
+    assert [(b.line, b.manifest) for b in bad] == [(2, str(manifest))] and "not found" in bad[0].reason  # .ogg: audio
+    modalities.register(modalities.Modality("depthraw", (".depthraw",)))
+    try:
+        pairs, bad = read_manifest(manifest)
+        assert not pairs and [b.line for b in bad] == [1, 2] and "not found" in bad[0].reason
+    finally:
+        modalities.unregister("depthraw")
+
+
+def test_manifest_sha256_is_over_the_files_bytes_and_read_pairs_carry_it(tmp_path: Path):
+    main, replay = tmp_path / "main.jsonl", tmp_path / "replay.csv"
+    main.write_bytes(b'{"a": "x", "b": "y"}\r\n{"a": "u", "b": "v"}\r\n')
+    replay.write_bytes(b"a,b\nw,z\n")
+    assert manifest_sha256(main) == hashlib.sha256(main.read_bytes()).hexdigest()
+    # what cli.py has recorded: the bytes of the manifest, then of the replay manifest
+    assert manifest_sha256(main, replay) == hashlib.sha256(main.read_bytes() + replay.read_bytes()).hexdigest()
+    pairs, _ = read_manifest(main)
+    more, _ = read_manifest(replay)
+    assert pairs.sha256 == manifest_sha256(main) and str(pairs.path) == str(main)
+    assert manifest_sha256_of(pairs) == manifest_sha256_of(pairs, ()) == manifest_sha256(main)
+    assert manifest_sha256_of(pairs, more) == manifest_sha256(main, replay)
+    # pairs that are not a manifest as read have no file digest (bind then hashes their cells)
+    assert manifest_sha256_of(list(pairs)) is None and manifest_sha256_of(pairs[:1]) is None
+    assert manifest_sha256_of(pairs, [Pair("p", "q")]) is None
+    pairs[0] = Pair("p", "q")
+    assert manifest_sha256_of(pairs) is None
+    (tmp_path / "latin1.csv").write_bytes("a,b\ncaf\xe9,x\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match="UTF-8"):
+        read_manifest(tmp_path / "latin1.csv")
 
 
 # -- feature cache -----------------------------------------------------------------------------
@@ -460,8 +506,8 @@ def test_hard_negatives_never_share_a_caption_with_the_batch(monkeypatch):
     text_ids = np.repeat(np.arange(captions), per_caption)
     feats = [{"embedding": (anchors[t] + 0.05 * torch.randn(dim)).numpy()[None].astype(np.float32)} for t in text_ids]
     groups = [str(i) for i in range(len(text_ids))]
-    data = trainer_mod._Data(trainer_mod._Stacked(feats), text_ids, np.ones(len(text_ids), np.float32), groups, anchors, None,
-                             np.zeros(len(text_ids), bool))
+    data = trainer_mod._Data(trainer_mod._Stacked(feats), text_ids, np.ones(len(text_ids), np.float32), groups, anchors,
+                             None, np.zeros(len(text_ids), bool))
     head = LinearHead("embedding", dim, dim)
     with torch.no_grad():
         head.proj.weight.copy_(torch.eye(dim))
@@ -478,15 +524,16 @@ def test_hard_negatives_never_share_a_caption_with_the_batch(monkeypatch):
     monkeypatch.setattr(trainer_mod, "_embed_items", recording_embed)
     seen: list[tuple[np.ndarray, np.ndarray | None]] = []
 
-    def objective(media, texts, teacher, inputs, negatives):
-        calls = [e for e in embedded if len(e) != len(text_ids)]  # drop the mining pool
-        batch, negs = (calls[-2], calls[-1]) if negatives is not None else (calls[-1], None)
-        seen.append((batch, negs))
-        embedded.clear()
-        return trainer_mod.L.InfoNCE()(texts, media, negatives)
+    class Recording(L.InfoNCE):
+        def forward(self, batch: L.BatchOutputs) -> torch.Tensor:
+            calls = [e for e in embedded if len(e) != len(text_ids)]  # drop the mining pool
+            seen.append((calls[-2], calls[-1]) if batch.negatives is not None else (calls[-1], None))
+            embedded.clear()
+            return super().forward(batch)
 
     optimiser = torch.optim.SGD(head.parameters(), lr=0.0)
     train_idx = np.arange(len(text_ids))
+    objective = trainer_mod._Objective([Recording()])
     trainer_mod._train_epoch(head, objective, optimiser, data, train_idx, config, np.random.default_rng(0))
     assert seen
     for batch, negs in seen:
@@ -552,6 +599,7 @@ def test_bind_residual_improves_and_saves(space, shape_pairs, residual_result, t
 def test_provenance_records_a_given_manifest_hash(linear_result):
     record = linear_result.space.provenance["bind_image"]
     assert record["manifest_sha256"] == "f" * 64
+    assert record["losses"] == [{"name": "infonce", "class": "omnibind.bind.losses.InfoNCE", "weight": 1.0}]
     assert record["config"]["head"] == "linear" and record["config"]["teacher"] is None
     assert record["metrics"] is linear_result.metrics
     assert "built_by" in linear_result.space.provenance  # the base space's provenance is kept
@@ -656,6 +704,106 @@ def test_bind_residual_around_a_random_linear_bridge(space, shape_pairs, feature
     bridge = result.space.towers["image"].head.bridge
     assert isinstance(bridge, LinearHead) and bridge.input_key == "logits"
     assert result.metrics["held_out_trained"]["val_R@1"] >= result.metrics["held_out_bridge"]["val_R@1"] + 30
+
+
+# -- loss objects ------------------------------------------------------------------------------
+
+
+class TowardFirstAxis(L.BindLoss):
+    """A user-defined loss: every media vector toward the first axis, whatever its caption."""
+
+    name = "first_axis"
+
+    def forward(self, batch: L.BatchOutputs) -> torch.Tensor:
+        return 1.0 - torch.nn.functional.normalize(batch.media, dim=-1)[:, 0].mean()
+
+
+def test_bind_trains_with_a_user_defined_loss(space, shape_pairs, feature_root):
+    term = TowardFirstAxis()
+    before = [p.detach().clone() for p in term.parameters()]
+    result = bind(space, shape_pairs, _config(epochs=8, lr=1e-2, val_fraction=0.0), cache_root=feature_root,
+                  losses=[term])
+    images = [p.b for p in shape_pairs[::7]]
+    assert space.embed(images)[:, 0].max() < 0.5
+    assert result.space.embed(images)[:, 0].min() > 0.9  # only this term asks for that: InfoNCE would not
+    assert [set(row) >= {"loss", "loss_first_axis"} for row in result.history] == [True] * 8
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.space.provenance["bind_image"]["losses"] == [
+        {"name": "first_axis", "class": f"{__name__}.TowardFirstAxis", "weight": 1.0}]
+    assert before == [p.detach() for p in term.parameters()]
+
+
+def test_default_losses_are_the_configs_terms_and_the_callers_are_not_trained(space, shape_pairs, feature_root):
+    config = _config(epochs=3, patience=100, teacher="bridge", distill_weight=0.2, matryoshka=(32,), intra_weight=0.1)
+    terms = config.default_losses(space.dim)
+    assert [(type(t).__name__, t.name, t.weight) for t in terms] == [
+        ("Matryoshka", "matryoshka_infonce", 1.0), ("Distillation", "distillation", 0.2),
+        ("IntraModalStructure", "intra_modal", 0.1)]
+    assert terms[0].dims == [32, space.dim] and terms[0].uses_teacher is False and terms[1].uses_teacher
+    given = bind(space, shape_pairs, config, cache_root=feature_root, losses=terms)
+    default = bind(space, shape_pairs, config, cache_root=feature_root)
+    assert given.history == default.history
+    assert set(default.history[0]) >= {"loss_matryoshka_infonce", "loss_distillation", "loss_intra_modal"}
+    s1, s2 = given.space.towers["image"].head.state_dict(), default.space.towers["image"].head.state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert terms[0].base.temperature == pytest.approx(0.07)  # bind trained a copy
+
+
+def test_bind_loss_errors(space, shape_pairs, feature_root):
+    with pytest.raises(BindError, match="empty"):
+        bind(space, shape_pairs, _config(), cache_root=feature_root, losses=[])
+    with pytest.raises(BindError, match="distinct names"):
+        bind(space, shape_pairs, _config(), cache_root=feature_root, losses=[L.InfoNCE(), L.InfoNCE(weight=0.5)])
+    with pytest.raises(BindError, match="teacher"):
+        bind(space, shape_pairs, _config(teacher=None), cache_root=feature_root, losses=[L.InfoNCE(), L.Distillation()])
+
+
+# -- from manifest files -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shape_manifests(shape_pairs, tmp_path_factory) -> tuple[Path, Path]:
+    """Two manifests of saved drawings; the main one has a row that does not parse (line 2) and a
+    broken image (its last line), the replay one a broken image (its last line)."""
+    folder = tmp_path_factory.mktemp("manifests")
+    (folder / "bad.png").write_bytes(b"")
+
+    def write(name: str, pairs: list[Pair], unparsable: bool) -> Path:
+        lines = []
+        for p in pairs:
+            p.b.save(folder / f"{p.group}.png")
+            lines.append(json.dumps({"a": p.a, "b": f"{p.group}.png", "group": p.group}))
+        if unparsable:
+            lines.insert(1, json.dumps({"a": "no b column"}))
+        lines.append(json.dumps({"a": "a broken picture", "b": "bad.png"}))
+        (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return folder / name
+
+    return write("main.jsonl", shape_pairs[:40], True), write("replay.jsonl", shape_pairs[40:52], False)
+
+
+def test_bind_manifest_records_the_files_sha256_like_bind_on_read_pairs(space, shape_manifests, feature_root):
+    main, replay = shape_manifests
+    config = _config(epochs=2)
+    read = []
+    result = bind_manifest(space, main, config, replay_path=replay, cache_root=feature_root, on_read=read.append)
+    digest = result.space.provenance["bind_image"]["manifest_sha256"]
+    assert digest == manifest_sha256(main, replay)
+    assert digest == hashlib.sha256(main.read_bytes() + replay.read_bytes()).hexdigest()
+    assert read == [41 + 13] and result.metrics["replay"] == 12 and result.metrics["skipped"] == 2
+    where = [(Path(b.manifest).name, b.line) for b in result.skipped]
+    assert where == [("main.jsonl", 2), ("main.jsonl", 42), ("replay.jsonl", 13)]
+    assert "'b'" in result.skipped[0].reason and "bad.png" in result.skipped[1].reason
+
+    pairs, _ = read_manifest(main)
+    more, _ = read_manifest(replay)
+    same = bind(space, pairs, config, cache_root=feature_root, replay=more)
+    assert same.space.provenance["bind_image"]["manifest_sha256"] == digest
+    assert same.history == result.history
+    assert bind(space, pairs, config, cache_root=feature_root).space.provenance["bind_image"]["manifest_sha256"] == \
+        manifest_sha256(main)
+    cells = bind(space, list(pairs), config, cache_root=feature_root).space.provenance["bind_image"]["manifest_sha256"]
+    assert len(cells) == 64 and cells != manifest_sha256(main)  # built in code: a digest of the cells
 
 
 def test_cli_bind_with_replay_reports_both_manifests(shape_pairs, tmp_path: Path):

@@ -28,7 +28,7 @@ def _problem(n: int):
 def _loss_and_grads(head, x, texts, embed):
     loss_fn = L.InfoNCE(init_temperature=0.07)
     media = embed(head, x)
-    loss = loss_fn(texts, media)
+    loss = loss_fn(L.BatchOutputs(media=media, texts=texts))
     loss.backward()
     return float(loss.detach()), {k: v.grad.clone() for k, v in head.named_parameters()}
 
@@ -66,8 +66,19 @@ def test_two_process_loss_and_gradients_equal_one_process(tmp_path, n):
     assert any(g.abs().sum() > 0 for g in grads1.values())  # the check compares real gradients
 
 
+class Spread(L.BindLoss):
+    """A user-defined term (module level: the worker processes unpickle it by reference)."""
+
+    name = "spread"
+
+    def forward(self, batch: L.BatchOutputs) -> torch.Tensor:
+        media = torch.nn.functional.normalize(batch.media, dim=-1)
+        return (media @ media.T).pow(2).mean()
+
+
 def test_bind_with_two_processes_equals_one(tmp_path):
-    """The real binder end to end: same held-out split, same batches, same trained head."""
+    """The real binder end to end, with the config's loss terms and a user-defined one: same
+    held-out split, same batches, same trained head."""
     from PIL import Image
 
     from omnibind.space import load_space
@@ -81,10 +92,12 @@ def test_bind_with_two_processes_equals_one(tmp_path):
             Image.new("RGB", (40 + 8 * j, 40), c).save(path)
             pairs.append(Pair(f"a {c} square", path, group=f"{c}"))
     config = BindConfig(head="linear", teacher=None, epochs=3, batch_size=8, val_fraction=0.25, seed=3)
-    one = bind(space, pairs, config, cache_root=tmp_path / "cache")
-    two = bind(space, pairs, config, cache_root=tmp_path / "cache", nproc=2)
+    losses = [*config.default_losses(space.dim), Spread(weight=0.1)]
+    one = bind(space, pairs, config, cache_root=tmp_path / "cache", losses=losses)
+    two = bind(space, pairs, config, cache_root=tmp_path / "cache", nproc=2, losses=losses)
     assert two.metrics["train"] == one.metrics["train"] and two.metrics["held_out"] == one.metrics["held_out"]
-    assert [round(h["loss"], 5) for h in two.history] == [round(h["loss"], 5) for h in one.history]
+    for key in ("loss", "loss_infonce", "loss_spread"):
+        assert [round(h[key], 5) for h in two.history] == [round(h[key], 5) for h in one.history]
     s1, s2 = one.space.towers["image"].head.state_dict(), two.space.towers["image"].head.state_dict()
     for k in s1:
         torch.testing.assert_close(s2[k], s1[k], atol=5e-5, rtol=1e-3)  # AdamW magnifies summation-order noise
@@ -113,3 +126,40 @@ def test_cli_bind_nproc(tmp_path):
     assert result.exit_code == 0, result.output
     assert "bound image on 6 pairs" in result.output and "1 skipped" in result.output and "bad.png" in result.output
     assert json.loads((out / "space.json").read_text())["name"] == "bridge+bind-image"
+
+
+def test_ddp_does_not_import_the_binder():
+    """The launcher runs a function it is handed: scale/ddp.py imports no omnibind module (imports
+    inside functions included), so binder and launcher do not import each other."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(ddp))
+    imported = [n.module if isinstance(n, ast.ImportFrom) else a.name
+                for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in n.names]
+    assert not [m for m in imported if m and m.startswith("omnibind")], imported
+
+
+def test_bind_manifest_with_two_processes_names_the_manifest_of_skipped_rows(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from omnibind.bind.pairs import manifest_sha256
+    from omnibind.bind.trainer import bind_manifest
+    from omnibind.space import load_space
+
+    lines = []
+    for i, c in enumerate(["red", "green", "blue", "yellow", "purple", "orange"]):
+        Image.new("RGB", (48, 48), c).save(tmp_path / f"{i}.png")
+        lines.append(json.dumps({"a": f"a {c} square", "b": f"{i}.png"}))
+    (tmp_path / "bad.png").write_bytes(b"")
+    lines.append(json.dumps({"a": "broken", "b": "bad.png"}))
+    (tmp_path / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    config = BindConfig(head="linear", teacher=None, epochs=2, val_fraction=0.0)
+    result = bind_manifest(load_space("bridge"), tmp_path / "pairs.jsonl", config, cache_root=tmp_path / "cache",
+                           nproc=2)
+    assert [(b.line, b.manifest) for b in result.skipped] == [(7, str(tmp_path / "pairs.jsonl"))]
+    assert result.space.provenance["bind_image"]["manifest_sha256"] == manifest_sha256(tmp_path / "pairs.jsonl")
+    assert result.metrics["train"] == 6 and len(result.history) == 2

@@ -1,12 +1,17 @@
-"""Losses for binding a modality tower to the locked text anchor.
+"""Losses for binding a modality tower to the locked text anchor, as objects the trainer sums.
 
-Small `nn.Module`s that compose (a trainer sums them with weights). Conventions shared by all:
+Every loss term is one `BindLoss` (an `nn.Module`): `forward(batch: BatchOutputs) -> Tensor` reads
+what it needs from the batch (media and caption vectors, teacher vectors, backbone features, extra
+negatives), and carries a `weight` (its factor in the trainer's sum) and a `name` (its key in the
+training history). The trainer sums a list of them (`bind(..., losses=[...])`); `BindConfig`
+builds the default list from its fields. A new loss is one subclass of `BindLoss`.
 
-- `a`, `b` are batches of embeddings of shape [n, d]; row i of `a` is paired with row i of `b`.
+Conventions shared by all:
+- Vectors are [n, d]; row i of `media` is paired with row i of `texts`.
 - Every loss L2-normalises its inputs itself, so callers pass raw head outputs.
-- Every loss returns a scalar tensor.
+- Every loss returns a scalar tensor, unweighted (the trainer applies `weight`).
 - Learnable temperatures and biases are `nn.Parameter`s, so the trainer's optimiser picks them up
-  when it is given `loss.parameters()` alongside the head's.
+  with the head's. Each term's `compute(...)` gives the same loss on explicit tensors.
 
 Contents: `InfoNCE` (CLIP, LiT, ImageBind), `SigLIP` (Zhai et al., 2023), `Matryoshka` nesting
 (Kusupati et al., 2022), `Distillation` toward a teacher embedding (Three Towers, ConSE teacher,
@@ -18,13 +23,15 @@ modality-aware hard negatives).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "BatchOutputs",
+    "BindLoss",
     "InfoNCE",
     "SigLIP",
     "Matryoshka",
@@ -54,17 +61,76 @@ def _cosine_matrix(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tens
     return x @ (x if y is None else _normalise(y)).T
 
 
-class InfoNCE(nn.Module):
+class BatchOutputs:
+    """What one training batch hands to every loss term.
+
+    `media` [n, d]: the head's outputs for the batch's media (raw, not normalised); `texts` [n, d]:
+    the locked anchor's vectors of their captions; `teacher` [n, d]: a frozen teacher's vectors of
+    the same media (set when a term has `uses_teacher`); `negatives` [m, d]: extra negatives in the
+    media's modality (mined hard negatives), or None. `features` [n, f] are the backbone features
+    the head read (mean over an item's segments); they cost a pass over the batch, so they are
+    computed on first use: pass a tensor or a zero-argument function.
+    """
+
+    def __init__(self, media: torch.Tensor, texts: torch.Tensor, teacher: torch.Tensor | None = None,
+                 negatives: torch.Tensor | None = None,
+                 features: torch.Tensor | Callable[[], torch.Tensor] | None = None) -> None:
+        self.media, self.texts, self.teacher, self.negatives = media, texts, teacher, negatives
+        self._features = features
+
+    @property
+    def features(self) -> torch.Tensor | None:
+        if callable(self._features):
+            self._features = self._features()
+        return self._features
+
+    def prefix(self, k: int) -> BatchOutputs:
+        """The batch with every shared-space vector cut to its first k dimensions (Matryoshka);
+        backbone features are another space and stay whole."""
+        def cut(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x[:, :k]
+        return BatchOutputs(cut(self.media), cut(self.texts), cut(self.teacher), cut(self.negatives),
+                            lambda: self.features)
+
+
+class BindLoss(nn.Module):
+    """One term of the binding objective: the trainer adds `weight * term(batch)` for each term.
+
+    Subclass it and implement `forward(batch) -> Tensor` (unweighted, scalar). `name` is the
+    term's key in the history (`loss_<name>`); set `uses_teacher = True` when `forward` reads
+    `batch.teacher`, so the trainer computes teacher vectors (BindConfig.teacher names the teacher).
+    """
+
+    name = "loss"
+    uses_teacher = False
+
+    def __init__(self, weight: float = 1.0, name: str | None = None) -> None:
+        super().__init__()
+        if not weight >= 0:
+            raise ValueError(f"weight must be non-negative, got {weight}")
+        self.weight = float(weight)
+        if name is not None:
+            self.name = name
+
+    def forward(self, batch: BatchOutputs) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(batch)")
+
+
+class InfoNCE(BindLoss):
     """Symmetric InfoNCE over a·bᵀ / T, as in CLIP.
 
     The scale 1/T is stored as log(1/T) (so it stays positive and the optimiser moves it on a log
     scale) and clamped at `max_logit_scale` in the forward pass, as CLIP does, so training cannot
     collapse the temperature to zero. With `learnable=False` the scale is a buffer (LiT-style
-    fixed temperature) and `parameters()` is empty.
+    fixed temperature) and `parameters()` is empty. On a batch: texts are a, media are b (extra
+    negatives are media).
     """
 
-    def __init__(self, init_temperature: float = 0.07, learnable: bool = True, max_logit_scale: float = 100.0) -> None:
-        super().__init__()
+    name = "infonce"
+
+    def __init__(self, init_temperature: float = 0.07, learnable: bool = True, max_logit_scale: float = 100.0,
+                 weight: float = 1.0, name: str | None = None) -> None:
+        super().__init__(weight, name)
         if init_temperature <= 0 or max_logit_scale <= 0:
             raise ValueError("init_temperature and max_logit_scale must be positive")
         self.max_logit_scale = float(max_logit_scale)
@@ -83,7 +149,10 @@ class InfoNCE(nn.Module):
         """Current T, for logging."""
         return float(1.0 / self.scale().detach())
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, extra_negatives_b: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, batch: BatchOutputs) -> torch.Tensor:
+        return self.compute(batch.texts, batch.media, batch.negatives)
+
+    def compute(self, a: torch.Tensor, b: torch.Tensor, extra_negatives_b: torch.Tensor | None = None) -> torch.Tensor:
         """Mean of the a->b and b->a cross-entropies.
 
         `extra_negatives_b` ([m, d], in b's modality) are appended as further candidates for the
@@ -101,7 +170,7 @@ class InfoNCE(nn.Module):
         return 0.5 * (F.cross_entropy(logits_ab, target) + F.cross_entropy(logits_ba, target))
 
 
-class SigLIP(nn.Module):
+class SigLIP(BindLoss):
     """Pairwise sigmoid loss of Zhai et al. (2023), "Sigmoid Loss for Language Image Pre-Training".
 
     logits = t·a·bᵀ + bias with t = exp(t'), labels +1 on the diagonal and -1 elsewhere;
@@ -109,16 +178,23 @@ class SigLIP(nn.Module):
     (not by the n² pairs). Each pair is an independent binary problem, so no softmax over the
     batch is needed; the bias starts at -10 so that the many negatives do not dominate the first
     steps. Extra negatives ([m, d], b's modality) add m columns labelled -1 for each row of a.
+    On a batch: texts are a, media are b.
     """
 
-    def __init__(self, init_temperature: float = 10.0, init_bias: float = -10.0) -> None:
-        super().__init__()
+    name = "siglip"
+
+    def __init__(self, init_temperature: float = 10.0, init_bias: float = -10.0, weight: float = 1.0,
+                 name: str | None = None) -> None:
+        super().__init__(weight, name)
         if init_temperature <= 0:
             raise ValueError("init_temperature must be positive")
         self.t_prime = nn.Parameter(torch.tensor(math.log(init_temperature), dtype=torch.float32))
         self.bias = nn.Parameter(torch.tensor(float(init_bias), dtype=torch.float32))
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, extra_negatives_b: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, batch: BatchOutputs) -> torch.Tensor:
+        return self.compute(batch.texts, batch.media, batch.negatives)
+
+    def compute(self, a: torch.Tensor, b: torch.Tensor, extra_negatives_b: torch.Tensor | None = None) -> torch.Tensor:
         _check_pair(a, b)
         _check_extra(extra_negatives_b, a.shape[1])
         a, b = _normalise(a), _normalise(b)
@@ -130,46 +206,45 @@ class SigLIP(nn.Module):
         return -F.logsigmoid(labels * logits).sum() / n
 
 
-class Matryoshka(nn.Module):
-    """Matryoshka nesting (Kusupati et al., 2022): the base loss on every prefix a[:, :k].
+class Matryoshka(BindLoss):
+    """Matryoshka nesting (Kusupati et al., 2022): a base loss on every prefix [:, :k] of the batch.
 
     So that a vector truncated to its first k dimensions is still a good embedding (cheaper
-    storage and search). The base loss re-normalises each prefix. Weights are relative: the
-    default is equal weights, and any given weights are rescaled to sum to 1, so the total keeps
-    the scale of one base loss. The base module (and its temperature) is shared by all prefixes.
-    Extra negatives are truncated with the same prefix.
+    storage and search). The base loss re-normalises each prefix. `dim_weights` are relative: the
+    default is equal weights, and any given ones are rescaled to sum to 1, so the total keeps the
+    scale of one base loss. The base term (and its temperature) is shared by all prefixes; its
+    own `weight` is not applied (this term's is). Every shared-space vector of the batch (media,
+    texts, teacher, negatives) is truncated with the same prefix.
     """
 
-    def __init__(self, base: nn.Module, dims: Sequence[int], weights: Sequence[float] | None = None) -> None:
-        super().__init__()
+    def __init__(self, base: BindLoss, dims: Sequence[int], dim_weights: Sequence[float] | None = None,
+                 weight: float = 1.0, name: str | None = None) -> None:
+        super().__init__(weight, name or f"matryoshka_{getattr(base, 'name', 'loss')}")
         dims = [int(k) for k in dims]
         if not dims or any(k <= 0 for k in dims):
             raise ValueError(f"dims must be a non-empty list of positive ints, got {dims}")
-        if weights is None:
-            weights = [1.0] * len(dims)
-        if len(weights) != len(dims) or any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError("weights must be non-negative, one per dim, and not all zero")
-        total = float(sum(weights))
+        if dim_weights is None:
+            dim_weights = [1.0] * len(dims)
+        if len(dim_weights) != len(dims) or any(w < 0 for w in dim_weights) or sum(dim_weights) <= 0:
+            raise ValueError("dim_weights must be non-negative, one per dim, and not all zero")
+        total = float(sum(dim_weights))
         self.base = base
         self.dims = dims
-        self.weights = [float(w) / total for w in weights]
+        self.dim_weights = [float(w) / total for w in dim_weights]
+        self.uses_teacher = bool(getattr(base, "uses_teacher", False))
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, extra_negatives_b: torch.Tensor | None = None) -> torch.Tensor:
-        d = min(a.shape[-1], b.shape[-1])
+    def forward(self, batch: BatchOutputs) -> torch.Tensor:
+        d = min(batch.texts.shape[-1], batch.media.shape[-1])
         too_big = [k for k in self.dims if k > d]
         if too_big:
             raise ValueError(f"Matryoshka dims {too_big} exceed the embedding dimension {d}")
-        total = a.new_zeros(())
-        for k, w in zip(self.dims, self.weights):
-            if extra_negatives_b is None:
-                loss = self.base(a[:, :k], b[:, :k])
-            else:
-                loss = self.base(a[:, :k], b[:, :k], extra_negatives_b[:, :k])
-            total = total + w * loss
+        total = batch.texts.new_zeros(())
+        for k, w in zip(self.dims, self.dim_weights):
+            total = total + w * self.base(batch.prefix(k))
         return total
 
 
-class Distillation(nn.Module):
+class Distillation(BindLoss):
     """Pull a student [n, d] toward a frozen teacher [n, d] (the teacher is detached).
 
     - "cosine": mean(1 - cos(student_i, teacher_i)); 0 when equal, 1 when orthogonal.
@@ -181,19 +256,29 @@ class Distillation(nn.Module):
       The target is what the teacher would give for its own row: near one-hot at small T, but it
       keeps the teacher's similar-item structure, which a hard identity target would discard.
       Zero, its minimum, when student == teacher.
+
+    On a batch: the media vectors are the student, `batch.teacher` the teacher.
     """
 
     kinds = ("cosine", "mse", "contrastive")
+    name = "distillation"
+    uses_teacher = True
 
-    def __init__(self, kind: str = "cosine", temperature: float = 0.05) -> None:
-        super().__init__()
+    def __init__(self, kind: str = "cosine", temperature: float = 0.05, weight: float = 1.0,
+                 name: str | None = None) -> None:
+        super().__init__(weight, name)
         if kind not in self.kinds:
             raise ValueError(f"kind must be one of {self.kinds}, got {kind!r}")
         if temperature <= 0:
             raise ValueError("temperature must be positive")
         self.kind, self.temperature = kind, float(temperature)
 
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    def forward(self, batch: BatchOutputs) -> torch.Tensor:
+        if batch.teacher is None:
+            raise ValueError("Distillation needs teacher vectors (BindConfig.teacher)")
+        return self.compute(batch.media, batch.teacher)
+
+    def compute(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         _check_pair(student, teacher, "student and teacher")
         s, t = _normalise(student), _normalise(teacher.detach())
         if self.kind == "cosine":
@@ -205,7 +290,7 @@ class Distillation(nn.Module):
         return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
 
 
-class IntraModalStructure(nn.Module):
+class IntraModalStructure(BindLoss):
     """Keep the head from collapsing what the backbone distinguishes.
 
     MSE between the cosine-similarity matrix of the head outputs `out` [n, d] and that of the
@@ -215,27 +300,41 @@ class IntraModalStructure(nn.Module):
     et al. (CVPR 2023), "Understanding and Constructing Latent Modality Structures in Multi-modal
     Representation Learning" (preserve modality-specific information), but it is a
     structure-preservation term, not the paper's loss (which adds a separate modality-specific
-    projection kept orthogonal to the shared one).
+    projection kept orthogonal to the shared one). On a batch: `out` is the media, `feats` the
+    batch's backbone features.
     """
 
-    def forward(self, out: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    name = "intra_modal"
+
+    def forward(self, batch: BatchOutputs) -> torch.Tensor:
+        features = batch.features
+        if features is None:
+            raise ValueError("IntraModalStructure needs the batch's backbone features")
+        return self.compute(batch.media, features)
+
+    def compute(self, out: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         if out.dim() != 2 or feats.dim() != 2 or out.shape[0] != feats.shape[0]:
             shapes = f"{tuple(out.shape)}, {tuple(feats.shape)}"
             raise ValueError(f"out [n, d] and feats [n, f] must have the same n, got {shapes}")
         return F.mse_loss(_cosine_matrix(out), _cosine_matrix(feats.detach()))
 
 
-class GeometricConsistency(nn.Module):
+class GeometricConsistency(BindLoss):
     """Geometric consistency loss of Jiang et al. (CVPR 2023).
 
     mean((S_aa - S_bb)²) + mean((S_ab - S_abᵀ)²), with S the cosine-similarity matrices within
     and across the batch: the two modalities should see the same geometry (a_i is to a_j as b_i
     is to b_j), and cross-modal similarity should be symmetric (a_i·b_j = a_j·b_i), without
     forcing a_i = b_i, which would close the modality gap exactly (the paper argues that is
-    sub-optimal). Zero when a == b.
+    sub-optimal). Zero when a == b. On a batch: a is the media, b the texts.
     """
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    name = "geometric"
+
+    def forward(self, batch: BatchOutputs) -> torch.Tensor:
+        return self.compute(batch.media, batch.texts)
+
+    def compute(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         _check_pair(a, b)
         s_ab = _cosine_matrix(a, b)
         return F.mse_loss(_cosine_matrix(a), _cosine_matrix(b)) + F.mse_loss(s_ab, s_ab.T)

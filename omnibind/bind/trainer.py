@@ -1,6 +1,8 @@
 """Binder: train one tower's head against the locked text anchor from paired examples (LiT).
 
 Backbone features come from the on-disk cache, so training is head-only and takes seconds.
+The objective is a list of loss objects (omnibind/bind/losses.py) that the trainer sums;
+`BindConfig` builds the default list from its fields and `bind(..., losses=[...])` replaces it.
 The held-out split is by pair group (no group on both sides), early stopping watches held-out
 Recall@1, and the result is a new space whose `space.json` records the manifest hash, losses,
 hyper-parameters and held-out metrics.
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,15 +25,18 @@ import torch
 from torch import nn
 
 from omnibind.bind import losses as L
-from omnibind.bind.cache import FeatureCache, ItemFeatures, content_key
+from omnibind.bind.cache import FeatureCache, content_key
 from omnibind.bind.cache import StackedFeatures as _Stacked
 from omnibind.bind.cache import project_items as _embed_items
-from omnibind.bind.pairs import BadRow, Pair
+from omnibind.bind.pairs import BadRow, Pair, manifest_path, manifest_sha256_of, read_manifest
 from omnibind.errors import OmnibindError
 from omnibind.heads import Head, LinearHead, MLPHead, ResidualHead
 from omnibind.scale import ddp
-from omnibind.space import Space
+from omnibind.space import Space, load_space
 from omnibind.tower import Tower
+
+EpochCallback = Callable[[dict[str, float]], None]
+CountCallback = Callable[[int], None]
 
 
 class BindError(OmnibindError):
@@ -38,6 +45,9 @@ class BindError(OmnibindError):
 
 @dataclass
 class BindConfig:
+    """Hyper-parameters of a bind, recorded in the new space's provenance. The loss fields describe
+    the default loss terms (`default_losses`); `bind(..., losses=[...])` replaces those terms."""
+
     tower: str = "image"
     head: str = "residual"  # residual | linear | mlp
     loss: str = "infonce"  # infonce | siglip
@@ -57,6 +67,26 @@ class BindConfig:
     val_fraction: float = 0.2
     patience: int = 6
     seed: int = 0
+
+    def default_losses(self, dim: int) -> list[L.BindLoss]:
+        """The loss terms the fields `loss`, `temperature`, `matryoshka`, `teacher`, `distill`,
+        `distill_weight`, `intra_weight` and `geometric_weight` describe, for a space of `dim`
+        dimensions: what `bind` trains with unless it is given `losses`."""
+        if self.loss == "infonce":
+            base: L.BindLoss = L.InfoNCE(init_temperature=self.temperature)
+        elif self.loss == "siglip":
+            base = L.SigLIP()
+        else:
+            raise BindError(f"unknown loss {self.loss!r}: infonce or siglip")
+        dims = [d for d in self.matryoshka if d < dim]
+        terms: list[L.BindLoss] = [L.Matryoshka(base, dims + [dim]) if dims else base]
+        if self.teacher and self.distill_weight > 0:
+            terms.append(L.Distillation(self.distill, weight=self.distill_weight))
+        if self.intra_weight > 0:
+            terms.append(L.IntraModalStructure(weight=self.intra_weight))
+        if self.geometric_weight > 0:
+            terms.append(L.GeometricConsistency(weight=self.geometric_weight))
+        return terms
 
 
 @dataclass
@@ -79,43 +109,126 @@ class _Data:
 
 
 def bind(space: Space, pairs: Sequence[Pair], config: BindConfig, cache_root: Path | None = None,
-         on_epoch: Callable[[dict[str, float]], None] | None = None,
-         on_features: Callable[[int], None] | None = None, manifest_hash: str | None = None,
-         replay: Sequence[Pair] = (), nproc: int = 1) -> BindResult:
+         on_epoch: EpochCallback | None = None, on_features: CountCallback | None = None,
+         manifest_hash: str | None = None, replay: Sequence[Pair] = (), nproc: int = 1,
+         losses: Sequence[nn.Module] | None = None) -> BindResult:
     """Train `config.tower`'s head on `pairs`; return a new space (the input space is untouched).
 
     `replay` pairs are always trained on and never held out: general-domain pairs mixed into a
     narrow bind so the space keeps what it knew, or extra training data that must not pollute
     the held-out measure of `pairs`. `nproc > 1` trains in that many processes on one global
-    batch (omnibind/scale/ddp.py): the same result, up to float summation order."""
+    batch (omnibind/scale/ddp.py): the same result, up to float summation order.
+
+    `losses` replaces the loss terms the config describes (`BindConfig.default_losses`); copies
+    are trained, so the same list gives the same result twice. `manifest_hash` defaults to
+    `manifest_sha256_of(pairs, replay)`: the manifest files' sha256 when the pairs were read with
+    `read_manifest`, the same digest `bind_manifest` and the CLI record."""
     if config.tower not in space.towers or config.tower == space.anchor:
-        raise BindError(f"cannot bind tower {config.tower!r}: the space has {list(space.towers)}, anchor {space.anchor!r} is locked")
+        raise BindError(f"cannot bind tower {config.tower!r}: the space has {list(space.towers)}, "
+                        f"anchor {space.anchor!r} is locked")
+    terms = _loss_terms(config, space.dim, losses)
+    manifest_hash = manifest_hash or manifest_sha256_of(pairs, replay)
     if nproc > 1 and not ddp.active():
-        new, result = ddp.run_parallel(space, list(pairs), list(replay), config, cache_root, manifest_hash, nproc)
-        return BindResult(new, result["metrics"], result["history"], [BadRow(l, r) for l, r in result["skipped"]])
+        return _bind_in_processes(space, pairs, replay, config, losses, cache_root, manifest_hash, nproc)
+    sources = (manifest_path(pairs), manifest_path(replay))
+    everything = list(pairs) + list(replay)
     torch.manual_seed(config.seed)
     tower = space.towers[config.tower]
     if ddp.rank() > 0:
         ddp.barrier()  # rank 0 fills the feature cache first; the others then read it
-    data, skipped = _prepare(space, tower, list(pairs) + list(replay), config, cache_root, on_features,
-                             n_main=len(pairs))  # backbones: all threads
+    needs_teacher = any(getattr(t, "uses_teacher", False) for t in terms)
+    data, skipped = _prepare(space, tower, everything, config, cache_root, on_features, len(pairs), needs_teacher,
+                             sources)  # backbones: all threads
     if ddp.rank() == 0:
         ddp.barrier()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # head steps are tiny: 2 threads spend them at barriers (9x slower, benchmarks/bind_speed.py)
+    # head steps are tiny: 2 threads spend them at barriers (9x slower, benchmarks/bind_speed.py)
+    torch.set_num_threads(1)
     try:
-        return _train(space, tower, data, skipped, list(pairs) + list(replay), config, on_epoch, manifest_hash)
+        return _train(space, tower, data, skipped, everything, config, terms, on_epoch, manifest_hash)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(space: Space, tower: Tower, data: "_Data", skipped: list[BadRow], pairs: Sequence[Pair],
-           config: BindConfig, on_epoch: Callable[[dict[str, float]], None] | None,
+def bind_manifest(space: Space, pairs_path: str | Path, config: BindConfig, replay_path: str | Path | None = None,
+                  cache_root: Path | None = None, nproc: int = 1, on_read: CountCallback | None = None,
+                  on_features: CountCallback | None = None, on_epoch: EpochCallback | None = None,
+                  losses: Sequence[nn.Module] | None = None) -> BindResult:
+    """`omnibind bind`: read the manifest (and the replay manifest), bind, return the result.
+
+    The one job behind the CLI, so that it only parses options and prints. `on_read(n)` is called
+    once the manifests are read, with their number of pairs (the size of a feature progress bar);
+    `on_features` and `on_epoch` are `bind`'s. The space records `manifest_sha256(pairs_path,
+    replay_path)`. `result.skipped` holds every row left out, each naming its manifest
+    (`BadRow.manifest`): rows that did not parse, then pairs that failed to load;
+    `metrics["skipped"]` counts only the latter, as `bind` does."""
+    pairs, bad = read_manifest(pairs_path)
+    replay, replay_bad = read_manifest(replay_path) if replay_path is not None else ([], [])
+    if on_read:
+        on_read(len(pairs) + len(replay))
+    result = bind(space, pairs, config, cache_root, on_epoch=on_epoch, on_features=on_features, replay=replay,
+                  nproc=nproc, losses=losses)
+    result.skipped = [*bad, *replay_bad, *result.skipped]
+    return result
+
+
+def _loss_terms(config: BindConfig, dim: int, losses: Sequence[nn.Module] | None) -> list[nn.Module]:
+    """The terms to train with: copies of the given ones (a bind never trains the caller's
+    objects), or the config's defaults. Each needs a distinct name (its history key)."""
+    terms = config.default_losses(dim) if losses is None else [copy.deepcopy(t) for t in losses]
+    if not terms:
+        raise BindError("losses is empty: give at least one loss term")
+    names = [_term_name(t) for t in terms]
+    if len(set(names)) != len(names):
+        raise BindError(f"loss terms need distinct names (name=...), got {names}")
+    if any(getattr(t, "uses_teacher", False) for t in terms) and not config.teacher:
+        raise BindError("a loss term uses a teacher: set BindConfig.teacher ('bridge' or a space)")
+    return terms
+
+
+def _term_name(term: nn.Module) -> str:
+    return str(getattr(term, "name", type(term).__name__.lower()))
+
+
+def _bind_in_processes(space: Space, pairs: Sequence[Pair], replay: Sequence[Pair], config: BindConfig,
+                       losses: Sequence[nn.Module] | None, cache_root: Path | None, manifest_hash: str | None,
+                       nproc: int) -> BindResult:
+    """`bind` in `nproc` processes that scale/ddp.py launches: the base space goes to them as a
+    folder, rank 0 saves the new space and its record, and this process reads them back."""
+    with tempfile.TemporaryDirectory(prefix="omnibind-ddp-") as tmp:
+        base = Path(tmp) / "base"
+        space.save(base)
+        # the pair lists travel as they are: pairs read from a manifest keep naming it in skipped rows
+        args = (str(base), pairs, replay, config, losses, str(cache_root) if cache_root else None, manifest_hash, tmp)
+        ddp.launch(_bind_worker, args, nproc)
+        record = json.loads((Path(tmp) / "result.json").read_text("utf-8"))
+        new = load_space(Path(tmp) / "space")  # heads are read into memory; backbones load by reference
+    skipped = [BadRow(line, reason, manifest) for line, reason, manifest in record["skipped"]]
+    return BindResult(new, record["metrics"], record["history"], skipped)
+
+
+def _bind_worker(space_dir: str, pairs: Sequence[Pair], replay: Sequence[Pair], config: BindConfig,
+                 losses: Sequence[nn.Module] | None, cache_root: str | None, manifest_hash: str | None,
+                 out_dir: str) -> None:
+    """One process of `_bind_in_processes` (module level: the launcher pickles it by reference)."""
+    space = load_space(space_dir)
+    result = bind(space, pairs, config, Path(cache_root) if cache_root else None, manifest_hash=manifest_hash,
+                  replay=replay, losses=losses)
+    if ddp.rank() == 0:
+        out = Path(out_dir)
+        result.space.save(out / "space")
+        skipped = [[b.line, b.reason, b.manifest] for b in result.skipped]
+        record = {"metrics": result.metrics, "history": result.history, "skipped": skipped}
+        (out / "result.json").write_text(json.dumps(record, default=float), "utf-8")
+
+
+def _train(space: Space, tower: Tower, data: _Data, skipped: list[BadRow], pairs: Sequence[Pair],
+           config: BindConfig, terms: list[nn.Module], on_epoch: EpochCallback | None,
            manifest_hash: str | None) -> BindResult:
     train_idx, val_idx = _split(data.groups, config.val_fraction, config.seed, data.replay)
     torch.manual_seed(config.seed)  # here, not before _prepare: loading a backbone draws from torch's RNG
     head = _new_head(tower, config)
-    objective = _Objective(config, space.dim)
+    objective = _Objective(terms)
     params = [p for p in list(head.parameters()) + list(objective.parameters()) if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     before = _evaluate(tower.head, data, val_idx) if len(val_idx) else {}
@@ -124,8 +237,8 @@ def _train(space: Space, tower: Tower, data: "_Data", skipped: list[BadRow], pai
     rng = np.random.default_rng(config.seed)
     for epoch in range(1, config.epochs + 1):
         head.train()
-        loss = _train_epoch(head, objective, optimiser, data, train_idx, config, rng)
-        row = {"epoch": epoch, "loss": loss}
+        loss, parts = _train_epoch(head, objective, optimiser, data, train_idx, config, rng)
+        row = {"epoch": epoch, "loss": loss, **parts}
         if len(val_idx):
             row.update(_evaluate(head, data, val_idx))
             score = row["val_R@1"]
@@ -144,9 +257,10 @@ def _train(space: Space, tower: Tower, data: "_Data", skipped: list[BadRow], pai
         best_epoch = len(history)
     head.eval()
     after = _evaluate(head, data, val_idx) if len(val_idx) else {}
-    metrics = {"pairs": len(data.text_ids), "replay": int(data.replay.sum()), "train": len(train_idx), "held_out": len(val_idx), "best_epoch": best_epoch,
-               "held_out_bridge": before, "held_out_trained": after, "skipped": len(skipped)}
-    new = _with_head(space, config.tower, head, config, metrics, manifest_hash, pairs)
+    metrics = {"pairs": len(data.text_ids), "replay": int(data.replay.sum()), "train": len(train_idx),
+               "held_out": len(val_idx), "best_epoch": best_epoch, "held_out_bridge": before,
+               "held_out_trained": after, "skipped": len(skipped)}
+    new = _with_head(space, config, head, metrics, manifest_hash or _cells_sha256(pairs), objective.describe())
     return BindResult(new, metrics, history, skipped)
 
 
@@ -154,7 +268,10 @@ def _train(space: Space, tower: Tower, data: "_Data", skipped: list[BadRow], pai
 
 
 def _prepare(space: Space, tower: Tower, pairs: Sequence[Pair], config: BindConfig, cache_root: Path | None,
-             on_features: Callable[[int], None] | None, n_main: int) -> tuple[_Data, list[BadRow]]:
+             on_features: CountCallback | None, n_main: int, needs_teacher: bool,
+             sources: tuple[str | None, str | None]) -> tuple[_Data, list[BadRow]]:
+    """Features, anchor vectors (and teacher vectors) of the usable pairs; the others as bad rows
+    naming their manifest (`sources`: of the first `n_main` pairs, of the rest)."""
     skipped: list[BadRow] = []
     oriented = []
     for n, p in enumerate(pairs):
@@ -163,14 +280,15 @@ def _prepare(space: Space, tower: Tower, pairs: Sequence[Pair], config: BindConf
         elif isinstance(p.b, str) and not isinstance(p.a, str):
             oriented.append((p.b, p.a, p, n >= n_main))
         else:
-            skipped.append(BadRow(p.line, "a pair needs one text cell and one media cell (the anchor is text)"))
+            reason = "a pair needs one text cell and one media cell (the anchor is text)"
+            skipped.append(BadRow(p.line, reason, sources[n >= n_main]))
     if not oriented:
         raise BindError("no usable pairs" + (f"; first problem: {skipped[0]}" if skipped else ""))
     cache = FeatureCache(tower.backbone, cache_root)
     feats, errors = cache.features([o[1] for o in oriented], progress=on_features)
     for i, exc in sorted(errors.items()):
         where = "(replay manifest) " if oriented[i][3] else ""
-        skipped.append(BadRow(oriented[i][2].line, f"{where}{exc.source}: {exc.reason}"))
+        skipped.append(BadRow(oriented[i][2].line, f"{where}{exc.source}: {exc.reason}", sources[oriented[i][3]]))
     keep = [i for i in range(len(oriented)) if feats[i] is not None]
     if len(keep) < 2:
         raise BindError(f"fewer than 2 usable pairs ({len(skipped)} skipped; first: {skipped[0] if skipped else '-'})")
@@ -186,18 +304,17 @@ def _prepare(space: Space, tower: Tower, pairs: Sequence[Pair], config: BindConf
         teacher=None,
         replay=np.array([oriented[i][3] for i in keep], dtype=bool),
     )
-    data.teacher = _teacher_vectors(space, tower, config, data)
+    data.teacher = _teacher_vectors(space, tower, config, data) if needs_teacher else None
     return data, skipped
 
 
 def _teacher_vectors(space: Space, tower: Tower, config: BindConfig, data: _Data) -> torch.Tensor | None:
-    if not config.teacher or config.distill_weight <= 0:
+    """The teacher's vectors of every item, once (the teacher is frozen)."""
+    if not config.teacher:
         return None
     if config.teacher == "bridge":
         teacher_head = tower.head
     else:
-        from omnibind.space import load_space
-
         other = load_space(config.teacher)
         if config.tower not in other.towers or other.towers[config.tower].backbone_ref != tower.backbone_ref:
             raise BindError(f"teacher space {config.teacher} needs a {config.tower} tower on {tower.backbone_ref}")
@@ -286,57 +403,41 @@ def _new_head(tower: Tower, config: BindConfig) -> Head:
 
 
 class _Objective(nn.Module):
-    def __init__(self, config: BindConfig, dim: int) -> None:
-        super().__init__()
-        if config.loss == "infonce":
-            base: nn.Module = L.InfoNCE(init_temperature=config.temperature)
-        elif config.loss == "siglip":
-            base = L.SigLIP()
-        else:
-            raise BindError(f"unknown loss {config.loss!r}: infonce or siglip")
-        dims = [d for d in config.matryoshka if d < dim]
-        self.contrastive = L.Matryoshka(base, dims + [dim]) if dims else base
-        self.distill = L.Distillation(config.distill) if config.teacher and config.distill_weight > 0 else None
-        self.intra = L.IntraModalStructure() if config.intra_weight > 0 else None
-        self.geometric = L.GeometricConsistency() if config.geometric_weight > 0 else None
-        self.config = config
+    """The sum of the loss terms, each times its `weight`; also each term's unweighted value (the
+    history's `loss_<name>`). A module, so the terms' temperatures reach the optimiser."""
 
-    def forward(self, media: torch.Tensor, texts: torch.Tensor, teacher: torch.Tensor | None,
-                inputs: torch.Tensor | None, negatives: torch.Tensor | None) -> torch.Tensor:
-        c = self.config
-        if negatives is not None:
-            loss = self.contrastive(texts, media, extra_negatives_b=negatives)
-        else:
-            loss = self.contrastive(texts, media)
-        if self.distill is not None and teacher is not None:
-            loss = loss + c.distill_weight * self.distill(media, teacher)
-        if self.intra is not None:
-            loss = loss + c.intra_weight * self.intra(media, inputs)
-        if self.geometric is not None:
-            loss = loss + c.geometric_weight * self.geometric(media, texts)
-        return loss
+    def __init__(self, terms: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.terms = nn.ModuleList(terms)
+
+    def forward(self, batch: L.BatchOutputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        total: torch.Tensor | None = None
+        parts: dict[str, torch.Tensor] = {}
+        for term in self.terms:
+            value = term(batch)
+            parts[_term_name(term)] = value
+            weighted = float(getattr(term, "weight", 1.0)) * value
+            total = weighted if total is None else total + weighted
+        assert total is not None  # _loss_terms refuses an empty list
+        return total, parts
+
+    def describe(self) -> list[dict[str, Any]]:
+        """What the space's provenance records of the objective."""
+        return [{"name": _term_name(t), "class": f"{type(t).__module__}.{type(t).__qualname__}",
+                 "weight": float(getattr(t, "weight", 1.0))} for t in self.terms]
 
 
 def _train_epoch(head: Head, objective: _Objective, optimiser: torch.optim.Optimizer, data: _Data,
-                 train_idx: np.ndarray, config: BindConfig, rng: np.random.Generator) -> float:
+                 train_idx: np.ndarray, config: BindConfig,
+                 rng: np.random.Generator) -> tuple[float, dict[str, float]]:
+    """One epoch; the mean loss per pair and each term's mean (`loss_<name>`)."""
     hard = _hard_negative_table(head, data, train_idx, config.hard_negatives) if config.hard_negatives else None
-    key = head.input_key
-    total, count = 0.0, 0
+    total, count, part_totals = 0.0, 0, {}
     batches = _batches(data.text_ids, _weighted_epoch(train_idx, data.weights, rng), config.batch_size, rng)
     step_loss, step_pairs = None, 0
     params = [p for g in optimiser.param_groups for p in g["params"]]
     for b, batch_idx in enumerate(batches):
-        media = _embed_batch(head, data.feats, batch_idx)
-        texts = data.anchors[data.text_ids[batch_idx]]
-        teacher = data.teacher[batch_idx] if data.teacher is not None else None
-        inputs = data.feats.mean(key, batch_idx) if getattr(objective, "intra", None) is not None else None
-        negatives = None
-        if hard is not None:
-            neg_idx = np.unique(hard[np.searchsorted(train_idx, batch_idx)].reshape(-1))
-            neg_idx = np.setdiff1d(neg_idx, batch_idx)
-            neg_idx = neg_idx[~np.isin(data.text_ids[neg_idx], data.text_ids[batch_idx])]  # no hidden positives
-            negatives = _embed_items(head, data.feats, neg_idx) if len(neg_idx) else None
-        loss = objective(media, texts, teacher, inputs, negatives)
+        loss, parts = objective(_batch_outputs(head, data, batch_idx, train_idx, hard))
         # Caption-disjoint batches can be small (keyword captions: one pair per caption); they are
         # accumulated into one optimiser step of about batch_size pairs, each keeping its own negatives.
         weighted = loss * len(batch_idx)
@@ -350,8 +451,30 @@ def _train_epoch(head: Head, objective: _Objective, optimiser: torch.optim.Optim
             optimiser.step()
             step_loss, step_pairs = None, 0
         total += float(loss.detach()) * len(batch_idx)
+        for name, value in parts.items():
+            part_totals[name] = part_totals.get(name, 0.0) + float(value.detach()) * len(batch_idx)
         count += len(batch_idx)
-    return total / max(1, count)
+    return total / max(1, count), {f"loss_{k}": v / max(1, count) for k, v in part_totals.items()}
+
+
+def _batch_outputs(head: Head, data: _Data, batch_idx: np.ndarray, train_idx: np.ndarray,
+                   hard: np.ndarray | None) -> L.BatchOutputs:
+    """What the loss terms see of one batch. Hard negatives are other train media mined for the
+    batch's captions, minus the batch itself and any media of the batch's captions (hidden positives)."""
+    negatives = None
+    media = _embed_batch(head, data.feats, batch_idx)
+    if hard is not None:
+        neg_idx = np.unique(hard[np.searchsorted(train_idx, batch_idx)].reshape(-1))
+        neg_idx = np.setdiff1d(neg_idx, batch_idx)
+        neg_idx = neg_idx[~np.isin(data.text_ids[neg_idx], data.text_ids[batch_idx])]
+        negatives = _embed_items(head, data.feats, neg_idx) if len(neg_idx) else None
+    return L.BatchOutputs(
+        media=media,
+        texts=data.anchors[data.text_ids[batch_idx]],
+        teacher=data.teacher[batch_idx] if data.teacher is not None else None,
+        negatives=negatives,
+        features=lambda: data.feats.mean(head.input_key, batch_idx),
+    )
 
 
 def _embed_batch(head: Head, feats: _Stacked, batch_idx: np.ndarray) -> torch.Tensor:
@@ -395,21 +518,25 @@ def _evaluate(head: Head, data: _Data, idx: np.ndarray) -> dict[str, float]:
     return out
 
 
-def _with_head(space: Space, modality: str, head: Head, config: BindConfig, metrics: dict[str, Any],
-               manifest_hash: str | None, pairs: Sequence[Pair]) -> Space:
+def _with_head(space: Space, config: BindConfig, head: Head, metrics: dict[str, Any], manifest_hash: str,
+               losses: list[dict[str, Any]]) -> Space:
+    """The new space: `space` with the trained head on `config.tower`, and a provenance record."""
+    modality = config.tower
     towers = dict(space.towers)
     old = towers[modality]
     towers[modality] = Tower(modality, old.backbone_ref, head.eval(), old._backbone)
-    if manifest_hash is None:
-        h = hashlib.sha256()
-        for p in pairs:
-            cells = [c if isinstance(c, str) else content_key(c) for c in (p.a, p.b)]
-            h.update(f"{cells[0]}\t{cells[1]}\t{p.weight}\t{p.group}\n".encode())
-        manifest_hash = h.hexdigest()
-    provenance = {
-        **space.provenance,
-        f"bind_{modality}": {"base_space": space.name, "manifest_sha256": manifest_hash, "config": asdict(config),
-                             "metrics": metrics},
-    }
+    record = {"base_space": space.name, "manifest_sha256": manifest_hash, "config": asdict(config),
+              "losses": losses, "metrics": metrics}
+    provenance = {**space.provenance, f"bind_{modality}": record}
     return Space(towers, name=f"{space.name}+bind-{modality}", anchor=space.anchor, video=space.video,
                  temperature=space.temperature, provenance=provenance, limits=space.limits)
+
+
+def _cells_sha256(pairs: Sequence[Pair]) -> str:
+    """The manifest digest of pairs built in code (no file to hash): a sha256 over their cells,
+    media cells by content."""
+    h = hashlib.sha256()
+    for p in pairs:
+        cells = [c if isinstance(c, str) else content_key(c) for c in (p.a, p.b)]
+        h.update(f"{cells[0]}\t{cells[1]}\t{p.weight}\t{p.group}\n".encode())
+    return h.hexdigest()

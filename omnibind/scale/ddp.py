@@ -9,18 +9,16 @@ the binder accumulates several caption-disjoint sub-batches into one optimiser s
 one-forward-one-backward bookkeeping does not allow). The result equals single-process training
 on the same global batch, up to float summation order (tests/test_scale_ddp.py).
 
-`bind(..., nproc=N)` (CLI: `omnibind bind --nproc N`) launches the workers with
-torch.multiprocessing; under `torchrun`, `init_from_env()` joins the process group instead.
+`bind(..., nproc=N)` (CLI: `omnibind bind --nproc N`) hands `launch` the function each worker
+runs (the binder's, passed by reference: this module knows nothing of the binder, so the two do
+not import each other); under `torchrun`, `init_from_env()` joins the process group instead.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import tempfile
-from dataclasses import asdict
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,40 +89,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(space_dir: Path, pairs: list[Any], replay: list[Any], config: Any, cache_root: Path | None,
-           manifest_hash: str | None, nproc: int, out_dir: Path) -> dict[str, Any]:
-    """Run `bind` in `nproc` processes; rank 0 saves the new space to `out_dir/space` and its
-    metrics and history to `out_dir/result.json`, which is returned."""
+def launch(fn: Callable[..., None], args: Sequence[Any], nproc: int) -> None:
+    """Run `fn(*args)` in `nproc` new processes joined in one process group (rank = process
+    index), on this machine. `fn` must be a module-level function (it is pickled by reference),
+    and whatever it produces it must save itself: nothing is returned."""
     import torch.multiprocessing as mp
 
-    port = _free_port()
-    mp.spawn(_worker, args=(nproc, port, str(space_dir), pairs, replay, asdict(config),
-                            str(cache_root) if cache_root else None, manifest_hash, str(out_dir)),
-             nprocs=nproc, join=True)
-    return json.loads((out_dir / "result.json").read_text("utf-8"))
+    mp.spawn(_worker, args=(nproc, _free_port(), fn, tuple(args)), nprocs=nproc, join=True)
 
 
-def _worker(local_rank: int, nproc: int, port: int, space_dir: str, pairs: list[Any], replay: list[Any],
-            config: dict[str, Any], cache_root: str | None, manifest_hash: str | None, out_dir: str) -> None:
-    from omnibind.bind.trainer import BindConfig, bind
-    from omnibind.space import load_space
-
+def _worker(local_rank: int, nproc: int, port: int, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(local_rank),
                       WORLD_SIZE=str(nproc), LOCAL_RANK=str(local_rank))
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # all processes are on this machine
     backend = "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= nproc else "gloo"
     dist.init_process_group(backend, rank=local_rank, world_size=nproc)
     try:
-        space = load_space(space_dir)
-        cfg = BindConfig(**{**config, "matryoshka": tuple(config.get("matryoshka") or ())})
-        result = bind(space, pairs, cfg, Path(cache_root) if cache_root else None,
-                      manifest_hash=manifest_hash, replay=replay)
-        if local_rank == 0:
-            out = Path(out_dir)
-            result.space.save(out / "space")
-            (out / "result.json").write_text(json.dumps(
-                {"metrics": result.metrics, "history": result.history,
-                 "skipped": [[b.line, b.reason] for b in result.skipped]}, default=float), "utf-8")
+        fn(*args)
     finally:
         dist.barrier()  # nobody tears gloo down while a peer still talks to it
         dist.destroy_process_group()
@@ -140,15 +121,3 @@ def exit_worker() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-def run_parallel(space: Any, pairs: list[Any], replay: list[Any], config: Any, cache_root: Path | None,
-                 manifest_hash: str | None, nproc: int) -> tuple[Any, dict[str, Any]]:
-    """(new space, result dict) of an `nproc`-process bind of `space`."""
-    from omnibind.space import load_space
-
-    with tempfile.TemporaryDirectory(prefix="omnibind-ddp-") as tmp:
-        base = Path(tmp) / "base"
-        space.save(base)
-        result = launch(base, pairs, replay, config, cache_root, manifest_hash, nproc, Path(tmp))
-        return load_space(Path(tmp) / "space"), result  # heads are read into memory; backbones load by reference
