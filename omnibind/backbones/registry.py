@@ -12,6 +12,7 @@ import pkgutil
 import threading
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from omnibind.backbones.base import Backbone
 from omnibind.errors import BackboneError
@@ -49,7 +50,7 @@ def known() -> list[str]:
 def default_modality(ref: str) -> str | None:
     """The modality a plain backbone name serves (None for prefixes that serve several)."""
     entry = _factory_for(ref)
-    return entry[1] if entry and entry[0] == ref else None
+    return entry[2] if entry and entry[0] == ref else None
 
 
 def load_backbone(ref: str, modality: str | None = None) -> Backbone:
@@ -96,11 +97,9 @@ def _import_family(name: str) -> None:
             for ep in matches:
                 ep.load()
         elif not _entry_points():  # a source tree that was never installed: import every family
-            import omnibind.backbones as package
-
-            for info in pkgutil.iter_modules(package.__path__):
+            for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
                 if info.name not in ("base", "registry", "onnx"):
-                    importlib.import_module(f"{package.__name__}.{info.name}")
+                    importlib.import_module(f"{__package__}.{info.name}")
 
 
 def _entry_points() -> list:

@@ -25,8 +25,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-_STATE: dict[str, int] = {}
-
 
 def active() -> bool:
     """Whether this process is one of several binding together."""
