@@ -29,6 +29,12 @@ def test_cached_embedder_equals_space_embed_and_reads_the_cache(space, tmp_path:
         CachedEmbedder(space, tmp_path)(texts, "nope")
 
 
+def test_report_records_the_one_version_lookup():
+    from omnibind.version import __version__
+
+    assert rep.run([], [], command="omnibind eval")["omnibind_version"] == __version__
+
+
 def test_task_names():
     assert task_names("all")[0] == "tux-images" and "sts-b" in task_names("all")
     assert task_names("sts-b, tux-sounds") == ["sts-b", "tux-sounds"]

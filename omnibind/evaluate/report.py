@@ -23,6 +23,7 @@ import numpy as np
 
 from omnibind.evaluate.suite import SEED, CachedEmbedder, TaskResult, task
 from omnibind.space import Space, load_space
+from omnibind.version import __version__
 
 README_BEGIN, README_END = "<!-- omnibind eval: begin -->", "<!-- omnibind eval: end -->"
 Progress = Callable[[str], None]
@@ -34,7 +35,7 @@ def run(spaces: Sequence[str], tasks: Sequence[str], limit: int | None = None, c
     start = time.perf_counter()
     loaded: list[tuple[str, Space]] = [(ref, load_space(ref)) for ref in spaces]
     report: dict[str, Any] = {
-        "omnibind_version": _version(), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "omnibind_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command or " ".join(["omnibind", *sys.argv[1:]]), "seed": SEED, "limit": limit,
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
         "spaces": [{"ref": ref, "name": sp.name, "fingerprint": sp.fingerprint(), "dim": sp.dim} for ref, sp in loaded],
@@ -52,12 +53,6 @@ def run(spaces: Sequence[str], tasks: Sequence[str], limit: int | None = None, c
                                      "seconds": round(time.perf_counter() - t0, 2)}
     report["seconds"] = round(time.perf_counter() - start, 1)
     return report
-
-
-def _version() -> str:
-    from omnibind import __version__
-
-    return __version__
 
 
 # -- markdown ---------------------------------------------------------------------------------------
