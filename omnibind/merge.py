@@ -304,13 +304,13 @@ def embed_cached(space: Space, modality: str, key: Any, load: Callable[[], list[
 def eval_tux_test(space: Space, limit: int | None = None) -> dict[str, float]:
     """Tux Paint photo-like stamps, test split: caption->image retrieval, R@10 first (percent)."""
     from omnibind.evaluate import datasets as ds
-    from omnibind.evaluate.metrics import recall_at_k
+    from omnibind.evaluate.metrics import retrieval_metrics
 
     stamps = ds.tuxpaint_images("test")[:limit]
     key = ("tux-test", limit)
     caps = embed_cached(space, "text", key, lambda: [s.caption for s in stamps])
     imgs = embed_cached(space, "image", key, lambda: [s.image for s in stamps])
-    r = recall_at_k(caps @ imgs.T, ks=(1, 5, 10))
+    r = retrieval_metrics(caps @ imgs.T, ks=(1, 5, 10))
     return {"R@10": r["R@10"], "R@1": r["R@1"], "R@5": r["R@5"], "MRR": r["MRR"]}
 
 
@@ -321,7 +321,7 @@ def eval_fashion_mnist_test(space: Space, limit: int | None = 2000) -> dict[str,
     from PIL import Image
 
     from omnibind.evaluate import datasets as ds
-    from omnibind.evaluate.metrics import accuracy
+    from omnibind.evaluate.metrics import classification_metrics
 
     x, y = ds.fashion_mnist("test")
     x, y = x[:limit], y[:limit]
@@ -329,7 +329,7 @@ def eval_fashion_mnist_test(space: Space, limit: int | None = 2000) -> dict[str,
                           lambda: [f"a photo of a {c}." for c in ds.FASHION_MNIST_CLASSES])
     images = embed_cached(space, "image", ("fashion-mnist-test", limit),
                           lambda: [Image.fromarray(255 - a).convert("RGB") for a in x])
-    return {"accuracy": accuracy(images @ labels.T, y)}
+    return {"accuracy": classification_metrics(images @ labels.T, y, ds.FASHION_MNIST_CLASSES)["accuracy"]}
 
 
 # name -> evaluator(space, limit=...) -> metrics; the first metric is the headline one.

@@ -116,7 +116,7 @@ def test_eval_on_users_pairs_manifest_and_labelled_folder(space, tmp_path: Path)
     a_b = pairs["results"]["default"]["metrics"]["a->b"]
     assert pairs["dataset"]["n"] == 5 and a_b["queries"] == 4  # 4 distinct captions
     caps, imgs = space.embed([f"a {c} circle" for c in colours]), space.embed([tmp_path / f"{c}.png" for c in colours])
-    from omnibind.evaluate.tasks import retrieval_metrics
+    from omnibind.evaluate.metrics import retrieval_metrics
 
     expected = retrieval_metrics(caps @ imgs.T, [{0, 1}, {1}, {2}, {3}])
     assert a_b == pytest.approx(expected)

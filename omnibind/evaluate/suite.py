@@ -1,7 +1,7 @@
 """The evaluation suite: standard tasks on real data, run for one or more spaces.
 
 Each task loads a real dataset (omnibind/evaluate/datasets.py), embeds it with a space and
-scores it (omnibind/evaluate/tasks.py). Backbone features go through the bind feature cache, so
+scores it (omnibind/evaluate/metrics.py). Backbone features go through the bind feature cache, so
 a second space with the same backbones, or a second run, costs only the heads. Every result
 records the dataset's source package and version and its size, so a report says exactly what it
 measured.
@@ -24,7 +24,7 @@ from PIL import Image
 from omnibind.bind.cache import FeatureCache, StackedFeatures, project_items
 from omnibind.errors import OmnibindError
 from omnibind.evaluate import datasets as ds
-from omnibind.evaluate import tasks as T
+from omnibind.evaluate import metrics as M
 from omnibind.space import Space
 
 MATRYOSHKA_DIMS = (16, 32, 64, 128, 256, 384)
@@ -107,14 +107,14 @@ def _matched_unmatched(a: np.ndarray, b: np.ndarray, relevant: list[set[int]] | 
 
 def _retrieval(name: str, a: np.ndarray, b: np.ndarray, names: tuple[str, str], dataset: dict[str, Any],
                matryoshka: bool = False) -> TaskResult:
-    metrics = T.retrieval_both_directions(a, b, None, *names)
+    metrics = M.retrieval_both_directions(a, b, None, *names)
     extra: dict[str, Any] = {"similarities": {f"{names[0]}-{names[1]}": _matched_unmatched(a, b)}}
     if matryoshka:
         def r_at(dim: int, k: str) -> float:
-            return T.retrieval_metrics(T.truncate(a, dim) @ T.truncate(b, dim).T)[k]
+            return M.retrieval_metrics(M.truncate(a, dim) @ M.truncate(b, dim).T)[k]
 
         dims = [d for d in MATRYOSHKA_DIMS if d <= a.shape[1]]
-        extra["matryoshka"] = {f"{names[0]}->{names[1]} {k}": T.matryoshka_curve(functools.partial(r_at, k=k), dims)
+        extra["matryoshka"] = {f"{names[0]}->{names[1]} {k}": M.matryoshka_curve(functools.partial(r_at, k=k), dims)
                                for k in ("R@1", "R@5", "R@10")}
     return TaskResult(name, "retrieval", dataset, metrics, extra)
 
@@ -152,7 +152,7 @@ def fashion_mnist(embed: CachedEmbedder, limit: int | None) -> TaskResult:
     labels /= np.linalg.norm(labels, axis=1, keepdims=True)
     images = embed([Image.fromarray(255 - a).convert("RGB") for a in x], "image")
     scores = images @ labels.T
-    metrics = T.classification_metrics(scores, y, names)
+    metrics = M.classification_metrics(scores, y, names)
     sims = {"image-label": {"matched": [round(float(s), 4) for s in scores[np.arange(len(y)), y][:HISTOGRAM_PAIRS]],
                             "unmatched": [round(float(s), 4) for s in scores[np.arange(len(y)), (y + 1) % len(names)][:HISTOGRAM_PAIRS]]}}
     return TaskResult("fashion-mnist", "classification", {
@@ -164,7 +164,7 @@ def sts_b(embed: CachedEmbedder, limit: int | None) -> TaskResult:
     a, b, gold = ds.sts_b("test")
     a, b, gold = a[:limit], b[:limit], gold[:limit]
     va, vb = embed(a, "text"), embed(b, "text")
-    metrics = T.sts_metrics(va, vb, gold)
+    metrics = M.sts_metrics(va, vb, gold)
     cos = (va * vb).sum(1)
     sims = {"text-text": {"matched": [round(float(c), 4) for c in cos[gold >= 4.0]],
                           "unmatched": [round(float(c), 4) for c in cos[gold <= 1.0]]}}
@@ -219,7 +219,7 @@ def pairs_task(path: str) -> Callable[[CachedEmbedder, int | None], TaskResult]:
         for p in pairs:
             relevant[a_pos[p.a]].add(b_pos[p.b])
         a, b = _embed_mixed(embed, a_items), _embed_mixed(embed, b_items)
-        metrics = T.retrieval_both_directions(a, b, relevant, "a", "b")
+        metrics = M.retrieval_both_directions(a, b, relevant, "a", "b")
         sims = {"a-b": _matched_unmatched(a, b, relevant)}
         return TaskResult(f"pairs:{path}", "retrieval", {"name": f"pairs manifest {path}", "n": len(pairs),
                           "source": f"file:{Path(path).resolve()}", "version": None}, metrics, {"similarities": sims})
@@ -243,7 +243,7 @@ def folder_task(path: str) -> Callable[[CachedEmbedder, int | None], TaskResult]
         scores = _embed_mixed(embed, files) @ label_vecs.T
         return TaskResult(f"folder:{path}", "classification", {"name": f"labelled folder {path} ({modality})",
                           "n": len(files), "source": f"file:{Path(path).resolve()}", "version": None},
-                          T.classification_metrics(scores, y, names))
+                          M.classification_metrics(scores, y, names))
 
     return run
 
