@@ -23,7 +23,7 @@ def test_cached_embedder_equals_space_embed_and_reads_the_cache(space, tmp_path:
     np.testing.assert_allclose(first(images, "image"), space.embed(images), atol=1e-5)
     again = CachedEmbedder(space, tmp_path)
     again(images, "image")
-    cache = again._caches[space.towers["image"].backbone_ref]
+    cache = again.caches.for_tower(space.towers["image"])
     assert (cache.hits, cache.misses) == (3, 0)  # second run: nothing recomputed
     with pytest.raises(OmnibindError, match="no video tower|no .* tower"):
         CachedEmbedder(space, tmp_path)(texts, "nope")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from omnibind.evaluate.suite import SEED, CachedEmbedder, TaskResult, task
+from omnibind.evaluate.suite import SEED, CachedEmbedder, FeatureCaches, TaskResult, task
 from omnibind.space import Space, load_space
 from omnibind.version import __version__
 
@@ -41,8 +41,9 @@ def run(spaces: Sequence[str], tasks: Sequence[str], limit: int | None = None, c
         "spaces": [{"ref": ref, "name": sp.name, "fingerprint": sp.fingerprint(), "dim": sp.dim} for ref, sp in loaded],
         "tasks": {},
     }
+    caches = FeatureCaches(cache_root)  # spaces with the same backbones share their features
     for ref, sp in loaded:
-        embed = CachedEmbedder(sp, cache_root)
+        embed = CachedEmbedder(sp, caches)
         for name in tasks:
             if progress:
                 progress(f"{ref}: {name}")
