@@ -82,3 +82,17 @@ def test_folder_task_prompts_with_the_modality_tables_templates(tmp_path: Path, 
     prompts = [t.format(n) for n in ("low hum", "rain") for t in modalities.templates("audio")]
     assert asked[0] == ("text", prompts) and asked[1][0] == "audio"
     assert result.metrics["n"] == 2
+
+
+def test_evaluation_never_imports_merge_or_the_cli():
+    """merge builds on evaluate, never the reverse (function-level imports count too): no cycle."""
+    import ast
+
+    root = Path(suite.__file__).parent
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) and node.module
+                     else [])
+            bad = [n for n in names if n.startswith(("omnibind.merge", "omnibind.cli"))]
+            assert not bad, f"{path.name} imports {bad}"

@@ -95,6 +95,7 @@ def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, dict[str, str]
 
 
 def results_table(report: dict[str, Any]) -> str:
+    """The side-by-side Markdown table (the README's, between the eval markers)."""
     refs = [s["ref"] for s in report["spaces"]]
     lines = ["| task | metric | " + " | ".join(f"`{r}`" for r in refs) + " |", "|---|---|" + "---|" * len(refs)]
     lines += [f"| {t} | {m} | " + " | ".join(v[r] for r in refs) + " |" for t, m, v in headline_rows(report)]
@@ -102,6 +103,7 @@ def results_table(report: dict[str, Any]) -> str:
 
 
 def markdown(report: dict[str, Any], plots: Sequence[Path] = ()) -> str:
+    """report.md: provenance, datasets, the results table, per-class accuracy, the plots inline."""
     out = [f"# omnibind evaluation — {report['created']}", "",
            f"`{report['command']}`  ", f"omnibind {report['omnibind_version']}, seed {report['seed']}, "
            f"{'first ' + str(report['limit']) + ' items per set (a smoke run), ' if report['limit'] else ''}"
@@ -146,6 +148,7 @@ def update_readme(readme: Path, report: dict[str, Any], report_dir: Path) -> Non
 
 
 def plot_all(report: dict[str, Any], out: Path) -> list[Path]:
+    """Every plot the report has data for (Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -96,6 +96,7 @@ class CachedEmbedder:
 
 @functools.cache
 def debian_version(package: str) -> str | None:
+    """The installed Debian package's version (cached: dpkg-query is slow), None if absent."""
     try:
         out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
@@ -104,6 +105,7 @@ def debian_version(package: str) -> str | None:
 
 
 def pypi_version(package: str) -> str | None:
+    """The installed PyPI distribution's version, None if absent."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -151,6 +153,7 @@ def _label_vectors(embed: CachedEmbedder, names: Sequence[str], templates: Seque
 
 
 def tux_images(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+    """Caption <-> image retrieval on test stamps (never used to build a space), with a Matryoshka curve."""
     stamps = ds.tuxpaint_images("test")[:limit]
     caps, imgs = embed([s.caption for s in stamps], "text"), embed([s.image for s in stamps], "image")
     return _retrieval("tux-images", caps, imgs, ("caption", "image"), {
@@ -175,6 +178,8 @@ def asterisk(embed: CachedEmbedder, limit: int | None) -> TaskResult:
 
 
 def fashion_mnist(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+    """Zero-shot accuracy with FMNIST_TEMPLATES; images inverted to dark-on-white so they look like
+    product photos rather than negatives."""
     x, y = ds.fashion_mnist("test")
     x, y = x[:limit], y[:limit]
     names = ds.FASHION_MNIST_CLASSES
@@ -285,6 +290,7 @@ def task_names(spec: str | Sequence[str]) -> list[str]:
 
 
 def task(name: str) -> Callable[[CachedEmbedder, int | None], TaskResult]:
+    """The task function for a name: built-in, pairs:MANIFEST or folder:DIR."""
     if name.startswith("pairs:"):
         return pairs_task(name[len("pairs:"):])
     if name.startswith("folder:"):
