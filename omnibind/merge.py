@@ -1,24 +1,25 @@
-"""Weight-interpolation merging of spaces that share one structure.
+"""Weight-interpolation merging of spaces that share one structure, and the alpha sweep.
 
 Two spaces with the same towers (modalities, backbone references and head configs) can be
 merged head by head: every floating-point head tensor becomes `(1 - alpha) * A + alpha * B`
 (WiSE-FT, Wortsman et al. 2022; model soups; UnIVAL's weight interpolation across tasks).
-Backbones are shared references, so only the heads move. A sweep over alpha, evaluated on a
-general set and a domain set, shows the trade-off between what A keeps and what B gains.
+Backbones are shared references, so only the heads move. A sweep over alpha, scored on a
+general task and a domain task, shows the trade-off between what A keeps and what B gains.
 
     merged = merge_spaces(zero_shot, finetuned, alpha=0.5)
-    rows = sweep(zero_shot, finetuned, [0, 0.25, 0.5, 0.75, 1], evaluate)
-    plot_tradeoff(rows, "fashion-mnist-test/accuracy", "tux-test/R@10", "tradeoff.png", "A vs B")
+    result = sweep(zero_shot, finetuned, [0, 0.25, 0.5, 0.75, 1], "tux-images", "fashion-mnist", "out/")
 
-`EVALS` names ready-made evaluators on the real evaluation data (`omnibind.evaluate.datasets`).
-They embed each set's inputs through the backbones once per process and reuse those features
-for every space with the same backbone, so a sweep costs one backbone pass plus cheap heads.
+The sweep's tasks are `omnibind eval`'s tasks (`omnibind.evaluate.suite`), scored by the same code:
+a task name means one number, whichever command reports it. Evaluation never imports this module.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,14 @@ import numpy as np
 import torch
 
 from omnibind.errors import SpaceError
+from omnibind.evaluate.suite import FeatureCaches, score, task_names
 from omnibind.heads import build_head
-from omnibind.space import Space, heads_sha256  # noqa: F401 (heads_sha256 re-exported)
+from omnibind.space import Space, heads_sha256
 from omnibind.tower import Tower
+from omnibind.version import __version__
 
 MERGED_BY = "omnibind.merge"
-Evaluator = Callable[..., dict[str, float]]
+Row = dict[str, float]  # {"alpha": a, "<task>/<metric>": value, ...}
 
 
 # -- merging ------------------------------------------------------------------------------------
@@ -167,34 +170,88 @@ def _lerp_float(a: float, b: float, alpha: float) -> float:
     return a if alpha == 0.0 else b if alpha == 1.0 else (1.0 - alpha) * a + alpha * b
 
 
-# -- sweeping and plotting ------------------------------------------------------------------------
+# -- sweeping ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    """What a sweep measured: one row per alpha, its two headline columns, the record it wrote."""
+
+    rows: list[Row]
+    x_metric: str  # the domain task's headline column, e.g. "fashion-mnist/accuracy"
+    y_metric: str  # the general task's headline column, e.g. "tux-images/caption->image/R@10"
+    record: dict[str, Any]  # what merge_sweep.json holds
+    files: dict[str, Path] = field(default_factory=dict)  # "json", "png" when written
 
 
 def sweep(
     a: Space,
     b: Space,
     alphas: Iterable[float],
-    evaluate: Callable[[Space], dict[str, float]],
-    progress: Callable[[dict[str, float]], None] | None = None,
-) -> list[dict[str, float]]:
-    """Merge at each alpha (in the order given) and evaluate: one row `{"alpha", **metrics}` each.
+    general: str,
+    domain: str,
+    out: str | Path | None = None,
+    *,
+    limit: int | None = None,
+    cache_root: Path | None = None,
+    refs: tuple[str, str] | None = None,
+    progress: Callable[[Row], None] | None = None,
+) -> SweepResult:
+    """Merge A and B at each alpha (in the order given) and score each merged space on two tasks.
 
-    Every alpha is checked before any work; `progress`, if given, receives each row when done.
+    `general` is a task A is good at, `domain` one B was tuned for: any task `omnibind eval` runs
+    (`tux-images`, `fashion-mnist`, `pairs:MANIFEST`, ...), scored exactly as there, so a column at
+    alpha=0 equals A's number in A's eval report for the same `limit`. Rows hold alpha and every
+    scalar metric as "<task>/<metric>"; the domain's headline is x, the general's y (as WiSE-FT
+    plots it). Backbone features come from the bind feature cache (`cache_root`), read once and
+    shared by all alphas, so an alpha costs only its heads. Alphas, structure and task names are
+    checked before any work; `progress` gets each row when done (each task's headline is its first
+    column). With `out`, writes
+    merge_sweep.json and merge_tradeoff.png there; `refs` names A and B in the record (default:
+    their space names).
     """
     alphas = [_check_alpha(x) for x in alphas]
     if not alphas:
         raise ValueError("sweep needs at least one alpha")
+    if not (general.strip() and domain.strip()):
+        raise ValueError("sweep needs a general and a domain task")
     _check_structure(a, b)
-    rows = []
+    general, domain = task_names([general, domain])
+    caches = FeatureCaches(cache_root)  # this sweep's state: released when it returns
+    start = time.perf_counter()
+    rows: list[Row] = []
     for alpha in alphas:
-        metrics = evaluate(merge_spaces(a, b, alpha))
-        if "alpha" in metrics:
-            raise ValueError("evaluate() returned a metric named 'alpha', which the sweep rows use for alpha")
-        row = {"alpha": alpha, **{k: float(v) for k, v in metrics.items()}}
+        scores = score(merge_spaces(a, b, alpha), [general, domain], limit, caches)
+        row = {"alpha": alpha, **{f"{t}/{k}": v for t, metrics in scores.items() for k, v in metrics.items()}}
         rows.append(row)
         if progress:
             progress(row)
-    return rows
+    x_metric, y_metric = (f"{t}/{next(iter(scores[t]))}" for t in (domain, general))
+    label_a, label_b = refs or (a.name, b.name)
+    record = {
+        "a": {"space": label_a, "name": a.name, "heads_sha256": heads_sha256(a)},
+        "b": {"space": label_b, "name": b.name, "heads_sha256": heads_sha256(b)},
+        "general": general, "domain": domain, "limit": limit, "x_metric": x_metric, "y_metric": y_metric,
+        "rows": rows, "seconds": round(time.perf_counter() - start, 1), "omnibind_version": __version__,
+    }
+    result = SweepResult(rows, x_metric, y_metric, record)
+    if out is not None:
+        result.files = _write_sweep(result, a, b, Path(out))
+    return result
+
+
+def _write_sweep(result: SweepResult, a: Space, b: Space, out: Path) -> dict[str, Path]:
+    """merge_sweep.json (the record) and merge_tradeoff.png (domain headline vs general headline)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "merge_sweep.json"
+    path.write_text(json.dumps(result.record, indent=2) + "\n", encoding="utf-8")
+    png = plot_tradeoff(result.rows, result.x_metric, result.y_metric, out / "merge_tradeoff.png",
+                        f"Merging {a.name} (α=0) into {b.name} (α=1)",
+                        x_label=f"domain: {result.x_metric}", y_label=f"general: {result.y_metric}")
+    return {"json": path, "png": png}
+
+
+# -- plotting -------------------------------------------------------------------------------------
 
 
 def plot_tradeoff(
@@ -247,93 +304,3 @@ def plot_tradeoff(
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, format="png")
     return out_png
-
-
-# -- evaluation sets ------------------------------------------------------------------------------
-
-# (set key, modality) -> (backbone object, features of every segment, owner input of each segment)
-_FEATURES: dict[tuple[Any, str], tuple[Any, dict[str, torch.Tensor], np.ndarray]] = {}
-
-
-def clear_feature_cache() -> None:
-    """Forget the backbone features the evaluators keep between spaces."""
-    _FEATURES.clear()
-
-
-def embed_cached(space: Space, modality: str, key: Any, load: Callable[[], list[Any]], batch_size: int = 64) -> np.ndarray:
-    """What `space.embed(load())` gives for one modality, reusing backbone features across spaces.
-
-    `key` names the input list (`load` is called only when no features are cached for it and
-    this tower's backbone). Each segment is projected by the space's head, normalised, averaged
-    per input and normalised again, as `Tower.embed` does. Inputs must all be valid.
-    """
-    from omnibind.inputs import to_input
-
-    tower = space.towers[modality]
-    backbone = tower.backbone
-    cached = _FEATURES.get((key, modality))
-    if cached is None or cached[0] is not backbone:
-        items = [to_input(x, space.limits) for x in load()]
-        segments, owners = [], []
-        for i, item in enumerate(items):
-            for seg in backbone.segments(item):
-                segments.append(seg)
-                owners.append(i)
-        order = list(range(len(segments)))
-        if segments and backbone.sort_key(segments[0]) is not None:
-            order.sort(key=lambda j: backbone.sort_key(segments[j]))
-        parts: dict[str, list[torch.Tensor]] = {}
-        with torch.inference_mode():
-            for k in range(0, len(order), batch_size):
-                rows = order[k : k + batch_size]
-                for name, value in backbone.features(backbone.collate([segments[j] for j in rows])).items():
-                    parts.setdefault(name, []).append(value.detach().cpu())
-        features = {name: torch.cat(v) for name, v in parts.items()}
-        cached = (backbone, features, np.asarray([owners[j] for j in order], dtype=np.int64))
-        _FEATURES[(key, modality)] = cached
-    _, features, owners = cached
-    n = int(owners.max()) + 1 if owners.size else 0
-    sums = np.zeros((n, tower.dim), dtype=np.float64)
-    for k in range(0, owners.size, 1024):
-        vectors = tower.project({name: v[k : k + 1024] for name, v in features.items()})
-        np.add.at(sums, owners[k : k + 1024], vectors)
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-
-
-def eval_tux_test(space: Space, limit: int | None = None) -> dict[str, float]:
-    """Tux Paint photo-like stamps, test split: caption->image retrieval, R@10 first (percent)."""
-    from omnibind.evaluate import datasets as ds
-    from omnibind.evaluate.metrics import recall_at_k
-
-    stamps = ds.tuxpaint_images("test")[:limit]
-    key = ("tux-test", limit)
-    caps = embed_cached(space, "text", key, lambda: [s.caption for s in stamps])
-    imgs = embed_cached(space, "image", key, lambda: [s.image for s in stamps])
-    r = recall_at_k(caps @ imgs.T, ks=(1, 5, 10))
-    return {"R@10": r["R@10"], "R@1": r["R@1"], "R@5": r["R@5"], "MRR": r["MRR"]}
-
-
-def eval_fashion_mnist_test(space: Space, limit: int | None = 2000) -> dict[str, float]:
-    """Fashion-MNIST test, first `limit` images: zero-shot accuracy (percent) with
-    "a photo of a {label}." prompts. Images are inverted to dark-on-white, as in
-    the evaluation suite (omnibind/evaluate/suite.py), so they look like product photos rather than negatives."""
-    from PIL import Image
-
-    from omnibind.evaluate import datasets as ds
-    from omnibind.evaluate.metrics import accuracy
-
-    x, y = ds.fashion_mnist("test")
-    x, y = x[:limit], y[:limit]
-    labels = embed_cached(space, "text", "fashion-mnist-prompts",
-                          lambda: [f"a photo of a {c}." for c in ds.FASHION_MNIST_CLASSES])
-    images = embed_cached(space, "image", ("fashion-mnist-test", limit),
-                          lambda: [Image.fromarray(255 - a).convert("RGB") for a in x])
-    return {"accuracy": accuracy(images @ labels.T, y)}
-
-
-# name -> evaluator(space, limit=...) -> metrics; the first metric is the headline one.
-EVALS: dict[str, Evaluator] = {
-    "tux-test": eval_tux_test,
-    "fashion-mnist-test": eval_fashion_mnist_test,
-}

@@ -2,10 +2,11 @@
 
 Binds the image tower on Fashion-MNIST *train* (first N images, captions "a photo of a {label}."),
 with and without distillation toward the bridge, and with replay of the Tux Paint *train* pairs
-(weight 10: about 17% of each epoch; chosen before looking at any result), reports Fashion-MNIST *test* accuracy and Tux
-Paint *test* caption->image R@10 for each, then sweeps WiSE-FT merges default -> bound over
-alpha and plots the trade-off (docs/results/merge_tradeoff.png, merge_tradeoff_replay.png,
-merge_sweep.json).
+(weight 10: about 17% of each epoch; chosen before looking at any result), scores each on the
+`omnibind eval` tasks `fashion-mnist` (test, zero-shot, its three templates) and `tux-images` (test,
+caption->image R@10 as headline), exactly as `omnibind eval` does, then sweeps WiSE-FT merges
+default -> bound over alpha and plots the trade-off (docs/results/merge_tradeoff.png,
+merge_tradeoff_replay.png, merge_sweep.json).
 
 Run: python scripts/no_forgetting.py [--train 10000] [--out docs/results]
 """
@@ -23,16 +24,17 @@ from PIL import Image
 from omnibind.bind.pairs import Pair, pairs_from_labels
 from omnibind.bind.trainer import BindConfig, bind
 from omnibind.evaluate.datasets import FASHION_MNIST_CLASSES, fashion_mnist, tuxpaint_images
-from omnibind.merge import EVALS, plot_tradeoff, sweep
-from omnibind.space import load_space
+from omnibind.evaluate.suite import score
+from omnibind.merge import plot_tradeoff, sweep
+from omnibind.space import Space, load_space
 
 ALPHAS = [0.0, 0.02, 0.05] + [round(0.1 * i, 1) for i in range(1, 11)]
+GENERAL, DOMAIN = "tux-images", "fashion-mnist"  # `omnibind eval` tasks: same names, same numbers
 
 
-def evaluate(space) -> dict[str, float]:
-    tux = EVALS["tux-test"](space)
-    fm = EVALS["fashion-mnist-test"](space, limit=None)
-    return {"tux_R@10": tux["R@10"], "tux_R@1": tux["R@1"], "fashion_accuracy": fm["accuracy"]}
+def evaluate(space: Space) -> dict[str, float]:
+    """The sweep's columns for one space: every scalar metric of both tasks, as '<task>/<metric>'."""
+    return {f"{t}/{k}": v for t, metrics in score(space, [GENERAL, DOMAIN]).items() for k, v in metrics.items()}
 
 
 def main() -> None:
@@ -58,19 +60,19 @@ def main() -> None:
         report[f"bound-{name}"] = {**evaluate(result.space), "held_out": result.metrics["held_out_trained"],
                                    "bind_seconds": round(seconds, 1), "epochs": len(result.history)}
         print(f"bound {name}: {report[f'bound-{name}']}", file=sys.stderr)
-    rows = sweep(default, bound["no-teacher"], ALPHAS, evaluate)
-    report["merge_sweep_default_to_no_teacher"] = rows
-    replay_rows = sweep(default, bound["distilled-replay"], ALPHAS, evaluate)
-    report["merge_sweep_default_to_distilled_replay"] = replay_rows
+    plain = sweep(default, bound["no-teacher"], ALPHAS, GENERAL, DOMAIN)
+    report["merge_sweep_default_to_no_teacher"] = plain.rows
+    replay_sweep = sweep(default, bound["distilled-replay"], ALPHAS, GENERAL, DOMAIN)
+    report["merge_sweep_default_to_distilled_replay"] = replay_sweep.rows
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "merge_sweep.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot_tradeoff(rows, "fashion_accuracy", "tux_R@10", args.out / "merge_tradeoff.png",
-                  "WiSE-FT merge: default (α=0) → Fashion-MNIST bind\nwithout teacher (α=1)",
-                  x_label="Fashion-MNIST test zero-shot accuracy (%)", y_label="Tux Paint test caption→image R@10 (%)")
-    plot_tradeoff(replay_rows, "fashion_accuracy", "tux_R@10", args.out / "merge_tradeoff_replay.png",
-                  "WiSE-FT merge: default (α=0) → Fashion-MNIST bind\nwith Tux train replay (α=1)",
-                  x_label="Fashion-MNIST test zero-shot accuracy (%)", y_label="Tux Paint test caption→image R@10 (%)")
-    for row in rows + replay_rows:
+    for swept, png, what in ((plain, "merge_tradeoff.png", "without teacher"),
+                             (replay_sweep, "merge_tradeoff_replay.png", "with Tux train replay")):
+        plot_tradeoff(swept.rows, swept.x_metric, swept.y_metric, args.out / png,
+                      f"WiSE-FT merge: default (α=0) → Fashion-MNIST bind\n{what} (α=1)",
+                      x_label="Fashion-MNIST test zero-shot accuracy (%, 3 templates)",
+                      y_label="Tux Paint test caption→image R@10 (%)")
+    for row in plain.rows + replay_sweep.rows:
         print(json.dumps(row), file=sys.stderr)
 
 

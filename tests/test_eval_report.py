@@ -23,10 +23,16 @@ def test_cached_embedder_equals_space_embed_and_reads_the_cache(space, tmp_path:
     np.testing.assert_allclose(first(images, "image"), space.embed(images), atol=1e-5)
     again = CachedEmbedder(space, tmp_path)
     again(images, "image")
-    cache = again._caches[space.towers["image"].backbone_ref]
+    cache = again.caches.for_tower(space.towers["image"])
     assert (cache.hits, cache.misses) == (3, 0)  # second run: nothing recomputed
     with pytest.raises(OmnibindError, match="no video tower|no .* tower"):
         CachedEmbedder(space, tmp_path)(texts, "nope")
+
+
+def test_report_records_the_one_version_lookup():
+    from omnibind.version import __version__
+
+    assert rep.run([], [], command="omnibind eval")["omnibind_version"] == __version__
 
 
 def test_task_names():
@@ -110,7 +116,7 @@ def test_eval_on_users_pairs_manifest_and_labelled_folder(space, tmp_path: Path)
     a_b = pairs["results"]["default"]["metrics"]["a->b"]
     assert pairs["dataset"]["n"] == 5 and a_b["queries"] == 4  # 4 distinct captions
     caps, imgs = space.embed([f"a {c} circle" for c in colours]), space.embed([tmp_path / f"{c}.png" for c in colours])
-    from omnibind.evaluate.tasks import retrieval_metrics
+    from omnibind.evaluate.metrics import retrieval_metrics
 
     expected = retrieval_metrics(caps @ imgs.T, [{0, 1}, {1}, {2}, {3}])
     assert a_b == pytest.approx(expected)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from omnibind import merge as mg
-from omnibind.errors import SpaceError
+from omnibind.errors import OmnibindError, SpaceError
+from omnibind.evaluate import suite
 from omnibind.heads import HEADS, Head, LinearHead, MLPHead
 from omnibind.space import Space, load_space
 from omnibind.tower import Tower
@@ -180,24 +180,75 @@ def assert_same_weights_tower(x: Space, y: Space, modality: str) -> None:
     assert all(torch.equal(sx[k], sy[k]) for k in sx)
 
 
-def test_sweep_evaluates_once_per_alpha_in_order(pair):
+def _stub_task(kind: str, calls: list, metrics):
+    """A task for suite.TASKS that scores a space from its head weights, recording each call."""
+
+    def run(embed, limit):
+        space = embed.space
+        calls.append((kind, space.provenance["alpha"], limit))
+        return suite.TaskResult(kind, "classification" if kind == "domain" else "retrieval",
+                                {"name": kind, "n": 1}, metrics(space))
+
+    return run
+
+
+def _mean(space: Space) -> float:
+    return space.towers["text"].head.proj.weight.mean().item()
+
+
+@pytest.fixture
+def stub_tasks(monkeypatch):
+    calls: list = []
+    general = _stub_task("general", calls, lambda s: {"q->d": {"R@1": 10.0, "R@10": 40 - 10 * s.provenance["alpha"],
+                                                                 "MRR": _mean(s), "queries": 3}})
+    domain = _stub_task("domain", calls, lambda s: {"accuracy": 50 + 30 * s.provenance["alpha"], "n": 3,
+                                                    "per_class_accuracy": {"x": 1.0}})
+    monkeypatch.setitem(suite.TASKS, "stub-general", general)
+    monkeypatch.setitem(suite.TASKS, "stub-domain", domain)
+    return calls
+
+
+def test_sweep_scores_each_alpha_in_order_on_the_named_tasks(pair, stub_tasks):
     a, b = pair
-    seen = []
-
-    def evaluate(space):
-        seen.append(space.provenance["alpha"])
-        return {"mean": space.towers["text"].head.proj.weight.mean().item(), "n": 1}
-
     progressed = []
-    rows = mg.sweep(a, b, [1, 0, 0.5], evaluate, progress=progressed.append)
-    assert seen == [1.0, 0.0, 0.5] and [r["alpha"] for r in rows] == seen and progressed == rows
-    assert list(rows[0]) == ["alpha", "mean", "n"]
-    ma, mb = (s.towers["text"].head.proj.weight.mean().item() for s in (a, b))
-    assert rows[0]["mean"] == mb and rows[1]["mean"] == ma
-    assert rows[2]["mean"] == pytest.approx((ma + mb) / 2, abs=1e-6)
-    with pytest.raises(ValueError):
-        mg.sweep(a, b, [0, 2], evaluate)
-    assert len(seen) == 3  # alphas are checked before any evaluation
+    result = mg.sweep(a, b, [1, 0, 0.5], "stub-general", "stub-domain", limit=7, progress=progressed.append)
+    rows = result.rows
+    assert [c[1] for c in stub_tasks if c[0] == "general"] == [1.0, 0.0, 0.5] and {c[2] for c in stub_tasks} == {7}
+    assert [r["alpha"] for r in rows] == [1.0, 0.0, 0.5] and progressed == rows
+    # every scalar metric, headline first per task; sizes and per-class dicts left out
+    assert list(rows[0]) == ["alpha", "stub-general/q->d/R@10", "stub-general/q->d/R@1", "stub-general/q->d/MRR",
+                             "stub-domain/accuracy"]
+    assert (result.x_metric, result.y_metric) == ("stub-domain/accuracy", "stub-general/q->d/R@10")
+    assert rows[0]["stub-general/q->d/MRR"] == _mean(b) and rows[1]["stub-general/q->d/MRR"] == _mean(a)
+    assert rows[2]["stub-general/q->d/MRR"] == pytest.approx((_mean(a) + _mean(b)) / 2, abs=1e-6)
+    assert result.files == {} and result.record["rows"] == rows and result.record["limit"] == 7
+
+
+def test_sweep_checks_everything_before_any_work(pair, stub_tasks):
+    a, b = pair
+    with pytest.raises(ValueError, match="alpha must be in"):
+        mg.sweep(a, b, [0, 2], "stub-general", "stub-domain")
+    with pytest.raises(ValueError, match="at least one alpha"):
+        mg.sweep(a, b, [], "stub-general", "stub-domain")
+    with pytest.raises(OmnibindError, match="unknown task 'tux-test'"):
+        mg.sweep(a, b, [0, 1], "tux-test", "stub-domain")  # the old merge-only name is gone
+    with pytest.raises(SpaceError):
+        mg.sweep(a, tiny_space(3, image_head=LinearHead("pooled", 1280, DIM)), [0], "stub-general", "stub-domain")
+    assert stub_tasks == []
+
+
+def test_sweep_writes_record_and_tradeoff_plot(pair, stub_tasks, tmp_path):
+    a, b = pair
+    result = mg.sweep(a, b, [0, 0.5, 1], "stub-general", "stub-domain", tmp_path / "out", refs=("A-dir", "B-dir"))
+    assert result.files == {"json": tmp_path / "out" / "merge_sweep.json", "png": tmp_path / "out" / "merge_tradeoff.png"}
+    record = json.loads(result.files["json"].read_text())
+    assert record == json.loads(json.dumps(result.record))
+    assert record["x_metric"] == "stub-domain/accuracy" and record["y_metric"] == "stub-general/q->d/R@10"
+    assert record["a"] == {"space": "A-dir", "name": a.name, "heads_sha256": mg.heads_sha256(a)}
+    assert record["general"] == "stub-general" and record["domain"] == "stub-domain" and record["limit"] is None
+    assert [r["alpha"] for r in record["rows"]] == [0.0, 0.5, 1.0] and record["rows"][2]["stub-domain/accuracy"] == 80.0
+    assert result.files["png"].read_bytes()[:8] == PNG_MAGIC
+    assert not (tmp_path / "out" / "space.json").exists()  # a sweep alone writes no space
 
 
 def test_plot_tradeoff_writes_png(tmp_path):
@@ -209,14 +260,6 @@ def test_plot_tradeoff_writes_png(tmp_path):
     assert mg.plot_tradeoff(tied, "x", "y", tmp_path / "tied.png", "ties").read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(ValueError, match="missing"):
         mg.plot_tradeoff(rows, "nope", "general/R@10", tmp_path / "x.png", "t")
-
-
-def test_eval_registry_signatures():
-    assert set(mg.EVALS) == {"tux-test", "fashion-mnist-test"}
-    for fn in mg.EVALS.values():
-        params = inspect.signature(fn).parameters
-        assert list(params)[:2] == ["space", "limit"]
-    assert inspect.signature(mg.EVALS["fashion-mnist-test"]).parameters["limit"].default == 2000
 
 
 class CountingBackbone:
@@ -244,23 +287,36 @@ class CountingBackbone:
     flush_batches = 1
 
 
-def test_embed_cached_matches_embed_and_reuses_features(pair):
+def test_sweep_reads_backbone_features_once_and_projects_like_embed(pair, tmp_path, monkeypatch):
+    """Every alpha reuses one pass of backbone features (the sweep's own caches) and embeds exactly
+    as `Space.embed` does (the shared per-item projection)."""
     a, b = pair
     backbone = CountingBackbone()
     for s in (a, b):
         s.towers["text"]._backbone = backbone
     texts = ["a red circle", "two dogs", "a very long sentence about a cat", "x"]
-    mg.clear_feature_cache()
-    try:
-        ea = mg.embed_cached(a, "text", "t", lambda: texts, batch_size=3)
-        assert np.allclose(ea, a.embed(texts), atol=1e-6)
-        calls = backbone.calls
-        eb = mg.embed_cached(b, "text", "t", lambda: pytest.fail("features should be cached"), batch_size=3)
-        assert backbone.calls == calls and np.allclose(eb, b.embed(texts), atol=1e-6)
-        merged = mg.merge_spaces(a, b, 0.5)
-        assert merged.towers["text"].backbone is backbone  # the loaded backbone is shared
-    finally:
-        mg.clear_feature_cache()
+    seen = {}
+
+    def texts_task(embed, limit):
+        vectors = embed(texts, "text")
+        seen[embed.space.provenance["alpha"]] = (embed.space, vectors)
+        return suite.TaskResult("texts", "retrieval", {"name": "texts", "n": 4},
+                                {"t->t": suite.M.retrieval_metrics(vectors @ vectors.T)})
+
+    opened = []
+
+    class CountingCache(suite.FeatureCache):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setitem(suite.TASKS, "texts", texts_task)
+    monkeypatch.setattr(suite, "FeatureCache", CountingCache)
+    mg.sweep(a, b, [0, 0.5, 1], "texts", "texts", cache_root=tmp_path)
+    assert opened == [backbone] and backbone.calls == 1  # one cache, one batch of features, for 3 alphas
+    for space, vectors in seen.values():
+        assert np.allclose(vectors, space.embed(texts), atol=1e-6)
+    assert seen[0.5][0].towers["text"].backbone is backbone  # the loaded backbone is shared
 
 
 def test_cli_merge(pair, tmp_path):
@@ -281,35 +337,24 @@ def test_cli_merge(pair, tmp_path):
     assert none.exit_code == 1
 
 
-def test_cli_sweep_with_stub_evaluators(pair, tmp_path, monkeypatch):
-    from omnibind.cli import app
+@pytest.mark.slow
+def test_sweep_numbers_equal_the_eval_report(space, tmp_path):
+    """One name, one number: a sweep's column at alpha=0 is A's number in `omnibind eval` (same limit),
+    Fashion-MNIST with its three templates included (merge used one template before)."""
+    from omnibind.evaluate import datasets as ds
+    from omnibind.evaluate import report as rep
 
-    a, b = pair
-    pa, pb, pc = a.save(tmp_path / "A"), b.save(tmp_path / "B"), tmp_path / "C"
-    calls = []
-
-    def general(space, limit=None):
-        calls.append(("general", space.provenance["alpha"], limit))
-        return {"R@10": 40 - 10 * space.provenance["alpha"], "MRR": 0.3}
-
-    def domain(space, limit=2000):
-        calls.append(("domain", space.provenance["alpha"], limit))
-        return {"accuracy": 50 + 30 * space.provenance["alpha"]}
-
-    monkeypatch.setitem(mg.EVALS, "stub-general", general)
-    monkeypatch.setitem(mg.EVALS, "stub-domain", domain)
-    args = ["merge", str(pa), str(pb), "--alphas", "0,0.5,1", "--eval-general", "stub-general",
-            "--eval-domain", "stub-domain", "--limit", "7", "--out", str(pc)]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert [c[1] for c in calls if c[0] == "general"] == [0.0, 0.5, 1.0] and {c[2] for c in calls} == {7}
-    record = json.loads((pc / "merge_sweep.json").read_text())
-    assert record["x_metric"] == "stub-domain/accuracy" and record["y_metric"] == "stub-general/R@10"
-    assert [r["alpha"] for r in record["rows"]] == [0.0, 0.5, 1.0]
-    assert record["rows"][2]["stub-domain/accuracy"] == 80.0
-    assert record["a"]["heads_sha256"] == mg.heads_sha256(a)
-    assert (pc / "merge_tradeoff.png").read_bytes()[:8] == PNG_MAGIC
-    assert not (pc / "space.json").exists()  # a sweep alone writes no space
-
-    unknown = CliRunner().invoke(app, [*args[:5], "--eval-general", "nope", "--eval-domain", "stub-domain", "--out", str(pc)])
-    assert unknown.exit_code == 1 and "unknown evaluation set 'nope'" in unknown.output
+    try:
+        ds.fashion_mnist("test"), ds.tuxpaint_images("test")
+    except ds.DataMissingError as exc:
+        pytest.skip(str(exc))
+    result = mg.sweep(space, space, [0], "tux-images", "fashion-mnist", limit=60, cache_root=tmp_path)
+    report = rep.run(["default"], ["tux-images", "fashion-mnist"], limit=60, cache_root=tmp_path)
+    row, tasks = result.rows[0], report["tasks"]
+    fm = tasks["fashion-mnist"]["results"]["default"]["metrics"]
+    tux = tasks["tux-images"]["results"]["default"]["metrics"]
+    assert (result.x_metric, result.y_metric) == ("fashion-mnist/accuracy", "tux-images/caption->image/R@10")
+    assert row["fashion-mnist/accuracy"] == fm["accuracy"] and row["fashion-mnist/top5_accuracy"] == fm["top5_accuracy"]
+    for direction in ("caption->image", "image->caption"):
+        for k in ("R@1", "R@5", "R@10", "MRR", "nDCG@10"):
+            assert row[f"tux-images/{direction}/{k}"] == tux[direction][k], (direction, k)

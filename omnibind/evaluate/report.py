@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from omnibind.evaluate.suite import SEED, CachedEmbedder, TaskResult, task
+from omnibind.evaluate.suite import SEED, CachedEmbedder, FeatureCaches, TaskResult, task
 from omnibind.space import Space, load_space
+from omnibind.version import __version__
 
 README_BEGIN, README_END = "<!-- omnibind eval: begin -->", "<!-- omnibind eval: end -->"
 Progress = Callable[[str], None]
@@ -34,14 +35,15 @@ def run(spaces: Sequence[str], tasks: Sequence[str], limit: int | None = None, c
     start = time.perf_counter()
     loaded: list[tuple[str, Space]] = [(ref, load_space(ref)) for ref in spaces]
     report: dict[str, Any] = {
-        "omnibind_version": _version(), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "omnibind_version": __version__, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command or " ".join(["omnibind", *sys.argv[1:]]), "seed": SEED, "limit": limit,
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
         "spaces": [{"ref": ref, "name": sp.name, "fingerprint": sp.fingerprint(), "dim": sp.dim} for ref, sp in loaded],
         "tasks": {},
     }
+    caches = FeatureCaches(cache_root)  # spaces with the same backbones share their features
     for ref, sp in loaded:
-        embed = CachedEmbedder(sp, cache_root)
+        embed = CachedEmbedder(sp, caches)
         for name in tasks:
             if progress:
                 progress(f"{ref}: {name}")
@@ -52,12 +54,6 @@ def run(spaces: Sequence[str], tasks: Sequence[str], limit: int | None = None, c
                                      "seconds": round(time.perf_counter() - t0, 2)}
     report["seconds"] = round(time.perf_counter() - start, 1)
     return report
-
-
-def _version() -> str:
-    from omnibind import __version__
-
-    return __version__
 
 
 # -- markdown ---------------------------------------------------------------------------------------
@@ -99,6 +95,7 @@ def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, dict[str, str]
 
 
 def results_table(report: dict[str, Any]) -> str:
+    """The side-by-side Markdown table (the README's, between the eval markers)."""
     refs = [s["ref"] for s in report["spaces"]]
     lines = ["| task | metric | " + " | ".join(f"`{r}`" for r in refs) + " |", "|---|---|" + "---|" * len(refs)]
     lines += [f"| {t} | {m} | " + " | ".join(v[r] for r in refs) + " |" for t, m, v in headline_rows(report)]
@@ -106,6 +103,7 @@ def results_table(report: dict[str, Any]) -> str:
 
 
 def markdown(report: dict[str, Any], plots: Sequence[Path] = ()) -> str:
+    """report.md: provenance, datasets, the results table, per-class accuracy, the plots inline."""
     out = [f"# omnibind evaluation — {report['created']}", "",
            f"`{report['command']}`  ", f"omnibind {report['omnibind_version']}, seed {report['seed']}, "
            f"{'first ' + str(report['limit']) + ' items per set (a smoke run), ' if report['limit'] else ''}"
@@ -150,6 +148,7 @@ def update_readme(readme: Path, report: dict[str, Any], report_dir: Path) -> Non
 
 
 def plot_all(report: dict[str, Any], out: Path) -> list[Path]:
+    """Every plot the report has data for (Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,7 +1,7 @@
 """The evaluation suite: standard tasks on real data, run for one or more spaces.
 
 Each task loads a real dataset (omnibind/evaluate/datasets.py), embeds it with a space and
-scores it (omnibind/evaluate/tasks.py). Backbone features go through the bind feature cache, so
+scores it (omnibind/evaluate/metrics.py). Backbone features go through the bind feature cache, so
 a second space with the same backbones, or a second run, costs only the heads. Every result
 records the dataset's source package and version and its size, so a report says exactly what it
 measured.
@@ -21,13 +21,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from omnibind import modalities
 from omnibind.bind.cache import FeatureCache, StackedFeatures, project_items
 from omnibind.errors import OmnibindError
 from omnibind.evaluate import datasets as ds
-from omnibind.evaluate import tasks as T
+from omnibind.evaluate import metrics as M
 from omnibind.space import Space
+from omnibind.tower import Tower
 
 MATRYOSHKA_DIMS = (16, 32, 64, 128, 256, 384)
+# Fashion-MNIST's own prompts: the task's definition (small grey product shots), not the image
+# modality's defaults; `omnibind eval` and `omnibind merge` both score the task with them.
 FMNIST_TEMPLATES = ("a photo of a {}.", "a black and white photo of a {}.", "a low resolution photo of a {}.")
 HISTOGRAM_PAIRS = 2000  # unmatched pairs sampled per task for the similarity histograms
 SEED = 0
@@ -45,21 +49,41 @@ class TaskResult:
     seconds: float = 0.0
 
 
-class CachedEmbedder:
-    """`space.embed` for whole datasets, with backbone features cached on disk per backbone."""
+class FeatureCaches:
+    """The on-disk feature cache of each backbone, opened once and shared by every space embedded in
+    one run (a report's spaces, a sweep's merged spaces), so the shard index is read once and a
+    second space pays only for its heads. The caller owns it: what it holds in memory lives exactly
+    as long as the run that made it."""
 
-    def __init__(self, space: Space, cache_root: Path | None = None) -> None:
-        self.space, self.cache_root = space, cache_root
-        self._caches: dict[str, FeatureCache] = {}
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root
+        self._caches: dict[tuple[str, str], FeatureCache] = {}
+
+    def for_tower(self, tower: Tower) -> FeatureCache:
+        """Keyed by (backbone reference, modality): one `hf:` checkpoint can serve two modalities."""
+        key = (tower.backbone_ref, tower.modality)
+        cache = self._caches.get(key)
+        if cache is None:
+            cache = self._caches[key] = FeatureCache(tower.backbone, self.root)
+        return cache
+
+
+class CachedEmbedder:
+    """`space.embed` for whole datasets, backbone features read from (or added to) the feature cache.
+
+    `caches`: a `FeatureCaches` to share with other spaces, or the root folder of a fresh one
+    (None: `$OMNIBIND_CACHE/features`).
+    """
+
+    def __init__(self, space: Space, caches: FeatureCaches | Path | None = None) -> None:
+        self.space = space
+        self.caches = caches if isinstance(caches, FeatureCaches) else FeatureCaches(caches)
 
     def __call__(self, objs: Sequence[Any], modality: str) -> np.ndarray:
         tower = self.space.towers.get(modality)
         if tower is None:
             raise OmnibindError(f"space {self.space.name!r} has no {modality} tower")
-        cache = self._caches.get(tower.backbone_ref)
-        if cache is None:
-            cache = self._caches[tower.backbone_ref] = FeatureCache(tower.backbone, self.cache_root)
-        feats, errors = cache.features(list(objs))
+        feats, errors = self.caches.for_tower(tower).features(list(objs))
         if errors:
             i, err = next(iter(errors.items()))
             raise OmnibindError(f"evaluation item {i} failed: {err}")
@@ -72,6 +96,7 @@ class CachedEmbedder:
 
 @functools.cache
 def debian_version(package: str) -> str | None:
+    """The installed Debian package's version (cached: dpkg-query is slow), None if absent."""
     try:
         out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
@@ -80,6 +105,7 @@ def debian_version(package: str) -> str | None:
 
 
 def pypi_version(package: str) -> str | None:
+    """The installed PyPI distribution's version, None if absent."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -107,19 +133,27 @@ def _matched_unmatched(a: np.ndarray, b: np.ndarray, relevant: list[set[int]] | 
 
 def _retrieval(name: str, a: np.ndarray, b: np.ndarray, names: tuple[str, str], dataset: dict[str, Any],
                matryoshka: bool = False) -> TaskResult:
-    metrics = T.retrieval_both_directions(a, b, None, *names)
+    metrics = M.retrieval_both_directions(a, b, None, *names)
     extra: dict[str, Any] = {"similarities": {f"{names[0]}-{names[1]}": _matched_unmatched(a, b)}}
     if matryoshka:
         def r_at(dim: int, k: str) -> float:
-            return T.retrieval_metrics(T.truncate(a, dim) @ T.truncate(b, dim).T)[k]
+            return M.retrieval_metrics(M.truncate(a, dim) @ M.truncate(b, dim).T)[k]
 
         dims = [d for d in MATRYOSHKA_DIMS if d <= a.shape[1]]
-        extra["matryoshka"] = {f"{names[0]}->{names[1]} {k}": T.matryoshka_curve(functools.partial(r_at, k=k), dims)
+        extra["matryoshka"] = {f"{names[0]}->{names[1]} {k}": M.matryoshka_curve(functools.partial(r_at, k=k), dims)
                                for k in ("R@1", "R@5", "R@10")}
     return TaskResult(name, "retrieval", dataset, metrics, extra)
 
 
+def _label_vectors(embed: CachedEmbedder, names: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+    """One unit vector per class: the mean of its prompts' embeddings (CLIP's prompt ensembling)."""
+    prompts = embed([t.format(n) for n in names for t in templates], "text")
+    vecs = prompts.reshape(len(names), len(templates), -1).mean(1)
+    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+
 def tux_images(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+    """Caption <-> image retrieval on test stamps (never used to build a space), with a Matryoshka curve."""
     stamps = ds.tuxpaint_images("test")[:limit]
     caps, imgs = embed([s.caption for s in stamps], "text"), embed([s.image for s in stamps], "image")
     return _retrieval("tux-images", caps, imgs, ("caption", "image"), {
@@ -144,15 +178,15 @@ def asterisk(embed: CachedEmbedder, limit: int | None) -> TaskResult:
 
 
 def fashion_mnist(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+    """Zero-shot accuracy with FMNIST_TEMPLATES; images inverted to dark-on-white so they look like
+    product photos rather than negatives."""
     x, y = ds.fashion_mnist("test")
     x, y = x[:limit], y[:limit]
     names = ds.FASHION_MNIST_CLASSES
-    prompts = embed([t.format(n) for n in names for t in FMNIST_TEMPLATES], "text")
-    labels = prompts.reshape(len(names), len(FMNIST_TEMPLATES), -1).mean(1)
-    labels /= np.linalg.norm(labels, axis=1, keepdims=True)
+    labels = _label_vectors(embed, names, FMNIST_TEMPLATES)
     images = embed([Image.fromarray(255 - a).convert("RGB") for a in x], "image")
     scores = images @ labels.T
-    metrics = T.classification_metrics(scores, y, names)
+    metrics = M.classification_metrics(scores, y, names)
     sims = {"image-label": {"matched": [round(float(s), 4) for s in scores[np.arange(len(y)), y][:HISTOGRAM_PAIRS]],
                             "unmatched": [round(float(s), 4) for s in scores[np.arange(len(y)), (y + 1) % len(names)][:HISTOGRAM_PAIRS]]}}
     return TaskResult("fashion-mnist", "classification", {
@@ -164,7 +198,7 @@ def sts_b(embed: CachedEmbedder, limit: int | None) -> TaskResult:
     a, b, gold = ds.sts_b("test")
     a, b, gold = a[:limit], b[:limit], gold[:limit]
     va, vb = embed(a, "text"), embed(b, "text")
-    metrics = T.sts_metrics(va, vb, gold)
+    metrics = M.sts_metrics(va, vb, gold)
     cos = (va * vb).sum(1)
     sims = {"text-text": {"matched": [round(float(c), 4) for c in cos[gold >= 4.0]],
                           "unmatched": [round(float(c), 4) for c in cos[gold <= 1.0]]}}
@@ -219,7 +253,7 @@ def pairs_task(path: str) -> Callable[[CachedEmbedder, int | None], TaskResult]:
         for p in pairs:
             relevant[a_pos[p.a]].add(b_pos[p.b])
         a, b = _embed_mixed(embed, a_items), _embed_mixed(embed, b_items)
-        metrics = T.retrieval_both_directions(a, b, relevant, "a", "b")
+        metrics = M.retrieval_both_directions(a, b, relevant, "a", "b")
         sims = {"a-b": _matched_unmatched(a, b, relevant)}
         return TaskResult(f"pairs:{path}", "retrieval", {"name": f"pairs manifest {path}", "n": len(pairs),
                           "source": f"file:{Path(path).resolve()}", "version": None}, metrics, {"similarities": sims})
@@ -229,21 +263,17 @@ def pairs_task(path: str) -> Callable[[CachedEmbedder, int | None], TaskResult]:
 
 def folder_task(path: str) -> Callable[[CachedEmbedder, int | None], TaskResult]:
     """Zero-shot classification of a labelled folder (root/<label>/<files>), with the prompt
-    templates of the files' modality (omnibind/classify.py)."""
-    from omnibind.modalities import templates as modality_templates
+    templates of the files' modality (the modality table, omnibind/modalities.py)."""
 
     def run(embed: CachedEmbedder, limit: int | None) -> TaskResult:
         files, labels, names = ds.labelled_folder(path)
         files, y = files[:limit], np.asarray(labels[:limit])
         modality = _modality_of(files[0])
-        templates = modality_templates(modality)
-        prompts = embed([t.format(n) for n in names for t in templates], "text")
-        label_vecs = prompts.reshape(len(names), len(templates), -1).mean(1)
-        label_vecs /= np.linalg.norm(label_vecs, axis=1, keepdims=True)
+        label_vecs = _label_vectors(embed, names, modalities.templates(modality))
         scores = _embed_mixed(embed, files) @ label_vecs.T
         return TaskResult(f"folder:{path}", "classification", {"name": f"labelled folder {path} ({modality})",
                           "n": len(files), "source": f"file:{Path(path).resolve()}", "version": None},
-                          T.classification_metrics(scores, y, names))
+                          M.classification_metrics(scores, y, names))
 
     return run
 
@@ -260,8 +290,43 @@ def task_names(spec: str | Sequence[str]) -> list[str]:
 
 
 def task(name: str) -> Callable[[CachedEmbedder, int | None], TaskResult]:
+    """The task function for a name: built-in, pairs:MANIFEST or folder:DIR."""
     if name.startswith("pairs:"):
         return pairs_task(name[len("pairs:"):])
     if name.startswith("folder:"):
         return folder_task(name[len("folder:"):])
     return TASKS[name]
+
+
+# -- scalar scores: what a merge sweep records per task --------------------------------------------
+
+HEADLINE = {"retrieval": "R@10", "classification": "accuracy", "sts": "spearman"}  # per task kind
+_NOT_SCORES = {"n", "queries"}  # sizes, not quality
+
+
+def scalar_metrics(result: TaskResult) -> dict[str, float]:
+    """A task's scalar metrics under flat names, its headline first.
+
+    Retrieval: '<direction>/<metric>' for each direction (headline: the first direction's R@10, e.g.
+    'caption->image/R@10'); classification: accuracy first, then balanced and top-5 accuracy; STS:
+    Spearman, then Pearson. Per-class accuracy, confusion matrices and sizes are left out.
+    """
+    groups = result.metrics.items() if result.kind == "retrieval" else [("", result.metrics)]
+    flat = {f"{prefix}/{k}" if prefix else k: float(v)
+            for prefix, metrics in groups for k, v in metrics.items()
+            if k not in _NOT_SCORES and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    first = next(iter(result.metrics)) if result.kind == "retrieval" else ""
+    head = f"{first}/{HEADLINE[result.kind]}" if first else HEADLINE[result.kind]
+    return {head: flat.pop(head), **flat}
+
+
+def score(space: Space, tasks: Sequence[str], limit: int | None = None,
+          caches: FeatureCaches | Path | None = None) -> dict[str, dict[str, float]]:
+    """Each named task (as `task()` resolves it) on one space: {task: scalar metrics, headline first}.
+
+    The same name gives the same numbers as `omnibind eval` for the same space and limit: this
+    runs the very task the report runs.
+    """
+    names = task_names(list(tasks))
+    embed = CachedEmbedder(space, caches)
+    return {name: scalar_metrics(task(name)(embed, limit)) for name in dict.fromkeys(names)}
