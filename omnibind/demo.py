@@ -14,6 +14,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,17 @@ class Example:
 
 
 @dataclass
+class DemoRun:
+    """Everything the demo did, for the CLI to print."""
+
+    collection: Any
+    examples: list[Example]
+    ingest: Any  # omnibind.ingest.IngestReport
+    searches: list[tuple[str, list]]
+    ranks: "RankReport"
+
+
+@dataclass
 class RankReport:
     sims: np.ndarray  # captions x media cosine similarity
     hits: int
@@ -92,6 +104,23 @@ def build_examples(folder: Path) -> list[Example]:
         for ex in examples:
             writer.writerow([ex.path.name, ex.modality, ex.caption])
     return examples
+
+
+def run_demo(space: Any, folder: Path, collection: str = "demo", k: int = 5, home: Path | None = None) -> DemoRun:
+    """The README's main job: build (once) the example folder, ingest it into a collection
+    (re-embedding it if the space changed), run the demo searches and rank every caption."""
+    from omnibind.collection import Collection
+    from omnibind.ingest import ingest
+
+    examples = load_examples(folder)
+    write_notes(folder)
+    coll = Collection.open(collection, space=space, reembed=True, home=home)
+    report = ingest(coll, folder, exclude=[CAPTIONS])
+    searches = demo_searches(coll, folder, k)
+    ids = [os.path.abspath(ex.path) for ex in examples]
+    rows = {r["id"]: r["vector"] for r in coll.get(ids, ["id", "vector"])}
+    media = np.stack([rows[i] for i in ids]) if len(rows) == len(ids) else None
+    return DemoRun(coll, examples, report, searches, rank_report(space, examples, media))
 
 
 def load_examples(folder: Path) -> list[Example]:

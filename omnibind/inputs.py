@@ -165,22 +165,32 @@ def decode(data: Data, source: str, limits: Limits = DEFAULT_LIMITS, name: str |
                 raise InputError(source, f"not valid UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
         raise InputError(source, "unsupported or unrecognised format (not an image, audio, video or UTF-8 text)")
     if name is not None:
-        _warn_if_mislabelled(Path(name), row.name)
+        _warn_if_mislabelled(Path(name), row.name, head, data, source)
     return Input(row.name, modalities.decode(row, data, source, limits), source)
 
 
-def _warn_if_mislabelled(path: Path, kind: str) -> None:
+def _warn_if_mislabelled(path: Path, kind: str, head: bytes, data: Data, source: str) -> None:
+    """Warn when a file's name claims another modality than its content, unless the content also
+    fits the claimed one (a 16-bit depth PNG registered as its own modality is still a PNG)."""
     claimed = modalities.by_extension(path)
     suffix = path.suffix.lower()
     av_container = suffix in modalities.get("video").extensions or suffix == ".ogg"
     if {claimed, kind} <= {"audio", "video"} and av_container:
         return  # MP4, Matroska, Ogg... hold video or sound alone: either is not a mislabel
-    if claimed and claimed != kind:
+    row = modalities.get(claimed) if claimed and claimed != kind else None
+    if row is not None and not (row.sniff is not None and _claims(row, head, data, source)):
         warnings.warn(
             f"{path}: named like {claimed} ({path.suffix}) but the content is {kind}; decoding it as {kind}",
             MislabelledInputWarning,
             stacklevel=3,
         )
+
+
+def _claims(row: modalities.Modality, head: bytes, data: Data, source: str) -> bool:
+    try:
+        return bool(row.sniff(head, data, source))
+    except InputError:
+        return False
 
 
 def to_inputs(items: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> list[Input]:

@@ -36,6 +36,9 @@ class FakeBackbone:
     def __init__(self, modality: str) -> None:
         self.ref, self.modality = "hf:both", modality
 
+    def preprocess_config(self) -> dict:
+        return {}
+
 
 def test_feature_caches_are_per_backbone_and_modality(tmp_path: Path):
     """One `hf:` checkpoint serving text and image must not share one cache (it computes with its backbone)."""

@@ -279,6 +279,9 @@ class CountingBackbone:
     def collate(self, segments):
         return list(segments)
 
+    def preprocess_config(self):
+        return {}
+
     def features(self, batch):
         self.calls += 1
         rows = [torch.from_numpy(np.random.default_rng(sum(map(ord, s))).standard_normal(384).astype(np.float32)) for s in batch]
@@ -358,3 +361,22 @@ def test_sweep_numbers_equal_the_eval_report(space, tmp_path):
     for direction in ("caption->image", "image->caption"):
         for k in ("R@1", "R@5", "R@10", "MRR", "nDCG@10"):
             assert row[f"tux-images/{direction}/{k}"] == tux[direction][k], (direction, k)
+
+
+def test_cli_sweep_runs_the_library_sweep(pair, stub_tasks, tmp_path):
+    """`omnibind merge --alphas` parses, calls merge.sweep and prints its table and files."""
+    from omnibind.cli import app
+
+    a, b = pair
+    a.save(tmp_path / "a")
+    b.save(tmp_path / "b")
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(app, ["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out),
+                                      "--alphas", "0,1", "--eval-general", "stub-general", "--eval-domain", "stub-domain"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "merge_sweep.json").read_text())
+    assert [r["alpha"] for r in record["rows"]] == [0.0, 1.0]
+    assert record["rows"][1]["stub-domain/accuracy"] == pytest.approx(80.0) and "merge_tradeoff.png" in result.output
+    bad = CliRunner().invoke(app, ["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out),
+                                   "--alphas", "0,1", "--eval-general", "tux-test", "--eval-domain", "stub-domain"])
+    assert bad.exit_code == 1 and "tux-test" in bad.output

@@ -30,6 +30,7 @@ from omnibind.bind.cache import StackedFeatures as _Stacked
 from omnibind.bind.cache import project_items as _embed_items
 from omnibind.bind.pairs import BadRow, Pair, manifest_path, manifest_sha256_of, read_manifest
 from omnibind.errors import OmnibindError
+from omnibind.evaluate.metrics import retrieval_metrics
 from omnibind.heads import Head, LinearHead, MLPHead, ResidualHead
 from omnibind.scale import ddp
 from omnibind.space import Space, load_space
@@ -499,22 +500,18 @@ def _hard_negative_table(head: Head, data: _Data, train_idx: np.ndarray, k: int)
 
 @torch.no_grad()
 def _evaluate(head: Head, data: _Data, idx: np.ndarray) -> dict[str, float]:
-    """Held-out retrieval: media->caption R@1 over the held-out captions, and caption->media R@K."""
+    """Held-out retrieval (evaluate.metrics, ties against the query): media->caption R@1 over the
+    held-out captions, and caption->media R@K (a caption's relevant items: all media paired with it)."""
     head.eval()
-    media = _embed_items(head, data.feats, idx)
+    with torch.no_grad():
+        media = _embed_items(head, data.feats, idx)
     ids = data.text_ids[idx]
     unique = np.unique(ids)
-    pos = {t: j for j, t in enumerate(unique)}
-    sims = media @ data.anchors[unique].T
-    target = torch.tensor([pos[t] for t in ids])
-    out = {"val_R@1": float(100 * (sims.argmax(1) == target).float().mean())}
-    # caption -> media: each caption's relevant items are all media paired with it
-    t2m = sims.T  # [captions, media]
-    relevant = target[None, :] == torch.arange(len(unique))[:, None]
-    order = t2m.argsort(dim=1, descending=True)
-    hit_ranks = relevant.gather(1, order).float().argmax(1)  # first relevant position
-    for k in (1, 5, 10):
-        out[f"val_caption_R@{k}"] = float(100 * (hit_ranks < k).float().mean())
+    target = np.searchsorted(unique, ids)
+    sims = (media @ data.anchors[unique].T).numpy()
+    out = {"val_R@1": retrieval_metrics(sims, target, ks=(1,))["R@1"]}
+    caption = retrieval_metrics(sims.T, target[None, :] == np.arange(len(unique))[:, None])
+    out.update({f"val_caption_R@{k}": caption[f"R@{k}"] for k in (1, 5, 10)})
     return out
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from omnibind.evaluate.suite import SEED, CachedEmbedder, FeatureCaches, TaskResult, task
+from omnibind.evaluate.suite import SEED, CachedEmbedder, FeatureCaches, TaskResult, task, task_names
 from omnibind.space import Space, load_space
 from omnibind.version import __version__
 
@@ -283,3 +283,17 @@ def write(report: dict[str, Any], out: Path) -> dict[str, Path]:
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n", "utf-8")
     (out / "report.md").write_text(markdown(report, plots), "utf-8")
     return {"json": out / "report.json", "markdown": out / "report.md", **{p.stem: p for p in plots}}
+
+
+def evaluate(spaces: Sequence[str], tasks: str | Sequence[str], out: Path | None = None, *, limit: int | None = None,
+             cache_root: Path | None = None, command: str | None = None, readme: Path | None = None,
+             progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, Path]]:
+    """`omnibind eval`: run the tasks for the spaces, write the report folder (default
+    reports/<UTC date-time>/) and, with `readme`, its results table. Returns (report, files)."""
+    names = task_names(tasks)
+    folder = out or Path("reports") / dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    report = run(spaces, names, limit=limit, cache_root=cache_root, command=command, progress=progress)
+    paths = write(report, folder)
+    if readme:
+        update_readme(readme, report, folder)
+    return report, paths

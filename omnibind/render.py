@@ -1,0 +1,232 @@
+"""How library results look in a terminal (Rich): tables, summaries, progress bars.
+
+The CLI parses options, calls one library function and hands the result to a function here; no
+library module prints. Kept apart from cli.py so the commands read as what they do.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from omnibind.errors import InputError
+
+SCORE_KINDS = {
+    "cosine": "raw cosine (too few items of some modality to calibrate; calibration starts at 20 per modality)",
+    "z": "standard deviations above the query's typical item of that modality",
+    "probability": "estimated probability of a match (the space's per-modality-pair calibration)",
+}
+
+
+def quiet_libraries(err: Console) -> None:
+    """Keep third-party chatter (progress bars, tracer warnings) off the terminal; a mislabelled
+    file is reported as one yellow line."""
+    from omnibind.errors import MislabelledInputWarning
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except Exception:  # transformers missing or changed: its chatter is not worth failing for
+        pass
+    warnings.simplefilter("default", MislabelledInputWarning)
+    warnings.showwarning = lambda message, category, *a, **k: err.print(f"[yellow]warning:[/] {message}")
+
+
+def failures(err: Console, failed: Sequence[tuple[str, str]]) -> None:
+    for path, reason in failed:
+        err.print(f"[red]failed[/] {path}: {reason}", soft_wrap=True)
+
+
+def progress_bar(console: Console, *info: str) -> Progress:
+    """A bar with done/total, optional text fields (`info` names), elapsed and remaining time."""
+    fields = [TextColumn(f"{{task.fields[{name}]}}") for name in info]
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), *fields,
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+
+
+def short(text: str, width: int = 60) -> str:
+    return text if len(text) < width else text[: width - 3] + "..."
+
+
+def modality_of(obj: Any) -> str:
+    """What an input would be embedded as ("?" when it cannot be decoded), without warnings."""
+    from omnibind.inputs import to_input
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return to_input(obj).modality
+    except InputError:
+        return "?"
+
+
+def embed_table(objs: Sequence[Any], indices: Sequence[int], vectors: np.ndarray, space: str) -> Table:
+    table = Table(title=f"{len(indices)} vectors, {vectors.shape[1]} dims, space {space}")
+    for col in ("#", "input", "modality", "first dims"):
+        table.add_column(col)
+    for row, i in enumerate(indices):
+        table.add_row(str(i), short(str(objs[i])), modality_of(objs[i]),
+                      " ".join(f"{v:+.3f}" for v in vectors[row, :4]) + " ...")
+    return table
+
+
+def print_info(console: Console, details: dict[str, Any]) -> None:
+    console.print(f"[bold]space[/] {details['name']}  dim={details['dim']}  anchor={details['anchor']}  "
+                  f"format={details['format_version']}  omnibind={details['omnibind_version']}")
+    table = Table()
+    for col in ("modality", "backbone", "head", "weights"):
+        table.add_column(col, overflow="fold")
+    for modality, tower in details["towers"].items():
+        head = tower["head"]
+        head_text = f"{head['kind']} {head['in_dim']}->{head['out_dim']} ({head['input_key']})"
+        table.add_row(modality, tower["backbone"], head_text, str(tower["weights"].get("weights", "")))
+    video = details["video"]
+    table.add_row("video", "image + audio towers",
+                  f"{video['frames']} frames, weights {video['image_weight']}/{video['audio_weight']}", "-")
+    console.print(table)
+    for key, value in details.get("provenance", {}).items():
+        console.print(f"[dim]{key}:[/] {value}")
+
+
+def hits_table(title: str, hits: Sequence[Any], root: str | None = None) -> Table:
+    """Search results, best first; with `root` (the demo), a compact table of paths under it."""
+    compact = root is not None
+    table = Table(title=title, title_justify="left", **({"box": None, "pad_edge": False} if compact else {}))
+    columns = ("#", "modality", "item", "score", "cosine") if compact else ("#", "score", "cosine", "modality", "item")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("modality", "item") else "right")
+    for n, h in enumerate(hits, 1):
+        cells = {"#": str(n), "score": f"{h.score:.3f}" if h.kind == "probability" else f"{h.score:.2f}",
+                 "cosine": f"{h.cosine:.3f}", "modality": h.modality, "item": _shown(h, root)}
+        table.add_row(*(cells[c] for c in columns))
+    return table
+
+
+def _shown(hit: Any, root: str | None) -> str:
+    shown = os.path.relpath(hit.source, root) if root and hit.source and not hit.source.startswith("<") else (hit.source or hit.id)
+    text = hit.fields.get("text")
+    if hit.modality == "text" and text:
+        return f"{shown}: {text[:60]!r}" if hit.source and not hit.source.startswith("<") else repr(text[:80])
+    return shown
+
+
+def score_footer(hits: Sequence[Any]) -> str:
+    kinds = sorted({h.kind for h in hits})
+    return "[dim]score: " + "; ".join(SCORE_KINDS[k] for k in kinds) + "[/]" if kinds else ""
+
+
+def ingest_summary(name: str, s: dict[str, Any]) -> str:
+    return (f"{name}: {s['added']} added, {s['updated']} updated, {s['unchanged']} unchanged, {s['removed']} removed, "
+            f"{s['failed']} failed of {s['seen']} files in {s['seconds']:.1f} s"
+            + (f"; failures logged to {s['log']}" if s["log"] else ""))
+
+
+def collections_table(rows: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="collections")
+    for col in ("name", "items", "modalities", "space", "index", "path"):
+        table.add_column(col)
+    for r in rows:
+        mods = ", ".join(f"{m} {n}" for m, n in r.get("modalities", {}).items())
+        table.add_row(r["name"], str(r.get("items", "?")), mods or r.get("error", ""), str(r.get("space", "")),
+                      str(r.get("index") or "exact"), r["path"])
+    return table
+
+
+def classify_table(results: Sequence[Any], top: int) -> Table:
+    table = Table(title="zero-shot classification")
+    for col in ("input", "modality", "label", "top labels"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r.source, r.modality, r.label, ", ".join(f"{name} {p:.2f}" for name, p in r.ranked()[:top]))
+    return table
+
+
+def print_demo(console: Console, run: Any, folder: Path, collection: str, matrix: bool, space: str) -> None:
+    s = run.ingest.summary()
+    coll = run.collection
+    console.print(f"collection [bold]{coll.name}[/] ({coll.path}): {len(coll)} items; this run {s['added']} added, "
+                  f"{s['updated']} updated, {s['unchanged']} unchanged, {s['failed']} failed, {s['seconds']:.1f} s")
+    root = os.path.abspath(folder)
+    for label, hits in run.searches:
+        console.print(hits_table(f"search {label}", hits, root))
+    console.print(score_footer([h for _, hits in run.searches for h in hits]))
+    if matrix:
+        console.print(caption_matrix(run.examples, run.ranks, space))
+    examples, report = run.examples, run.ranks
+    counts = {m: sum(ex.modality == m for ex in examples) for m in report.by_modality}
+    for modality, (overall, within) in report.by_modality.items():
+        console.print(f"{modality:>6}: {overall}/{counts[modality]} captions rank their own media first among all "
+                      f"{len(examples)}; {within}/{counts[modality]} among the {counts[modality]} {modality} items")
+    console.print(f"[bold]total: {report.hits}/{len(examples)} captions rank their own media first among all "
+                  f"{len(examples)} (chance: {report.chance:.0f})[/]")
+    console.print(f"[dim]try: omnibind search -c {collection} \"a dog barking\"   ·   omnibind search -c {collection} "
+                  f"--file {folder / 'orange.jpg'}[/]")
+
+
+def caption_matrix(examples: Sequence[Any], report: Any, space: str) -> Table:
+    table = Table(title=f"Each caption against all {len(examples)} media — space {space}")
+    for col, justify in (("caption", "left"), ("its media", "left"), ("rank", "right"), ("score", "right"),
+                         ("best match", "left"), ("score", "right")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for i, ex in enumerate(examples):
+        row = report.sims[i]
+        best = int(np.argmax(row))
+        rank = int((row > row[i]).sum()) + 1
+        table.add_row(ex.caption, f"{ex.modality} {ex.path.name}", "[bold green]1[/]" if rank == 1 else str(rank),
+                      f"{row[i]:.3f}", f"{examples[best].modality} {examples[best].path.name}", f"{row[best]:.3f}")
+    return table
+
+
+def print_bind(console: Console, err: Console, result: Any, tower: str, out: Path) -> None:
+    for row in result.skipped:
+        err.print(f"[yellow]skipped[/] {row.manifest}:{row}" if getattr(row, "manifest", None) else f"[yellow]skipped[/] {row}")
+    m = result.metrics
+    console.print(f"bound {tower} on {m['train']} pairs ({m['replay']} replay, {m['held_out']} held out, "
+                  f"{len(result.skipped)} skipped), best epoch {m['best_epoch']}")
+    table = bind_table(m)
+    if table is not None:
+        console.print(table)
+    console.print(f"wrote {out}")
+
+
+def serve_banner(err: Console, host: str, port: int, collection: Any, token: str, created: bool, saved: Path) -> None:
+    err.print(f"[bold]write token (new, saved in {saved}):[/] {token}" if created
+              else f"write token: $OMNIBIND_TOKEN or the one saved in {saved}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]listening on {host}: anyone who can reach it can search; writes still need the token[/]")
+    err.print(f"omnibind: collection {collection.name!r} ({len(collection)} items) on "
+              f"http://{host}:{port}/  (API docs: /docs)")
+
+
+def bind_table(metrics: dict[str, Any]) -> Table | None:
+    """Held-out recall before and after binding (None when nothing was held out)."""
+    if not metrics.get("held_out_trained"):
+        return None
+    table = Table(title="held-out pairs (never trained on)")
+    for col, justify in (("metric", "left"), ("before", "right"), ("after", "right")):
+        table.add_column(col, justify=justify)
+    for key in metrics["held_out_trained"]:
+        table.add_row(key.removeprefix("val_"), f"{metrics['held_out_bridge'][key]:.1f}",
+                      f"{metrics['held_out_trained'][key]:.1f}")
+    return table
+
+
+def sweep_table(rows: Sequence[dict[str, float]], a: str, b: str) -> Table:
+    table = Table(title=f"merge sweep: {a} (alpha=0) -> {b} (alpha=1)")
+    for col in rows[0]:
+        table.add_column(col.replace("/", "\n"), justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:g}" if k == "alpha" else f"{v:.2f}" for k, v in row.items()))
+    return table
