@@ -88,7 +88,7 @@ def main() -> None:
         print(f"\n| engine | files/s (median of {args.rounds}) |\n|---|---|")
         print(f"| local `ingest()` | {result['local_files_per_s']:.1f} |")
         print(f"| Ray `ingest()`, {args.actors} actors (actor start-up included) | {result['ray_files_per_s']:.1f} |")
-        print(f"\nray / local = {result['ray_over_local']:.2f}; same rows, engine="ray", max abs vector difference {diff:.1e}")
+        print(f"\nray / local = {result['ray_over_local']:.2f}; same rows, max abs vector difference {diff:.1e}")
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
     finally:
