@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import mmap
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -26,13 +26,21 @@ Data = Union[bytes, mmap.mmap]  # a whole file's bytes
 
 @dataclass(frozen=True)
 class Limits:
-    """Decoding limits that keep hostile or huge files from exhausting memory or time."""
+    """Per-input budgets, checked before the work, that keep hostile or huge files from
+    exhausting memory or time. Raise one to accept bigger inputs (long ones stay streamed).
+
+    The defaults bound one input to about a minute and well under 1 GB on two cores (see the
+    "Bad input" section of docs/usage.md for the measurements).
+    """
 
     max_file_bytes: int = 4 * 1024**3
     max_image_pixels: int = 64_000_000
     max_text_chars: int = 1_000_000
-    max_audio_seconds: float = 4 * 3600.0
-    max_video_seconds: float = 4 * 3600.0
+    max_audio_seconds: float = 3600.0  # 1 h of sound: ~50 s to embed, memory bounded (streamed)
+    max_video_seconds: float = 7200.0  # 2 h, soundtrack included
+    max_video_frames: int = 300_000  # frames decoded to sample a video (2 h at 40 fps)
+    min_sample_rate: int = 4000  # a file declaring less (1 Hz...) would be resampled into a flood
+    max_sample_rate: int = 768_000
 
 
 DEFAULT_LIMITS = Limits()
@@ -44,7 +52,9 @@ class AudioClip:
     """Mono audio, decoded block by block on demand.
 
     `stream(rate, block)` yields float32 arrays of exactly `block` samples at `rate` Hz (the
-    last may be shorter); calling it twice decodes twice and gives the same samples.
+    last may be shorter); calling it twice decodes twice and gives the same samples. Every
+    decoded chunk is checked as it comes: NaN or infinite samples, or more sound than
+    `max_seconds` (whatever the header said), raise InputError.
     """
 
     source: str
@@ -52,6 +62,7 @@ class AudioClip:
     duration: float
     _blocks: Callable[[int], Iterator[np.ndarray]] = field(repr=False)
     expected_samples: int | None = None
+    max_seconds: float | None = None
 
     def stream(self, rate: int, block: int) -> Iterator[np.ndarray]:
         if rate <= 0 or block <= 0:
@@ -64,6 +75,7 @@ class AudioClip:
         for chunk in self._resampled(rate):
             chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
             total_in += chunk.shape[0]
+            self._check_chunk(chunk, total_in, rate)
             pos = 0
             while pos < chunk.shape[0]:
                 take = min(block - fill, chunk.shape[0] - pos)
@@ -77,6 +89,16 @@ class AudioClip:
         if fill:
             yield buf[:fill]
         self._check_complete(total_in, rate)
+
+    def _check_chunk(self, chunk: np.ndarray, total: int, rate: int) -> None:
+        if not np.isfinite(chunk).all():
+            raise InputError(self.source, "audio contains NaN or infinite samples")
+        if self.max_seconds is not None and total > (self.max_seconds + 1.0) * rate:
+            raise InputError(
+                self.source,
+                f"audio decodes to more than the limit of {self.max_seconds:.0f}s "
+                f"(its header said {self.duration:.0f}s)",
+            )
 
     def _resampled(self, rate: int) -> Iterator[np.ndarray]:
         try:
@@ -300,7 +322,10 @@ def open_image(where: Data, source: str, limits: Limits) -> Image.Image:
 
 
 def audio_from_array(obj: dict, source: str, limits: Limits) -> AudioClip:
-    """An in-memory waveform: `{"array": (n,) or (n, channels), "sampling_rate": int}`."""
+    """An in-memory waveform: `{"array": (n,) or (n, channels), "sampling_rate": int}`.
+
+    The caller's array is taken at its word (no minimum sample rate: the samples are already in
+    memory), but it is resampled in chunks like a file, so memory stays bounded."""
     try:
         rate = int(obj["sampling_rate"])
         array = np.asarray(obj["array"], dtype=np.float32)
@@ -320,25 +345,43 @@ def audio_from_array(obj: dict, source: str, limits: Limits) -> AudioClip:
     if not np.isfinite(array).all():
         raise InputError(source, "audio array contains NaN or infinite samples")
     duration = array.size / rate
-    _check_duration(duration, source, limits)
+    _check_duration(duration, source, limits.max_audio_seconds)
 
     def blocks(target: int) -> Iterator[np.ndarray]:
-        yield _resample(array, rate, target)
+        yield from _resample_chunks((array[k : k + 65536] for k in range(0, array.size, 65536)), rate, target)
 
-    return AudioClip(source, rate, duration, blocks)
+    return AudioClip(source, rate, duration, blocks, max_seconds=limits.max_audio_seconds)
 
 
-def _resample(array: np.ndarray, rate: int, target: int) -> np.ndarray:
+def _resample_chunks(chunks: Iterable[np.ndarray], rate: int, target: int) -> Iterator[np.ndarray]:
+    """Mono float32 chunks at `rate` -> at `target`, streamed (same samples as one-shot soxr)."""
     if rate == target:
-        return array.astype(np.float32, copy=False)
+        yield from chunks
+        return
     import soxr
 
-    return soxr.resample(array, rate, target).astype(np.float32, copy=False)
+    resampler = soxr.ResampleStream(rate, target, 1, dtype="float32")
+    for chunk in chunks:
+        yield resampler.resample_chunk(np.ascontiguousarray(chunk, dtype=np.float32))
+    yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
-def _check_duration(seconds: float, source: str, limits: Limits) -> None:
-    if seconds > limits.max_audio_seconds:
-        raise InputError(source, f"audio lasts {seconds:.0f}s, over the limit of {limits.max_audio_seconds:.0f}s")
+def _check_duration(seconds: float, source: str, limit: float, what: str = "audio") -> None:
+    if seconds > limit:
+        raise InputError(
+            source, f"{what} lasts {seconds:.0f}s, over the limit of {limit:.0f}s (raise Limits.max_{what}_seconds to accept it)"
+        )
+
+
+def _check_rate(rate: float, source: str, limits: Limits) -> None:
+    """A file's declared sample rate, checked before any decoding: resampling a 1 Hz file to
+    44.1 kHz turns a few KB into gigabytes."""
+    if rate < limits.min_sample_rate:
+        raise InputError(
+            source, f"sample rate of {rate:g} Hz is below the minimum of {limits.min_sample_rate} Hz (corrupt or not sound)"
+        )
+    if rate > limits.max_sample_rate:
+        raise InputError(source, f"sample rate of {rate:g} Hz is over the maximum of {limits.max_sample_rate} Hz")
 
 
 def open_audio(where: Data, source: str, limits: Limits = DEFAULT_LIMITS) -> AudioClip:
@@ -348,31 +391,34 @@ def open_audio(where: Data, source: str, limits: Limits = DEFAULT_LIMITS) -> Aud
     try:
         info = sf.info(_opener(where))
     except Exception:
-        return _open_audio_av(where, source, limits)
+        return _open_audio_av(where, source, limits, limits.max_audio_seconds)
     if info.frames <= 0 or info.samplerate <= 0:
         raise InputError(source, "audio has no samples")
+    _check_rate(info.samplerate, source, limits)
     if info.format in ("WAV", "WAVEX"):
         _check_wav_complete(where, source, info)
-    _check_duration(info.frames / info.samplerate, source, limits)
+    _check_duration(info.frames / info.samplerate, source, limits.max_audio_seconds)
     rate = int(info.samplerate)
 
     def blocks(target: int) -> Iterator[np.ndarray]:
-        import soxr
+        yield from _resample_chunks(_sf_chunks(where), rate, target)
 
-        resampler = None if rate == target else soxr.ResampleStream(rate, target, 1, dtype="float32")
-        with sf.SoundFile(_opener(where)) as fh:
-            # Not fh.blocks(): past a truncation it keeps yielding full blocks of stale buffer
-            # up to the frame count in the header. read() returns only what was decoded.
-            while True:
-                chunk = fh.read(65536, dtype="float32", always_2d=True)
-                if chunk.shape[0] == 0:
-                    break
-                mono = chunk.mean(axis=1, dtype=np.float32)
-                yield mono if resampler is None else resampler.resample_chunk(mono)
-        if resampler is not None:
-            yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+    return AudioClip(source, rate, info.frames / rate, blocks, expected_samples=int(info.frames),
+                     max_seconds=limits.max_audio_seconds)
 
-    return AudioClip(source, rate, info.frames / rate, blocks, expected_samples=int(info.frames))
+
+def _sf_chunks(where: Data) -> Iterator[np.ndarray]:
+    """Mono float32 chunks as libsndfile decodes them."""
+    import soundfile as sf
+
+    with sf.SoundFile(_opener(where)) as fh:
+        # Not fh.blocks(): past a truncation it keeps yielding full blocks of stale buffer
+        # up to the frame count in the header. read() returns only what was decoded.
+        while True:
+            chunk = fh.read(65536, dtype="float32", always_2d=True)
+            if chunk.shape[0] == 0:
+                break
+            yield chunk.mean(axis=1, dtype=np.float32)
 
 
 def _check_wav_complete(where: Data, source: str, info: Any) -> None:
@@ -459,7 +505,9 @@ def check_matroska_complete(head: bytes, where: Data, source: str) -> None:
         raise InputError(source, f"truncated Matroska/WebM file: its segment promises {end} bytes, the file has {size}")
 
 
-def _open_audio_av(where: Data, source: str, limits: Limits) -> AudioClip:
+def _open_audio_av(where: Data, source: str, limits: Limits, max_seconds: float, what: str = "audio") -> AudioClip:
+    """Audio (or a video's soundtrack: `what="video"`, held to the video's duration limit)
+    through FFmpeg; the stream's declared rate and duration are checked before decoding."""
     import av
 
     try:
@@ -475,8 +523,10 @@ def _open_audio_av(where: Data, source: str, limits: Limits) -> AudioClip:
         raise InputError(source, f"unsupported or corrupt audio: {exc}") from None
     if rate <= 0:
         raise InputError(source, "audio stream has no sample rate")
-    _check_duration(duration or 0.0, source, limits)
-    return AudioClip(source, rate, duration or 0.0, lambda target: _av_audio_blocks(where, source, target))
+    _check_rate(rate, source, limits)
+    _check_duration(duration or 0.0, source, max_seconds, what)
+    return AudioClip(source, rate, duration or 0.0, lambda target: _av_audio_blocks(where, source, target),
+                     max_seconds=max_seconds)
 
 
 def _av_audio_blocks(where: Data, source: str, target: int) -> Iterator[np.ndarray]:
@@ -546,7 +596,8 @@ def container_modality(where: Data, source: str) -> str:
 
 
 def open_video(where: Data, source: str, limits: Limits = DEFAULT_LIMITS) -> VideoClip:
-    """Probe a video file; frames and soundtrack are decoded later, on demand."""
+    """Probe a video file; frames and soundtrack are decoded later, on demand. The declared
+    frame size, duration and frame count are checked here, before any decoding."""
     import av
 
     try:
@@ -557,40 +608,60 @@ def open_video(where: Data, source: str, limits: Limits = DEFAULT_LIMITS) -> Vid
             duration = _stream_seconds(container, vstream)
             has_audio = bool(container.streams.audio)
             w, h = vstream.codec_context.width, vstream.codec_context.height
+            indexed = int(vstream.frames or 0)
     except InputError:
         raise
     except Exception as exc:
         raise InputError(source, f"corrupt or unsupported video: {exc}") from None
     if w * h > limits.max_image_pixels:
         raise InputError(source, f"video frames are {w}x{h}, over the limit of {limits.max_image_pixels} pixels")
-    if duration is not None and duration > limits.max_video_seconds:
-        raise InputError(source, f"video lasts {duration:.0f}s, over the limit of {limits.max_video_seconds:.0f}s")
+    if duration is not None:
+        _check_duration(duration, source, limits.max_video_seconds, "video")
+    if indexed > limits.max_video_frames:
+        raise InputError(source, _too_many_frames(indexed, limits))
 
     def frames(n: int) -> list[Image.Image]:
-        return _sample_frames(where, source, n, duration)
+        return _sample_frames(where, source, n, duration, limits)
 
     def audio() -> AudioClip:
-        return _open_audio_av(where, source, limits)
+        return _open_audio_av(where, source, limits, limits.max_video_seconds, "video")
 
     return VideoClip(source, duration, has_audio, frames, audio)
 
 
-def _sample_frames(where: Data, source: str, n: int, duration: float | None) -> list[Image.Image]:
+def _too_many_frames(count: int | str, limits: Limits) -> str:
+    return f"video has {count} frames, over the limit of {limits.max_video_frames} (raise Limits.max_video_frames to accept it)"
+
+
+def _counted_frames(container: Any, source: str, limits: Limits) -> Iterator[Any]:
+    """The video stream's frames, decoded tolerantly, at most `max_video_frames` of them, each
+    within the pixel limit (a stream may change size after its header)."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    for count, frame in enumerate(decode_tolerant(container, stream, source), 1):
+        if count > limits.max_video_frames:
+            raise InputError(source, _too_many_frames(f"more than {limits.max_video_frames}", limits))
+        if frame.width * frame.height > limits.max_image_pixels:
+            raise InputError(
+                source, f"video frame {count} is {frame.width}x{frame.height}, over the limit of {limits.max_image_pixels} pixels"
+            )
+        yield frame
+
+
+def _sample_frames(where: Data, source: str, n: int, duration: float | None, limits: Limits) -> list[Image.Image]:
     """Decode once, front to back, keeping the first frame at or after each slice centre."""
     import av
 
     if not duration:
-        duration = _decoded_duration(where, source)
+        duration = _decoded_duration(where, source, limits)
     targets = [(i + 0.5) * duration / n for i in range(n)]
     picked: list[Image.Image] = []
     last_frame = None
     last_time = 0.0
     decoded = 0
     with av.open(_opener(where)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        indexed = int(stream.frames or 0)  # frame count from the container's index (MP4, AVI), or 0
-        for frame in decode_tolerant(container, stream, source):
+        indexed = int(container.streams.video[0].frames or 0)  # frame count from the index (MP4, AVI), or 0
+        for frame in _counted_frames(container, source, limits):
             decoded += 1
             last_frame, last_time = frame, float(frame.time or 0.0)
             while len(picked) < n and last_time + 1e-6 >= targets[len(picked)]:
@@ -612,13 +683,14 @@ def _sample_frames(where: Data, source: str, n: int, duration: float | None) -> 
     return picked
 
 
-def _decoded_duration(where: Data, source: str) -> float:
+def _decoded_duration(where: Data, source: str, limits: Limits) -> float:
     import av
 
     end = 0.0
     with av.open(_opener(where)) as container:
-        for frame in decode_tolerant(container, container.streams.video[0], source):
+        for frame in _counted_frames(container, source, limits):
             end = max(end, float(frame.time or 0.0))
+    _check_duration(end, source, limits.max_video_seconds, "video")
     return end or 1.0
 
 
