@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from omnibind.errors import InputError, SpaceError
 from omnibind.heads import build_head
 from omnibind.inputs import DEFAULT_LIMITS, Input, Limits, to_input
-from omnibind.tower import Tower
+from omnibind.tower import Tower, refuse_non_finite
 from omnibind.version import __version__
 from omnibind.video import VideoFusion, embed_videos
 
@@ -122,6 +122,7 @@ class Space:
             for modality, pairs in decoded.items():
                 positions = [i for i, _ in pairs]
                 vectors, failed = self._embed_modality(modality, [x for _, x in pairs], batch_size, tick)
+                refuse_non_finite(vectors, [x.source for _, x in pairs], failed)
                 if failed and on_error == "raise":
                     j = min(failed)
                     raise failed[j].with_index(positions[j])

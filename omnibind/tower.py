@@ -73,8 +73,16 @@ class Tower:
         kept = [j for j, o in enumerate(owners) if o not in errors]  # rows of inputs that failed later
         stacked = np.concatenate(vectors)[kept] if vectors else np.zeros((0, self.dim), np.float32)
         out = fuse(stacked, np.asarray(owners, dtype=np.int64)[kept], n).numpy()
+        refuse_non_finite(out, [x.source for x in inputs], errors)
         out[list(errors)] = np.nan
         return out, errors
+
+
+def refuse_non_finite(vectors: np.ndarray, sources: Sequence[str], errors: dict[int, InputError]) -> None:
+    """A row with NaN or inf becomes that input's InputError (in `errors`): never a result."""
+    for i in np.flatnonzero(~np.isfinite(vectors).all(axis=1)).tolist():
+        if i not in errors:
+            errors[i] = InputError(sources[i], "the model produced a non-finite vector (NaN or inf) for this input").with_index(i)
 
 
 def fuse(vectors: torch.Tensor | np.ndarray, owners: Sequence[int] | np.ndarray, n: int,
