@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import io
 import mmap
+import re
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -453,58 +455,6 @@ def _check_wav_complete(where: Data, source: str, info: Any) -> None:
             pos += 8 + chunk_size + (chunk_size & 1)
 
 
-def check_ogg_complete(where: Data, source: str) -> None:
-    """The last Ogg page must be whole; in a cut-off file it runs past the end.
-
-    (libsndfile and FFmpeg take a truncated Ogg for a shorter one and say nothing.)
-    """
-    max_page = 27 + 255 + 255 * 255
-    tail = _read_tail(where, source, max_page + 4)
-    at = tail.rfind(b"OggS\x00")  # capture pattern + stream structure version 0
-    if at < 0:
-        raise InputError(source, "truncated or corrupt Ogg file: no page header near its end")
-    segments = tail[at + 26] if at + 26 < len(tail) else None
-    if segments is None or at + 27 + segments > len(tail):
-        raise InputError(source, "truncated Ogg file: its last page header is cut off")
-    end = at + 27 + segments + sum(tail[at + 27 : at + 27 + segments])
-    if end > len(tail):
-        raise InputError(source, f"truncated Ogg file: its last page lacks {end - len(tail)} bytes")
-
-
-def _read_tail(where: Data, source: str, n: int) -> bytes:
-    return bytes(where[-n:])
-
-
-def _ebml_vint(data: bytes, at: int) -> tuple[int, int, bool] | None:
-    """(value, length, all-ones) of the EBML variable-length integer at `at`, or None."""
-    if at >= len(data) or data[at] == 0:
-        return None
-    length = 9 - data[at].bit_length()
-    if at + length > len(data):
-        return None
-    value = data[at] & (0xFF >> length)
-    for b in data[at + 1 : at + length]:
-        value = (value << 8) | b
-    return value, length, value == (1 << (7 * length)) - 1
-
-
-def check_matroska_complete(head: bytes, where: Data, source: str) -> None:
-    """Matroska/WebM: the Segment element says how long it is; a cut-off file is shorter."""
-    size = len(where)
-    header = _ebml_vint(head, 4)  # the EBML header's size, after its 4-byte ID
-    if header is None:
-        return
-    at = 4 + header[1] + header[0]
-    if head[at : at + 4] != b"\x18\x53\x80\x67":  # Segment ID
-        return
-    segment = _ebml_vint(head, at + 4)
-    if segment is None or segment[2]:
-        return  # unknown size (a live recording): nothing promised
-    end = at + 4 + segment[1] + segment[0]
-    if end > size:
-        raise InputError(source, f"truncated Matroska/WebM file: its segment promises {end} bytes, the file has {size}")
-
-
 def _open_audio_av(where: Data, source: str, limits: Limits, max_seconds: float, what: str = "audio") -> AudioClip:
     """Audio (or a video's soundtrack: `what="video"`, held to the video's duration limit)
     through FFmpeg; the stream's declared rate and duration are checked before decoding."""
@@ -515,7 +465,9 @@ def _open_audio_av(where: Data, source: str, limits: Limits, max_seconds: float,
             if not container.streams.audio:
                 raise InputError(source, "no audio stream")
             stream = container.streams.audio[0]
-            rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+            if stream.codec_context is None:
+                raise InputError(source, "unsupported audio codec (FFmpeg has no decoder for it)")
+            rate = int(stream.codec_context.sample_rate or 0)
             duration = _stream_seconds(container, stream)
     except InputError:
         raise
@@ -704,3 +656,372 @@ def video_from_frames(frames: list[Image.Image], source: str, limits: Limits) ->
     return VideoClip(source, None, False, sample, lambda: None)
 
 
+# --------------------------------------------------------------------------------------------
+# Container integrity: a cut-off file is refused by its own structure, before decoding
+
+
+def check_ogg_complete(where: Data, source: str) -> None:
+    """The last Ogg page must be whole; in a cut-off file it runs past the end.
+
+    (libsndfile and FFmpeg take a truncated Ogg for a shorter one and say nothing.)
+    """
+    max_page = 27 + 255 + 255 * 255
+    tail = _read_tail(where, source, max_page + 4)
+    at = tail.rfind(b"OggS\x00")  # capture pattern + stream structure version 0
+    if at < 0:
+        raise InputError(source, "truncated or corrupt Ogg file: no page header near its end")
+    segments = tail[at + 26] if at + 26 < len(tail) else None
+    if segments is None or at + 27 + segments > len(tail):
+        raise InputError(source, "truncated Ogg file: its last page header is cut off")
+    end = at + 27 + segments + sum(tail[at + 27 : at + 27 + segments])
+    if end > len(tail):
+        raise InputError(source, f"truncated Ogg file: its last page lacks {end - len(tail)} bytes")
+
+
+def _read_tail(where: Data, source: str, n: int) -> bytes:
+    return bytes(where[-n:])
+
+
+def _ebml_vint(data: bytes, at: int) -> tuple[int, int, bool] | None:
+    """(value, length, all-ones) of the EBML variable-length integer at `at`, or None."""
+    if at >= len(data) or data[at] == 0:
+        return None
+    length = 9 - data[at].bit_length()
+    if at + length > len(data):
+        return None
+    value = data[at] & (0xFF >> length)
+    for b in data[at + 1 : at + length]:
+        value = (value << 8) | b
+    return value, length, value == (1 << (7 * length)) - 1
+
+
+def check_matroska_complete(head: bytes, where: Data, source: str) -> None:
+    """Matroska/WebM: the Segment element says how long it is; a cut-off file is shorter."""
+    size = len(where)
+    header = _ebml_vint(head, 4)  # the EBML header's size, after its 4-byte ID
+    if header is None:
+        return
+    at = 4 + header[1] + header[0]
+    if head[at : at + 4] != b"\x18\x53\x80\x67":  # Segment ID
+        return
+    segment = _ebml_vint(head, at + 4)
+    if segment is None or segment[2]:
+        return  # unknown size (a live recording): nothing promised
+    end = at + 4 + segment[1] + segment[0]
+    if end > size:
+        raise InputError(source, f"truncated Matroska/WebM file: its segment promises {end} bytes, the file has {size}")
+
+
+def check_integrity(head: bytes, where: Data, source: str) -> None:
+    """Refuse a file whose own structure says it is cut off (or broken) before any decoder sees
+    it: decoders fill in, skip or stop early quietly on many formats.
+
+    PNG must reach IEND (critical chunks' CRCs intact), JPEG its EOI, GIF its trailer; RIFF
+    (AVI, WebP) and ISO media (MP4, MOV, M4A) boxes must fit in the file; an MP3/AAC stream's
+    last frame must be whole; Ogg's last page and Matroska's segment must be complete.
+    """
+    if head.startswith(b"OggS"):
+        check_ogg_complete(where, source)
+    elif head.startswith(b"\x1a\x45\xdf\xa3"):
+        check_matroska_complete(head, where, source)
+    elif head.startswith(b"\x89PNG\r\n\x1a\n"):
+        _check_png(where, source)
+    elif head.startswith(b"\xff\xd8\xff"):
+        _check_jpeg(where, source)
+    elif head[:6] in (b"GIF87a", b"GIF89a"):
+        _check_gif(where, source)
+    elif head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"WEBP"):
+        _check_riff(where, source)
+    elif head[4:8] == b"ftyp":
+        _check_iso_boxes(where, source)
+    elif (head.startswith(b"ID3") or head[:1] == b"\xff") and sniff(head) == "audio":
+        _check_mpeg_audio(where, source)
+
+
+def _truncated(source: str, fmt: str, what: str) -> InputError:
+    return InputError(source, f"truncated {fmt} file: {what}")
+
+
+def _be(view: memoryview, at: int, n: int) -> int:
+    return int.from_bytes(view[at : at + n], "big")
+
+
+def _le(view: memoryview, at: int, n: int) -> int:
+    return int.from_bytes(view[at : at + n], "little")
+
+
+MAX_STRUCTURE_STEPS = 1_000_000  # chunks, boxes or blocks walked before a file counts as corrupt
+
+
+_PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
+
+
+def _check_png(where: Data, source: str) -> None:
+    """Every chunk fits in the file, critical chunks' CRCs match (as libpng insists), and the
+    walk reaches IEND (anything after it is ignored, as viewers do)."""
+    view, size, pos = memoryview(where), len(where), 8
+    for _ in range(MAX_STRUCTURE_STEPS):
+        if pos + 12 > size:
+            raise _truncated(source, "PNG", "it ends before its IEND chunk")
+        length, kind = _be(view, pos, 4), bytes(view[pos + 4 : pos + 8])
+        end = pos + 12 + length
+        if length > 0x7FFFFFFF:
+            raise InputError(source, f"corrupt PNG file: chunk length {length} at byte {pos}")
+        if end > size:
+            raise _truncated(source, "PNG", f"its {kind.decode('latin-1')!r} chunk lacks {end - size} bytes")
+        if kind in _PNG_CRITICAL and zlib.crc32(view[pos + 4 : end - 4]) != _be(view, end - 4, 4):
+            raise InputError(source, f"corrupt PNG file: CRC mismatch in its {kind.decode('latin-1')!r} chunk")
+        if kind == b"IEND":
+            return
+        pos = end
+    raise InputError(source, f"corrupt PNG file: more than {MAX_STRUCTURE_STEPS} chunks")
+
+
+_JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")  # a marker (not stuffing, RSTn or fill)
+_JPEG_STANDALONE = frozenset([0x01, 0xD8])  # TEM, SOI: no length field
+
+
+def _check_jpeg(where: Data, source: str) -> None:
+    """Markers are followed from SOI, segments skipped by their length (an EXIF thumbnail's own
+    EOI is never mistaken for the image's), until the EOI marker; data after it is ignored
+    (Motion Photos carry a video there)."""
+    view, size, pos = memoryview(where), len(where), 2
+    for _ in range(MAX_STRUCTURE_STEPS):
+        found = _JPEG_MARKER.search(where, pos)
+        if found is None:
+            raise _truncated(source, "JPEG", "it has no end-of-image (EOI) marker")
+        at = found.start()
+        code = view[at + 1]
+        if code == 0xD9:
+            return
+        if code in _JPEG_STANDALONE:
+            pos = at + 2
+            continue
+        if at + 4 > size:
+            raise _truncated(source, "JPEG", "a marker segment is cut off")
+        pos = at + 2 + _be(view, at + 2, 2)
+        if pos > size:
+            raise _truncated(source, "JPEG", f"its marker segment 0xFF{code:02X} lacks {pos - size} bytes")
+    raise InputError(source, f"corrupt JPEG file: more than {MAX_STRUCTURE_STEPS} marker segments")
+
+
+def _check_gif(where: Data, source: str) -> None:
+    """Blocks (extensions, images and their LZW sub-blocks) are followed to the trailer; the
+    last block must be whole (a missing trailer byte alone is accepted: some encoders omit it)."""
+    view, size = memoryview(where), len(where)
+    if size < 13:
+        raise _truncated(source, "GIF", "its header is cut off")
+    pos = 13 + (3 << ((view[10] & 7) + 1) if view[10] & 0x80 else 0)
+    steps = images = 0
+    while steps < MAX_STRUCTURE_STEPS:
+        if pos >= size and images:
+            return  # the last block is whole and only the trailer byte is missing: old encoders
+        if pos >= size:
+            raise _truncated(source, "GIF", "it ends before its first image")
+        block = view[pos]
+        if block == 0x3B:
+            return
+        if block == 0x21:
+            pos += 2
+        elif block == 0x2C:
+            if pos + 10 > size:
+                raise _truncated(source, "GIF", "an image descriptor is cut off")
+            packed = view[pos + 9]
+            pos += 11 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)  # descriptor, colour table, LZW size
+        elif images:
+            return  # bytes after the last image that are no block: browsers stop there too
+        else:
+            raise InputError(source, f"corrupt GIF file: unknown block 0x{block:02X} at byte {pos}")
+        images += block == 0x2C
+        while True:  # data sub-blocks up to the empty one
+            steps += 1
+            if pos >= size:
+                raise _truncated(source, "GIF", "an image or extension's data is cut off")
+            length = view[pos]
+            pos += 1 + length
+            if length == 0 or steps >= MAX_STRUCTURE_STEPS:
+                break
+    raise InputError(source, f"corrupt GIF file: more than {MAX_STRUCTURE_STEPS} blocks")
+
+
+def _check_riff(where: Data, source: str) -> None:
+    """RIFF (AVI, WebP): the RIFF chunk and the chunks inside it fit in the file; an AVI whose
+    header announces an index has its idx1 chunk. OpenDML's extra RIFF 'AVIX' chunks too."""
+    view, size = memoryview(where), len(where)
+    fmt = bytes(view[8:12]).decode("latin-1").strip()
+    riff_end = 8 + _le(view, 4, 4)
+    if riff_end > size:
+        raise _truncated(source, fmt, f"its RIFF header promises {riff_end} bytes, the file has {size}")
+    kinds = _riff_chunks(view, 12, riff_end, source, fmt)
+    if fmt == "AVI" and _avi_announces_index(view) and b"idx1" not in kinds and size <= riff_end + 8:
+        raise _truncated(source, fmt, "its header announces an index (idx1) and there is none")
+    pos = riff_end + (riff_end & 1)
+    while pos + 12 <= size and bytes(view[pos : pos + 4]) == b"RIFF":  # OpenDML: RIFF 'AVIX' ...
+        end = pos + 8 + _le(view, pos + 4, 4)
+        if end > size:
+            raise _truncated(source, fmt, f"its RIFF chunk at byte {pos} promises {end} bytes, the file has {size}")
+        pos = end + (end & 1)
+
+
+def _riff_chunks(view: memoryview, pos: int, end: int, source: str, fmt: str) -> set[bytes]:
+    """The ids of the chunks between `pos` and `end`, each checked to fit."""
+    kinds: set[bytes] = set()
+    for _ in range(MAX_STRUCTURE_STEPS):
+        if pos + 8 > end:
+            return kinds
+        kind, length = bytes(view[pos : pos + 4]), _le(view, pos + 4, 4)
+        if pos + 8 + length > end:
+            raise _truncated(source, fmt, f"its {kind.decode('latin-1')!r} chunk lacks {pos + 8 + length - end} bytes")
+        kinds.add(kind)
+        pos += 8 + length + (length & 1)
+    raise InputError(source, f"corrupt {fmt} file: more than {MAX_STRUCTURE_STEPS} chunks")
+
+
+def _avi_announces_index(view: memoryview) -> bool:
+    """AVIF_HASINDEX in the main AVI header (RIFF 'AVI ' LIST 'hdrl' 'avih')."""
+    if bytes(view[12:16]) != b"LIST" or bytes(view[20:24]) != b"hdrl" or bytes(view[24:28]) != b"avih":
+        return False
+    return len(view) >= 48 and bool(_le(view, 44, 4) & 0x10)
+
+
+def _four_cc(kind: bytes) -> bool:
+    return all(0x20 <= b < 0x7F or b == 0xA9 for b in kind)
+
+
+def _check_iso_boxes(where: Data, source: str) -> None:
+    """ISO media (MP4, MOV, M4A, 3GP, HEIF): the top-level boxes (ftyp, moov, mdat, moof...)
+    tile the file and none runs past its end. Bytes that are no box after the last one
+    (padding, junk a tool appended) end the walk."""
+    view, size, pos = memoryview(where), len(where), 0
+    for _ in range(MAX_STRUCTURE_STEPS):
+        if pos == size:
+            return
+        if pos + 8 > size:
+            if any(view[pos:size]):
+                raise _truncated(source, "MP4", f"a box header at byte {pos} is cut off")
+            return
+        length, kind, header = _be(view, pos, 4), bytes(view[pos + 4 : pos + 8]), 8
+        if not _four_cc(kind):
+            return
+        if length == 1:
+            if pos + 16 > size:
+                raise _truncated(source, "MP4", f"the {kind.decode('latin-1')!r} box header is cut off")
+            length, header = _be(view, pos + 8, 8), 16
+        elif length == 0:
+            length = size - pos  # "to the end of the file"
+        if length < header:
+            raise InputError(source, f"corrupt MP4 file: a {kind.decode('latin-1')!r} box of {length} bytes")
+        if pos + length > size:
+            raise _truncated(source, "MP4", f"its {kind.decode('latin-1')!r} box lacks {pos + length - size} bytes")
+        pos += length
+    raise InputError(source, f"corrupt MP4 file: more than {MAX_STRUCTURE_STEPS} top-level boxes")
+
+
+# MPEG audio frame lengths: kbit/s by (MPEG-1?, layer) and bitrate index; sample rates by version.
+_MPEG_KBPS = {
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _audio_frame(view: memoryview, pos: int) -> tuple[int, tuple[int, int]] | None:
+    """(length, stream signature) of an MPEG audio or ADTS (AAC) frame header at `pos`, or None.
+    Frames of one stream share a signature (version, layer, sample rate)."""
+    if pos + 7 > len(view) or view[pos] != 0xFF or view[pos + 1] & 0xE0 != 0xE0:
+        return None
+    b1, b2 = view[pos + 1], view[pos + 2]
+    if b1 & 0xF6 == 0xF0:  # ADTS: 13-bit frame length, header included
+        length = ((view[pos + 3] & 3) << 11) | (view[pos + 4] << 3) | (view[pos + 5] >> 5)
+        return (length, (b1 & 0xFE, b2 & 0x3C)) if length >= 7 and (b2 >> 2) & 0xF < 13 else None
+    version, layer, index, rate_index = (b1 >> 3) & 3, 4 - ((b1 >> 1) & 3), b2 >> 4, (b2 >> 2) & 3
+    if version == 1 or layer == 4 or index in (0, 15) or rate_index == 3:
+        return None  # reserved values, or free format (no length in the header)
+    kbps, rate, pad = _MPEG_KBPS[(version == 3, layer)][index], _MPEG_RATES[version][rate_index], (b2 >> 1) & 1
+    if layer == 1:
+        length = (12000 * kbps // rate + pad) * 4
+    else:
+        length = (144000 if layer == 2 or version == 3 else 72000) * kbps // rate + pad
+    return length, (b1 & 0xFE, rate_index)
+
+
+def _mpeg_audio_bounds(view: memoryview) -> tuple[int, int]:
+    """Where the frames of an MP3/AAC file start and end: after ID3v2 tags, before the
+    APEv2, Lyrics3 and ID3v1 tags that players accept at the end."""
+    start, end = 0, len(view)
+    for _ in range(64):
+        if bytes(view[start : start + 3]) != b"ID3" or start + 10 > end:
+            break
+        size = sum((view[start + 6 + k] & 0x7F) << (7 * (3 - k)) for k in range(4))
+        start += 10 + size + (10 if view[start + 5] & 0x10 else 0)
+    for _ in range(3):
+        if end >= 128 and bytes(view[end - 128 : end - 125]) == b"TAG":
+            end -= 128
+        elif end >= 32 and bytes(view[end - 32 : end - 24]) == b"APETAGEX":
+            end -= _le(view, end - 20, 4) + (32 if _le(view, end - 12, 4) & 0x80000000 else 0)
+        elif end >= 15 and bytes(view[end - 9 : end]) == b"LYRICS200" and bytes(view[end - 15 : end - 9]).isdigit():
+            end -= 15 + int(bytes(view[end - 15 : end - 9]))
+    return start, max(start, end)
+
+
+def _synced_frame(view: memoryview, pos: int, end: int, signature: Any = None) -> int | None:
+    """The first position at or after `pos` (within 64 KiB) where three frames of one stream
+    follow each other (or run exactly to `end`): a frame boundary, not a chance 0xFF."""
+    data = bytes(view[pos : min(end, pos + 65536 + 8192)])
+    at = data.find(b"\xff")
+    while 0 <= at < 65536:
+        p, chain = pos + at, 0
+        while chain < 3 and p < end:
+            frame = _audio_frame(view, p)
+            if frame is None or (signature or frame[1]) != frame[1]:
+                break
+            signature, p, chain = signature or frame[1], p + frame[0], chain + 1
+        if chain == 3 or (chain and p == end):
+            return pos + at
+        at = data.find(b"\xff", at + 1)
+    return None
+
+
+def _check_mpeg_audio(where: Data, source: str) -> None:
+    """MP3 (and ADTS AAC): the frames near the end are followed to the end of the stream; the
+    last one must be whole. Tags at the end are allowed; bytes that are no frame end the walk."""
+    view = memoryview(where)
+    start, end = _mpeg_audio_bounds(view)
+    first = _synced_frame(view, start, end)
+    if first is None:
+        return  # no frame stream we can follow (free format, FLAC behind ID3...): the decoder judges
+    length, signature = _audio_frame(view, first)
+    promised = _xing_bytes(view, first, length)
+    if promised > len(view):
+        raise _truncated(source, "MP3", f"its Xing/Info header promises {promised} bytes of frames, the file has {len(view)}")
+    pos = _synced_frame(view, max(first, end - 65536), end, signature) or first
+    for _ in range(MAX_STRUCTURE_STEPS):
+        if pos >= end:
+            return
+        if end - pos < 7:
+            if any(view[pos:end]):
+                raise _truncated(source, "MP3/AAC", "its last frame header is cut off")
+            return
+        frame = _audio_frame(view, pos)
+        if frame is None or frame[1] != signature:
+            return
+        if pos + frame[0] > end:
+            raise _truncated(source, "MP3/AAC", f"its last frame lacks {pos + frame[0] - end} bytes")
+        pos += frame[0]
+
+
+def _xing_bytes(view: memoryview, first: int, length: int) -> int:
+    """The stream size a VBR (Xing/Info) header in the first frame announces, or 0."""
+    frame = bytes(view[first : first + min(length, 200)])
+    at = max(frame.find(b"Xing"), frame.find(b"Info"))
+    if at < 0 or at + 16 > len(frame):
+        return 0
+    flags = int.from_bytes(frame[at + 4 : at + 8], "big")
+    if not flags & 2:
+        return 0
+    at += 12 if flags & 1 else 8
+    return int.from_bytes(frame[at : at + 4], "big")

@@ -22,7 +22,7 @@ from PIL import Image
 
 from omnibind import modalities
 from omnibind.decoders import (  # noqa: F401  (re-exported: the public decoding API lives here)
-    DEFAULT_LIMITS, AudioClip, Data, Limits, VideoClip, audio_from_array, check_matroska_complete,
+    DEFAULT_LIMITS, AudioClip, Data, Limits, VideoClip, audio_from_array, check_integrity, check_matroska_complete,
     check_ogg_complete, check_text, image_object, looks_like_legacy_text, open_audio, open_video, sniff,
     to_rgb, video_from_frames,
 )
@@ -152,10 +152,7 @@ def decode(data: Data, source: str, limits: Limits = DEFAULT_LIMITS, name: str |
     """File content -> Input: integrity checks of the container, the modality table's sniffers,
     then that modality's decoder. `name` (a file name) is only used to warn about a mislabel."""
     head = bytes(data[:4096])
-    if head.startswith(b"OggS"):
-        check_ogg_complete(data, source)
-    elif head.startswith(b"\x1a\x45\xdf\xa3"):
-        check_matroska_complete(head, data, source)
+    check_integrity(head, data, source)
     row = modalities.detect(head, data, source)
     if row is None:
         if looks_like_legacy_text(head):
