@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import mmap
 import re
+import unicodedata
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -211,6 +212,8 @@ def sniff(head: bytes) -> str | None:
         return "audio"
     if head.startswith(b"ID3") and len(head) >= 10 and head[3] in (2, 3, 4) and head[4] != 0xFF:
         return "audio"  # ID3v2 tag (version 2.2-2.4) in front of MP3/AAC frames
+    if bom_encoding(head) is not None:
+        return "text"  # UTF-16/32 with a byte-order mark (FF FE also starts MPEG audio frames)
     if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) in (0xF2, 0xF0, 0xF6, 0xF4):
         return "audio"  # MPEG audio / ADTS frame sync
     if head[4:8] == b"ftyp" or head.startswith(b"\x1a\x45\xdf\xa3") or head.startswith(b"OggS"):
@@ -221,6 +224,8 @@ def sniff(head: bytes) -> str | None:
 
 
 def _looks_like_text(head: bytes) -> bool:
+    if bom_encoding(head) is not None:
+        return True
     if b"\x00" in head:
         return False
     try:
@@ -230,20 +235,75 @@ def _looks_like_text(head: bytes) -> bool:
         return exc.start >= len(head) - 3  # a multibyte character cut by the sniff window
 
 
+_BOMS = (  # UTF-32 first: its little-endian BOM starts like UTF-16's
+    (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"),
+)
+
+
+def bom_encoding(head: bytes) -> str | None:
+    """"utf-16" or "utf-32" when the bytes start with that byte-order mark and what follows
+    decodes in it (an MPEG audio frame can start with 0xFF 0xFE too)."""
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            unit = 4 if encoding == "utf-32" else 2
+            body = head[: len(head) - (len(head) - len(bom)) % unit]
+            try:
+                text = body.decode(encoding)
+            except UnicodeDecodeError as exc:
+                if exc.end < len(body) - 2:  # not just a surrogate pair cut by the sniff window
+                    return None
+                text = body[: exc.start].decode(encoding)
+            return encoding if implausible_text(text, final=False) is None else None
+    return None
+
+
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")  # C0 but tab, newlines, FF, VT, ESC; DEL
+
+
+def implausible_text(text: str, final: bool = True) -> str | None:
+    """Why decoded file content is not text a person wrote, or None when it is.
+
+    Control characters other than whitespace and ESC must stay under 1% (none at all in a text
+    of fewer than 100 characters), and a text needs at least two letters, digits or symbols, or
+    one beyond ASCII (a single CJK character is a word). `final=False` for a file's first bytes:
+    the words may come later.
+    """
+    if "\x00" in text:
+        return "binary content (NUL bytes) in what looked like text"
+    controls = len(_CONTROLS.findall(text))
+    if controls > len(text) // 100:
+        return f"binary content ({controls} control characters in {len(text)}) in what looked like text"
+    if final and text.strip() and not _has_words(text):
+        return "not text: fewer than two letters, digits or symbols"
+    return None
+
+
+def _has_words(text: str) -> bool:
+    found = 0
+    for c in text:
+        if c.isalnum() or unicodedata.category(c)[0] == "S":
+            if ord(c) > 0x7F or found:
+                return True
+            found = 1
+    return False
 
 
 def decode_text(where: Data, source: str, limits: Limits) -> str:
-    """UTF-8 text (a BOM is dropped); NUL bytes or other encodings are refused by name."""
+    """UTF-8 text (a BOM is dropped), or UTF-16/32 with a byte-order mark; NUL bytes, binary
+    content or other encodings are refused by name."""
     size = len(where)
     # UTF-8 spends at most 4 bytes a character (+3 for a BOM): refuse before decoding it all.
-    if size > 4 * limits.max_text_chars + 3:
+    if size > 4 * limits.max_text_chars + 4:
         raise InputError(source, f"text file is {size} bytes, over the limit of {limits.max_text_chars} characters")
+    encoding = bom_encoding(bytes(where[:4096])) or "utf-8-sig"
     try:
-        text = bytes(where).decode("utf-8-sig")
+        text = bytes(where).decode(encoding)
     except UnicodeDecodeError as exc:
-        raise InputError(source, f"not valid UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
-    if "\x00" in text:
-        raise InputError(source, "binary content (NUL bytes) in what looked like text")
+        name = "UTF-8" if encoding == "utf-8-sig" else encoding.upper()
+        raise InputError(source, f"not valid {name} text (byte {exc.start}); re-save it as UTF-8") from None
+    reason = implausible_text(text)
+    if reason is not None:
+        raise InputError(source, reason)
     return text
 
 
@@ -258,6 +318,18 @@ def check_text(text: str, source: str, limits: Limits) -> str:
 
 def decode_text_input(where: Data, source: str, limits: Limits) -> str:
     return check_text(decode_text(where, source, limits), source, limits)
+
+
+def looks_like_bomless_utf16(head: bytes) -> bool:
+    """UTF-16 text without a byte-order mark: every other byte NUL, the others mostly ASCII."""
+    if len(head) < 8:
+        return False
+    head = head[: len(head) // 2 * 2]
+    for zeros, chars in ((head[1::2], head[0::2]), (head[0::2], head[1::2])):
+        printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in chars)
+        if zeros.count(0) >= 0.9 * len(zeros) and printable >= 0.9 * len(chars):
+            return True
+    return False
 
 
 def looks_like_legacy_text(head: bytes) -> bool:
@@ -371,7 +443,8 @@ def _resample_chunks(chunks: Iterable[np.ndarray], rate: int, target: int) -> It
 def _check_duration(seconds: float, source: str, limit: float, what: str = "audio") -> None:
     if seconds > limit:
         raise InputError(
-            source, f"{what} lasts {seconds:.0f}s, over the limit of {limit:.0f}s (raise Limits.max_{what}_seconds to accept it)"
+            source,
+            f"{what} lasts {seconds:.0f}s, over the limit of {limit:.0f}s (raise Limits.max_{what}_seconds for more)",
         )
 
 
@@ -380,7 +453,8 @@ def _check_rate(rate: float, source: str, limits: Limits) -> None:
     44.1 kHz turns a few KB into gigabytes."""
     if rate < limits.min_sample_rate:
         raise InputError(
-            source, f"sample rate of {rate:g} Hz is below the minimum of {limits.min_sample_rate} Hz (corrupt or not sound)"
+            source,
+            f"sample rate of {rate:g} Hz is below the minimum of {limits.min_sample_rate} Hz (corrupt or not sound)",
         )
     if rate > limits.max_sample_rate:
         raise InputError(source, f"sample rate of {rate:g} Hz is over the maximum of {limits.max_sample_rate} Hz")
@@ -582,7 +656,10 @@ def open_video(where: Data, source: str, limits: Limits = DEFAULT_LIMITS) -> Vid
 
 
 def _too_many_frames(count: int | str, limits: Limits) -> str:
-    return f"video has {count} frames, over the limit of {limits.max_video_frames} (raise Limits.max_video_frames to accept it)"
+    return (
+        f"video has {count} frames, over the limit of {limits.max_video_frames} "
+        "(raise Limits.max_video_frames for more)"
+    )
 
 
 def _counted_frames(container: Any, source: str, limits: Limits) -> Iterator[Any]:
@@ -595,7 +672,8 @@ def _counted_frames(container: Any, source: str, limits: Limits) -> Iterator[Any
             raise InputError(source, _too_many_frames(f"more than {limits.max_video_frames}", limits))
         if frame.width * frame.height > limits.max_image_pixels:
             raise InputError(
-                source, f"video frame {count} is {frame.width}x{frame.height}, over the limit of {limits.max_image_pixels} pixels"
+                source,
+                f"video frame {count} is {frame.width}x{frame.height}, over the limit of {limits.max_image_pixels} px",
             )
         yield frame
 
@@ -997,7 +1075,9 @@ def _check_mpeg_audio(where: Data, source: str) -> None:
     length, signature = _audio_frame(view, first)
     promised = _xing_bytes(view, first, length)
     if promised > len(view):
-        raise _truncated(source, "MP3", f"its Xing/Info header promises {promised} bytes of frames, the file has {len(view)}")
+        raise _truncated(
+            source, "MP3", f"its Xing/Info header promises {promised} bytes of frames, the file has {len(view)}"
+        )
     pos = _synced_frame(view, max(first, end - 65536), end, signature) or first
     for _ in range(MAX_STRUCTURE_STEPS):
         if pos >= end:

@@ -23,8 +23,8 @@ from PIL import Image
 from omnibind import modalities
 from omnibind.decoders import (  # noqa: F401  (re-exported: the public decoding API lives here)
     DEFAULT_LIMITS, AudioClip, Data, Limits, VideoClip, audio_from_array, check_integrity, check_matroska_complete,
-    check_ogg_complete, check_text, image_object, looks_like_legacy_text, open_audio, open_video, sniff,
-    to_rgb, video_from_frames,
+    check_ogg_complete, check_text, image_object, looks_like_bomless_utf16, looks_like_legacy_text, open_audio,
+    open_video, sniff, to_rgb, video_from_frames,
 )
 from omnibind.errors import InputError, MislabelledInputWarning
 
@@ -155,6 +155,8 @@ def decode(data: Data, source: str, limits: Limits = DEFAULT_LIMITS, name: str |
     check_integrity(head, data, source)
     row = modalities.detect(head, data, source)
     if row is None:
+        if looks_like_bomless_utf16(head):
+            raise InputError(source, "UTF-16 text without a byte-order mark: re-save it as UTF-8 (or with a BOM)")
         if looks_like_legacy_text(head):
             try:
                 head.decode("utf-8")

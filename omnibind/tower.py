@@ -82,7 +82,7 @@ def refuse_non_finite(vectors: np.ndarray, sources: Sequence[str], errors: dict[
     """A row with NaN or inf becomes that input's InputError (in `errors`): never a result."""
     for i in np.flatnonzero(~np.isfinite(vectors).all(axis=1)).tolist():
         if i not in errors:
-            errors[i] = InputError(sources[i], "the model produced a non-finite vector (NaN or inf) for this input").with_index(i)
+            errors[i] = InputError(sources[i], "the model produced a non-finite vector (NaN or inf)").with_index(i)
 
 
 def fuse(vectors: torch.Tensor | np.ndarray, owners: Sequence[int] | np.ndarray, n: int,
