@@ -57,7 +57,11 @@ class FileData:
 
 def read_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> FileData:
     """Open a file once and read it whole (memory-mapped above MAP_THRESHOLD): every later
-    step — hashing, sniffing, decoding, thumbnails — reads this buffer, never the file."""
+    step — hashing, sniffing, decoding, thumbnails — reads this buffer, never the file.
+
+    The open never blocks (a FIFO without a writer) and the stat of the open descriptor decides
+    before any byte is read: directories, pipes, sockets and devices are refused by name, a
+    file over `max_file_bytes` by its size (a sparse 5 GiB file costs no reading)."""
     path = Path(path)
     source = str(path)
     try:
@@ -65,7 +69,7 @@ def read_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> FileData:
     except FileNotFoundError:
         raise InputError(source, "file not found") from None
     except OSError as exc:
-        raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
+        raise InputError(source, _special_kind(path) or f"cannot read file: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)
         _check_stat(st, source, limits)
@@ -78,16 +82,18 @@ def read_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> FileData:
 
 
 def _open_fd(path: Path) -> int:
-    """The one open of a file: read-only, non-blocking (a FIFO must not hang an ingest)."""
-    return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    """The one open of a file: read-only, non-blocking (a FIFO must not hang an ingest), never
+    becoming a controlling terminal."""
+    return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
 
 
 def _read_all(fd: int, size: int, source: str) -> Data:
+    """The file's bytes as of its stat: at most `size` (a file still growing is read up to there)."""
     try:
         if size > MAP_THRESHOLD:
-            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            return mmap.mmap(fd, size, access=mmap.ACCESS_READ)
         chunks, got = [], 0
-        while chunk := os.read(fd, max(size - got, 1 << 16)):
+        while got < size and (chunk := os.read(fd, size - got)):
             chunks.append(chunk)
             got += len(chunk)
         return b"".join(chunks)
@@ -95,11 +101,30 @@ def _read_all(fd: int, size: int, source: str) -> Data:
         raise InputError(source, f"cannot read file: {getattr(exc, 'strerror', None) or exc}") from None
 
 
+_KINDS = (
+    (stat.S_ISDIR, "is a directory, not a file"),
+    (stat.S_ISFIFO, "is a named pipe (FIFO), not a file"),
+    (stat.S_ISSOCK, "is a socket, not a file"),
+    (stat.S_ISCHR, "is a character device (like /dev/zero), not a file"),
+    (stat.S_ISBLK, "is a block device (a disk), not a file"),
+)
+
+
+def _kind_reason(mode: int) -> str | None:
+    return next((reason for test, reason in _KINDS if test(mode)), None)
+
+
+def _special_kind(path: Path) -> str | None:
+    """Why a path that could not be opened is no file (a socket cannot be opened), or None."""
+    try:
+        return _kind_reason(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
 def _check_stat(st: os.stat_result, source: str, limits: Limits) -> None:
-    if stat.S_ISDIR(st.st_mode):
-        raise InputError(source, "is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
-        raise InputError(source, "not a regular file (a device, pipe or socket)")
+        raise InputError(source, _kind_reason(st.st_mode) or "not a regular file")
     if st.st_size == 0:
         raise InputError(source, "empty file (0 bytes)")
     if st.st_size > limits.max_file_bytes:
