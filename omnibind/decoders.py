@@ -321,13 +321,16 @@ def decode_text_input(where: Data, source: str, limits: Limits) -> str:
 
 
 def looks_like_bomless_utf16(head: bytes) -> bool:
-    """UTF-16 text without a byte-order mark: every other byte NUL, the others mostly ASCII."""
-    if len(head) < 8:
-        return False
-    head = head[: len(head) // 2 * 2]
-    for zeros, chars in ((head[1::2], head[0::2]), (head[0::2], head[1::2])):
-        printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in chars)
-        if zeros.count(0) >= 0.9 * len(zeros) and printable >= 0.9 * len(chars):
+    """UTF-16 or UTF-32 text without a byte-order mark: NUL bytes at a fixed stride (the high
+    bytes of Latin characters), the bytes between them not."""
+    for unit in (2, 4):
+        usable = len(head) // unit * unit
+        if usable < 4 * unit:
+            continue
+        lanes = [head[k:usable:unit] for k in range(unit)]
+        zeros = [lane.count(0) / len(lane) for lane in lanes]
+        low = max(range(unit), key=lambda k: -zeros[k])  # the lane holding the characters
+        if zeros[low] < 0.05 and all(z >= 0.6 for k, z in enumerate(zeros) if k != low):
             return True
     return False
 

@@ -181,7 +181,7 @@ def decode(data: Data, source: str, limits: Limits = DEFAULT_LIMITS, name: str |
     row = modalities.detect(head, data, source)
     if row is None:
         if looks_like_bomless_utf16(head):
-            raise InputError(source, "UTF-16 text without a byte-order mark: re-save it as UTF-8 (or with a BOM)")
+            raise InputError(source, "UTF-16/32 text without a byte-order mark: re-save it as UTF-8 (or with a BOM)")
         if looks_like_legacy_text(head):
             try:
                 head.decode("utf-8")
