@@ -8,7 +8,10 @@ content.
 from __future__ import annotations
 
 import io
+import os
+import socket
 import struct
+import time
 import warnings
 import zlib
 from pathlib import Path
@@ -897,3 +900,322 @@ def test_stereo_file_is_mixed_to_mono(tmp_path):
     samples = collect(load_file(path).payload, 16000, 4096)
     assert samples.size == 16000
     assert np.allclose(samples, left / 2, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# Hardening (issue 13): budgets before the work, finite samples and vectors, container
+# integrity, plausible text, special files
+
+
+def pcm_wav(rate: int, body: bytes, bits: int = 8, channels: int = 1, fmt: int = 1) -> bytes:
+    """A WAV built by hand, so its header may declare anything (1 Hz, NaN floats...)."""
+    block = channels * bits // 8
+    head = struct.pack("<HHIIHH", fmt, channels, rate, rate * block, block, bits)
+    chunks = b"fmt " + struct.pack("<I", 16) + head + b"data" + struct.pack("<I", len(body)) + body
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
+
+
+def test_default_budgets():
+    limits = Limits()
+    assert limits.max_audio_seconds == 3600 and limits.max_video_seconds == 7200
+    assert limits.min_sample_rate == 4000 and limits.max_video_frames == 300_000
+
+
+@pytest.mark.parametrize("rate, size", [(1, 7_000), (1, 29_000), (100, 7_000), (3999, 7_000)])
+def test_sample_rate_below_the_minimum_is_refused_before_decoding(tmp_path, rate, size):
+    # on main a 7 KB WAV at 1 Hz took 46 s and 2.1 GB: it was resampled to 44.1 kHz
+    path = tmp_path / f"rate{rate}.wav"
+    path.write_bytes(pcm_wav(rate, np.random.default_rng(1).bytes(size)))
+    start = time.perf_counter()
+    with pytest.raises(InputError) as err:
+        load_file(path)
+    assert time.perf_counter() - start < 0.5
+    assert f"sample rate of {rate} Hz is below the minimum of 4000 Hz" in err.value.reason
+
+
+def test_sample_rate_limits_can_be_moved(tmp_path):
+    path = tmp_path / "low.wav"
+    path.write_bytes(pcm_wav(2000, (tone(1.0, rate=2000) * 100 + 128).astype(np.uint8).tobytes()))
+    with pytest.raises(InputError, match="below the minimum"):
+        load_file(path)
+    clip = load_file(path, Limits(min_sample_rate=1000)).payload
+    assert collect(clip, 8000, 4096).size == pytest.approx(8000, abs=16)
+    with pytest.raises(InputError, match="over the maximum of 1000 Hz"):
+        load_file(path, Limits(min_sample_rate=100, max_sample_rate=1000))
+
+
+def test_two_hours_of_audio_refused_before_decoding_and_accepted_when_raised(tmp_path):
+    path = tmp_path / "silence.wav"
+    path.write_bytes(pcm_wav(4000, bytes(4000 * 7200)))  # 2 h of 8-bit silence, 29 MB
+    start = time.perf_counter()
+    with pytest.raises(InputError, match="lasts 7200s, over the limit of 3600s") as err:
+        load_file(path)
+    assert time.perf_counter() - start < 0.5 and "max_audio_seconds" in err.value.reason
+    clip = load_file(path, Limits(max_audio_seconds=3 * 3600)).payload
+    assert clip.duration == 7200
+
+
+def test_stream_stops_at_the_limit_whatever_the_header_said():
+    def endless(rate):
+        while True:
+            yield np.zeros(rate, np.float32)  # a second at a time, never ending
+
+    clip = AudioClip("<liar>", 8000, 1.0, endless, max_seconds=3.0)
+    got = 0
+    with pytest.raises(InputError, match="decodes to more than the limit of 3s") as err:
+        for block in clip.stream(8000, 4000):
+            got += block.size
+    assert got <= 4 * 8000 and err.value.source == "<liar>"
+
+
+def test_soundtrack_is_held_to_the_video_limit_not_the_audio_one(lib):
+    item = load_file(lib["mp4_sound"], Limits(max_audio_seconds=1.0, max_video_seconds=10.0))
+    decode_fully(item)  # a 2 s soundtrack of a video is fine under a 1 s audio limit
+    with pytest.raises(InputError, match="video lasts"):
+        load_file(lib["mp4_sound"], Limits(max_video_seconds=1.0))
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "avi", "webm"])
+def test_max_video_frames(lib, fmt):
+    limits = Limits(max_video_frames=5)  # these videos have 20 frames
+    with pytest.raises(InputError, match="over the limit of 5") as err:
+        load_and_decode(lib[fmt], limits)  # from the index when there is one, else while decoding
+    assert "max_video_frames" in err.value.reason
+    load_and_decode(lib[fmt], Limits(max_video_frames=20))
+
+
+def float_wav(path: Path, values: np.ndarray, subtype: str = "FLOAT") -> Path:
+    sf.write(path, values, 22050, format="WAV", subtype=subtype)
+    return path
+
+
+@pytest.mark.parametrize("subtype", ["FLOAT", "DOUBLE"])
+@pytest.mark.parametrize("kind", ["all-nan", "one-nan", "late-nan", "inf", "-inf"])
+def test_nan_or_inf_samples_are_an_input_error(tmp_path, kind, subtype):
+    wave = tone(1.0)
+    values = {
+        "all-nan": np.full(22050, np.nan), "one-nan": np.where(np.arange(22050) == 7, np.nan, wave),
+        "late-nan": np.concatenate([np.tile(wave, 10), [np.nan]]),  # only in the last streamed chunk
+        "inf": np.where(np.arange(22050) == 7, np.inf, wave), "-inf": np.full(22050, -np.inf),
+    }[kind]
+    path = float_wav(tmp_path / f"{kind}.wav", values, subtype)
+    with pytest.raises(InputError) as err:
+        load_and_decode(path)
+    assert err.value.source == str(path) and "NaN or infinite" in err.value.reason
+
+
+def test_nan_wav_is_skipped_by_embed_not_returned_as_a_nan_vector(space, tmp_path):
+    good = write_wav(tmp_path / "good.wav", seconds=1.0)
+    bad = float_wav(tmp_path / "bad.wav", np.full(22050, np.nan))
+    result = space.embed([good, bad, "a sentence"], on_error="skip")
+    assert result.indices == [0, 2] and np.isfinite(result.vectors).all()
+    assert [(e.index, e.source) for e in result.errors] == [(1, str(bad))]
+    assert "NaN" in result.errors[0].reason
+
+
+def test_a_non_finite_vector_is_that_inputs_error(space, monkeypatch):
+    tower, backbone = space.towers["text"], space.towers["text"].backbone
+    project = tower.project
+    marked = backbone.features(backbone.collate(list(backbone.segments(to_input("second sentence")))))
+    key = next(iter(marked))
+
+    def poisoned(features):  # the head "fails" on one input: its row comes out NaN
+        out = project(features)
+        rows = [j for j in range(out.shape[0]) if np.allclose(features[key][j].numpy(), marked[key][0].numpy())]
+        out[rows] = np.nan
+        return out
+
+    monkeypatch.setattr(tower, "project", poisoned)
+    result = space.embed(["first sentence", "second sentence", "third"], on_error="skip", batch_size=32)
+    assert result.indices == [0, 2] and np.isfinite(result.vectors).all()
+    assert result.errors[0].index == 1 and "non-finite vector" in result.errors[0].reason
+    with pytest.raises(InputError, match="non-finite") as err:
+        space.embed(["first sentence", "second sentence"])
+    assert err.value.index == 1
+    vectors, errors = tower.embed([to_input("one"), to_input("second sentence")])
+    assert list(errors) == [1] and np.isnan(vectors[1]).all() and np.isfinite(vectors[0]).all()
+
+
+END_CUTS = [1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 30, 50, 75, 100, 150, 200]
+CUT_FORMATS = ["png", "jpeg", "gif", "webp", "bmp", "wav", "flac", "ogg", "mp3", "mp4", "mp4_sound",
+               "mp4_faststart", "mkv", "webm", "avi", "m4a"]
+
+
+@pytest.mark.parametrize("fmt", CUT_FORMATS)
+def test_every_cut_is_refused(lib, fmt):
+    # On main, cuts of 1-200 bytes at the end passed for MP3 15/15, AVI 15/15, MP4 10/15, PNG 6/15
+    data = lib[fmt].read_bytes()
+    cuts = [int(len(data) * i / 21) for i in range(1, 21)] + [len(data) - k for k in END_CUTS]
+    accepted = []
+    for cut in cuts:
+        try:
+            decode_fully(load_bytes(data[:cut], f"cut{cut}"))
+            accepted.append(len(data) - cut)
+        except InputError:
+            pass
+    # A GIF missing only its trailer byte lost nothing (old encoders omit it): accepted
+    assert accepted == ([1] if fmt == "gif" else [])
+
+
+REAL_MEDIA = [Path("/usr/share/doc/opencv-doc/examples/data") / n for n in ("vtest.avi", "Megamind.avi", "tree.avi")]
+
+
+@pytest.mark.parametrize("path", REAL_MEDIA, ids=lambda p: p.name)
+def test_real_videos_still_decode_and_their_cuts_do_not(path):
+    if not path.exists():
+        pytest.skip(f"{path} not installed (Debian opencv-doc)")
+    decode_fully(load_file(path))
+    data = path.read_bytes()
+    for cut in [len(data) // 3, len(data) // 2, len(data) - 100, len(data) - 1]:
+        with pytest.raises(InputError, match="truncated AVI"):
+            load_bytes(data[:cut])
+
+
+def tuxpaint_files(ext: str, n: int) -> list[Path]:
+    root = Path("/usr/share/tuxpaint/stamps")
+    return sorted(root.rglob(f"*.{ext}"))[:n] if root.exists() else []
+
+
+def test_real_sounds_and_images_still_decode():
+    files = tuxpaint_files("ogg", 20) + tuxpaint_files("wav", 5) + tuxpaint_files("png", 20)
+    if not files:
+        pytest.skip("Tux Paint stamps not installed")
+    for path in files:
+        decode_fully(load_file(path))
+
+
+def test_data_after_the_end_marker_is_ignored(lib, tmp_path):
+    # Motion Photos carry a video after the JPEG's EOI; tools append bytes after a PNG's IEND
+    jpeg = tmp_path / "motion.jpg"
+    jpeg.write_bytes(lib["jpeg"].read_bytes() + lib["mp4"].read_bytes())
+    assert load_file(jpeg).payload.size == (96, 96)
+    png = tmp_path / "trailing.png"
+    png.write_bytes(lib["png"].read_bytes() + b"appended by some tool")
+    assert load_file(png).payload.size == (96, 96)
+
+
+def test_png_with_a_broken_critical_crc(lib):
+    data = bytearray(lib["png"].read_bytes())
+    idat = data.find(b"IDAT")
+    data[idat + 8] ^= 0x01  # one bit of compressed pixels
+    with pytest.raises(InputError, match="CRC mismatch in its 'IDAT' chunk"):
+        load_bytes(bytes(data))
+
+
+def test_gif_without_its_trailer_byte_is_accepted(lib):
+    data = lib["gif"].read_bytes()
+    assert data.endswith(b"\x00;")
+    assert load_bytes(data[:-1]).payload.size == (96, 96)  # like Python's old idlelib icons
+    with pytest.raises(InputError, match="truncated GIF"):
+        load_bytes(data[:-2])
+
+
+def test_mp3_tags_at_the_end_are_allowed(lib):
+    data = lib["mp3"].read_bytes()
+    id3v1 = b"TAG" + b"title".ljust(30, b"\x00") + bytes(95)
+    ape_footer = b"APETAGEX" + struct.pack("<IIII", 2000, 32, 0, 0) + bytes(8)  # an item-less APEv2 tag
+    for tail in (id3v1, ape_footer, ape_footer + id3v1):
+        decode_fully(load_bytes(data + tail))
+    with pytest.raises(InputError, match="truncated MP3/AAC file: its last frame lacks 1 bytes"):
+        load_bytes(data[:-1] + id3v1)
+
+
+def test_avi_without_its_announced_index(lib):
+    data = lib["avi"].read_bytes()
+    at = data.rfind(b"idx1")
+    cut = data[:at]  # the index chunk gone, the RIFF size told so: a tool stopped before writing it
+    cut = cut[:4] + struct.pack("<I", len(cut) - 8) + cut[8:]
+    with pytest.raises(InputError, match="announces an index"):
+        load_bytes(cut)
+
+
+def test_mp4_trailing_padding_and_junk(lib):
+    data = lib["mp4_sound"].read_bytes()
+    decode_fully(load_bytes(data + bytes(4)))  # zero padding
+    decode_fully(load_bytes(data + b"\x00\x00\x00\x10\x01\x02\x03\x04junkjunk"))  # no box type: not a box
+    with pytest.raises(InputError, match="box header at byte"):
+        load_bytes(data + b"\x00\x00\x01")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-16-be-bom", "utf-32-be-bom", "utf-8-sig"])
+def test_utf16_and_utf32_text_with_a_byte_order_mark(tmp_path, encoding):
+    text = "Grüße aus Köln — 猫が好きです。 The cat sat on the mat.\n"
+    data = ("\ufeff" + text).encode(encoding[:-4]) if encoding.endswith("-bom") else text.encode(encoding)
+    path = tmp_path / "note.txt"
+    path.write_bytes(data)
+    item = load_file(path)
+    assert item.modality == "text" and item.payload == text
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_utf16_and_utf32_without_a_byte_order_mark_are_named(tmp_path, encoding):
+    path = tmp_path / "note.txt"
+    path.write_bytes("Grüße aus Köln — 猫. The cat sat on the mat.\n".encode(encoding) * 3)
+    with pytest.raises(InputError, match="UTF-16/32 text without a byte-order mark"):
+        load_file(path)
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"k", "fewer than two"), (b"!!", "fewer than two"), (b"\x01", "control characters"), (b"a\x02", "control"),
+    (b"\x05\x06\x07", "control"), (bytes(range(1, 32)) * 20, "control"), (b"ab" * 60 + b"\x02" * 2, "control"),
+])
+def test_bytes_that_are_not_text(data, words):
+    with pytest.raises(InputError) as err:
+        load_bytes(data, "upload")
+    assert words in err.value.reason
+
+
+@pytest.mark.parametrize("data", [b"ab", b"42", "é".encode(), "猫".encode(), "😀😀".encode(), b"\x1b[32mOK\x1b[0m done\n",
+                                  b"tab\tseparated\fpage\x0bvertical\r\n", b"x" * 200 + b"\x02"])
+def test_short_or_unusual_text_that_is_text(data):
+    assert load_bytes(data, "upload").modality == "text"
+
+
+def test_a_python_string_is_never_judged():
+    assert to_input("a").payload == "a" and to_input("!").payload == "!"  # the caller chose it
+
+
+def test_real_small_text_files_are_all_accepted():
+    files = tuxpaint_files("txt", 10_000) + sorted(Path("/usr/share/common-licenses").glob("*"))
+    if not files:
+        pytest.skip("no Tux Paint captions or licence texts installed")
+    refused = []
+    for path in files:
+        try:
+            load_file(path)
+        except InputError as exc:
+            refused.append(f"{path}: {exc.reason}")
+    assert refused == []
+
+
+def test_special_files_are_named_and_never_read(tmp_path):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "socket.png"))
+    sparse = tmp_path / "sparse.mp4"
+    with open(sparse, "wb") as fh:
+        fh.truncate(5 * 1024**3)  # 5 GiB, no blocks on disk
+    cases = [(fifo, "named pipe"), (tmp_path / "socket.png", "socket"), (Path("/dev/zero"), "character device"),
+             (tmp_path, "directory"), (sparse, "over the limit")]
+    try:
+        for path, words in cases:
+            start = time.perf_counter()
+            with pytest.raises(InputError) as err:
+                load_file(path)
+            assert time.perf_counter() - start < 0.1, path
+            assert err.value.source == str(path) and words in err.value.reason
+    finally:
+        sock.close()
+
+
+def test_sparse_file_is_refused_by_ingest_before_hashing(space, tmp_path):
+    from omnibind.pipeline import embed_batch
+
+    sparse = tmp_path / "sparse.wav"
+    with open(sparse, "wb") as fh:
+        fh.truncate(5 * 1024**3)
+    start = time.perf_counter()
+    result = embed_batch(space, [str(sparse)], {})
+    assert time.perf_counter() - start < 0.1
+    assert result.failed and "over the limit" in result.failed[0][1] and not result.rows
