@@ -373,9 +373,11 @@ def image_object(image: Image.Image, source: str, limits: Limits) -> Image.Image
     _checked_image(image, source, limits)
     try:
         image.load()
-        return to_rgb(image)
     except Exception as exc:
         raise InputError(source, f"truncated or corrupt image: {exc}") from None
+    if image.mode == "F" and not np.isfinite(np.asarray(image)).all():  # 32-bit float pixels
+        raise InputError(source, "image contains NaN or infinite pixel values")
+    return to_rgb(image)
 
 
 def open_image(where: Data, source: str, limits: Limits) -> Image.Image:

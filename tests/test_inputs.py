@@ -1219,3 +1219,15 @@ def test_sparse_file_is_refused_by_ingest_before_hashing(space, tmp_path):
     result = embed_batch(space, [str(sparse)], {})
     assert time.perf_counter() - start < 0.1
     assert result.failed and "over the limit" in result.failed[0][1] and not result.rows
+
+
+def test_float_image_with_nan_pixels():
+    pixels = np.ones((8, 8), np.float32)
+    assert to_input(Image.fromarray(pixels, mode="F")).modality == "image"
+    pixels[3, 3] = np.nan
+    with pytest.raises(InputError, match="NaN or infinite pixel"):
+        to_input(Image.fromarray(pixels, mode="F"))
+    pixels[3, 3] = np.inf
+    with pytest.raises(InputError, match="NaN or infinite pixel"):
+        to_input(Image.fromarray(pixels, mode="F"))
+
