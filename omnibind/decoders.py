@@ -159,10 +159,16 @@ class VideoClip:
 class BufferReader(io.RawIOBase):
     """A seekable read-only file over a buffer; many readers may share one buffer (no copy)."""
 
+    RELEASE_EVERY = 32 * 1024**2
+
     def __init__(self, data: Data) -> None:
         super().__init__()
         self._view = memoryview(data)
         self._pos = 0
+        # Pages of a memory-mapped file already read are handed back as a long file streams
+        # through (they stay in the page cache; a later read maps them again): RSS stays flat.
+        self._map = data if isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED") else None
+        self._released = 0
 
     def readable(self) -> bool:
         return True
@@ -174,6 +180,11 @@ class BufferReader(io.RawIOBase):
         n = max(0, min(len(b), len(self._view) - self._pos))
         b[:n] = self._view[self._pos : self._pos + n]
         self._pos += n
+        if self._map is not None and self._pos - self._released > self.RELEASE_EVERY:
+            end = (self._pos - 1024**2) // mmap.PAGESIZE * mmap.PAGESIZE
+            if end > self._released:
+                self._map.madvise(mmap.MADV_DONTNEED, self._released, end - self._released)
+                self._released = end
         return n
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
