@@ -214,9 +214,12 @@ def tiny(rng: np.random.Generator, n: int) -> Iterator[Case]:
         yield Case("1-3 random bytes", f"tiny-{k}.{['txt', 'png', 'wav', 'bin'][k % 4]}", rng.bytes(1 + k % 3))
 
 
-def riff_wav(rate: int, body: bytes, channels: int = 1, bits: int = 16, fmt: int = 1, data_size: int | None = None) -> bytes:
+def riff_wav(rate: int, body: bytes, channels: int = 1, bits: int = 16, fmt: int = 1,
+             data_size: int | None = None) -> bytes:
+    """A WAV built by hand, so its header may declare anything."""
     block = max(1, channels * bits // 8)
-    fmt_chunk = struct.pack("<HHIIHH", fmt, channels, rate & 0xFFFFFFFF, (rate * block) & 0xFFFFFFFF, block & 0xFFFF, bits)
+    rate, rate_bytes = rate & 0xFFFFFFFF, (rate * block) & 0xFFFFFFFF
+    fmt_chunk = struct.pack("<HHIIHH", fmt, channels, rate, rate_bytes, block & 0xFFFF, bits)
     size = len(body) if data_size is None else data_size
     chunks = b"fmt " + struct.pack("<I", 16) + fmt_chunk + b"data" + struct.pack("<I", size) + body
     return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
@@ -233,8 +236,9 @@ def sample_rates(rng: np.random.Generator) -> Iterator[Case]:
 
 def non_finite() -> Iterator[Case]:
     wave = tone(1.0, 22050)
-    for name, values in [("nan-all", np.full(22050, np.nan)), ("nan-one", np.where(np.arange(22050) == 9000, np.nan, wave)),
-                         ("inf", np.where(np.arange(22050) == 5, np.inf, wave)), ("-inf", np.full(22050, -np.inf)),
+    at = np.arange(22050)
+    for name, values in [("nan-all", np.full(22050, np.nan)), ("nan-one", np.where(at == 9000, np.nan, wave)),
+                         ("inf", np.where(at == 5, np.inf, wave)), ("-inf", np.full(22050, -np.inf)),
                          ("huge", np.full(22050, 3e38)), ("nan-late", np.concatenate([np.tile(wave, 8), [np.nan]]))]:
         for subtype in ("FLOAT", "DOUBLE"):
             out = io.BytesIO()
@@ -252,7 +256,8 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def png_claiming(width: int, height: int, body: bytes = b"\x00" * 1000) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(body)) + png_chunk(b"IEND", b"")
+    chunks = png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(body)) + png_chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
 
 
 def patched(data: bytes, marker: bytes, offset: int, value: bytes) -> bytes:
@@ -271,9 +276,10 @@ def huge_images(source: dict[str, bytes]) -> Iterator[Case]:
     yield Case("huge declared size", "jpeg-65000.jpg", patched(source["jpg"], b"\xff\xc0", 5, big))
     yield Case("huge declared size", "gif-65535.gif", patched(source["gif"], b"GIF89a", 6, huge))
     yield Case("huge declared size", "gif-frame-65535.gif", patched(source["gif"], b"\x00\x2c", 6, huge))
-    yield Case("huge declared size", "bmp-30000.bmp", patched(source["bmp"], b"BM", 18, struct.pack("<ii", 30000, 30000)))
-    yield Case("huge declared size", "bmp-negative.bmp", patched(source["bmp"], b"BM", 18, struct.pack("<ii", -5, -2**31)))
-    yield Case("huge declared size", "webp-riff-huge.webp", patched(source["webp"], b"RIFF", 4, struct.pack("<I", 2**32 - 16)))
+    bmp, webp = source["bmp"], source["webp"]
+    yield Case("huge declared size", "bmp-30000.bmp", patched(bmp, b"BM", 18, struct.pack("<ii", 30000, 30000)))
+    yield Case("huge declared size", "bmp-negative.bmp", patched(bmp, b"BM", 18, struct.pack("<ii", -5, -2**31)))
+    yield Case("huge declared size", "webp-riff-huge.webp", patched(webp, b"RIFF", 4, struct.pack("<I", 2**32 - 16)))
 
 
 def huge_media(source: dict[str, bytes], rng: np.random.Generator) -> Iterator[Case]:
@@ -288,12 +294,14 @@ def huge_media(source: dict[str, bytes], rng: np.random.Generator) -> Iterator[C
     info = int.from_bytes(flac[18:26], "big")
     for name, value in [("flac-1hz", (info & ~(0xFFFFF << 44)) | (1 << 44)), ("flac-long", info | (2**36 - 1))]:
         yield Case("huge declared duration", f"{name}.flac", patched(flac, b"fLaC", 18, value.to_bytes(8, "big")))
+    avi = source["avi"]
     for name, offset, value in [("frames", 16, 0x7FFFFFFF), ("width", 32, 60000), ("height", 36, 60000)]:
-        yield Case("huge declared size", f"avi-{name}.avi", patched(source["avi"], b"avih", 8 + offset, struct.pack("<I", value)))
-    yield Case("huge declared size", "avi-strf.avi", patched(source["avi"], b"strf", 12, struct.pack("<ii", 60000, 60000)))
+        yield Case("huge declared size", f"avi-{name}.avi", patched(avi, b"avih", 8 + offset, struct.pack("<I", value)))
+    yield Case("huge declared size", "avi-strf.avi", patched(avi, b"strf", 12, struct.pack("<ii", 60000, 60000)))
     mp4 = source["mp4"]
     yield Case("huge declared duration", "mp4-mvhd.mp4", patched(mp4, b"mvhd", 16, struct.pack(">II", 1, 2**32 - 1)))
-    yield Case("huge declared size", "mp4-tkhd.mp4", patched(mp4, b"tkhd", 80, struct.pack(">II", 2**32 - 2**16, 2**32 - 2**16)))
+    wide = struct.pack(">II", 2**32 - 2**16, 2**32 - 2**16)
+    yield Case("huge declared size", "mp4-tkhd.mp4", patched(mp4, b"tkhd", 80, wide))
     for box in (b"stsz", b"stco", b"stts", b"stsc"):
         yield Case("huge declared size", f"mp4-{box.decode()}.mp4", patched(mp4, box, 8, struct.pack(">I", 2**31 - 1)))
     yield Case("huge declared duration", "webm-duration.webm",
@@ -308,7 +316,8 @@ def texts(rng: np.random.Generator) -> Iterator[Case]:
         good = enc in ("utf-16", "utf-32", "utf-8-sig")  # with a byte-order mark: decoded
         yield Case("UTF-16/32 text", f"note-{enc}.txt", data, good=good)
     yield Case("UTF-16/32 text", "utf16-odd-length.txt", note.encode("utf-16")[:-1])
-    yield Case("UTF-16/32 text", "utf16-lone-surrogate.txt", "\ufeffabc".encode("utf-16-le") + b"\x00\xd8" + b"a\x00" * 20)
+    lone = "\ufeffabc".encode("utf-16-le") + b"\x00\xd8" + b"a\x00" * 20
+    yield Case("UTF-16/32 text", "utf16-lone-surrogate.txt", lone)
     yield Case("binary/NUL", "nul.txt", b"plain text " * 400 + b"\x00")
     yield Case("binary/NUL", "controls.txt", bytes(range(1, 32)) * 50)
     yield Case("binary/NUL", "elf.bin", b"\x7fELF\x02\x01\x01\x00" + rng.bytes(4000))
@@ -350,8 +359,33 @@ def good_files(variants: int) -> list[Case]:
 # -- running ---------------------------------------------------------------------------------
 
 
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            line = next((x for x in fh if x.startswith(field + ":")), None)
+        return int(line.split()[1]) / 1024 if line else None
+    except OSError:
+        return None
+
+
+def reset_peak() -> None:
+    """Reset the process's RSS high-water mark (Linux: /proc/self/clear_refs), so each file's
+    peak is its own and not the largest one before it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS since the last `reset_peak` (since the start where it cannot be reset)."""
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    return _status_mb("VmRSS") or peak_rss_mb()
 
 
 @dataclass
@@ -383,6 +417,7 @@ def warm_up(space, folder: Path) -> None:
 def embed_one(space, case: Case, path: Path, baseline: float) -> Outcome:
     from omnibind.errors import InputError
 
+    reset_peak()
     start = time.perf_counter()
     try:
         result = space.embed([path], on_error="skip")
@@ -411,8 +446,9 @@ def special_files(folder: Path) -> list[str]:
     system allows them; they sit in the ingest folder beside the files (kept open: the socket)."""
     made = []
     folder.mkdir(parents=True, exist_ok=True)
-    for name, make in [("fifo.wav", lambda p: os.mkfifo(p)), ("dangling.png", lambda p: os.symlink(folder / "nowhere", p)),
-                       ("loop.txt", lambda p: os.symlink(p, p)), ("folder.png", lambda p: p.mkdir())]:
+    makers = [("fifo.wav", lambda p: os.mkfifo(p)), ("dangling.png", lambda p: os.symlink(folder / "nowhere", p)),
+              ("loop.txt", lambda p: os.symlink(p, p)), ("folder.png", lambda p: p.mkdir())]
+    for name, make in makers:
         try:
             make(folder / name)
             made.append(name)
@@ -491,10 +527,14 @@ def summarise(outcomes: list[Outcome]) -> dict:
                        for c, n in sorted(by_category.items())},
         "max_seconds": round(worst.seconds, 2), "slowest": worst.case.name,
         "max_rss_growth_mb": round(max(o.rss_growth_mb for o in outcomes), 1),
+        "slowest_files": [f"{o.case.name}: {o.seconds:.2f}s" for o in sorted(outcomes, key=lambda o: -o.seconds)[:5]],
+        "largest_rss_growth": [f"{o.case.name}: +{o.rss_growth_mb:.0f} MB"
+                               for o in sorted(outcomes, key=lambda o: -o.rss_growth_mb)[:5]],
         "crashes": [f"{o.case.name}: {o.detail}" for o in outcomes if o.status == "crash"],
         "too_slow": [f"{o.case.name}: {o.seconds:.1f}s" for o in outcomes if o.seconds > MAX_SECONDS],
         "good_refused": [f"{o.case.name}: {o.detail}" for o in outcomes if o.case.good and o.status != "ok"],
-        "truncated_accepted": sorted(o.case.name for o in outcomes if o.case.category == "truncated" and o.status == "ok"),
+        "truncated_accepted": sorted(o.case.name for o in outcomes
+                                     if o.case.category == "truncated" and o.status == "ok"),
     }
 
 
@@ -503,8 +543,8 @@ def problems(result: dict) -> list[str]:
     embed = result["embed"]
     found = [f"crash: {c}" for c in embed["crashes"]] + [f"over {MAX_SECONDS}s: {s}" for s in embed["too_slow"]]
     found += [f"good file refused: {g}" for g in embed["good_refused"]]
-    if embed["max_rss_growth_mb"] > MAX_RSS_GROWTH_MB:
-        found.append(f"RSS grew {embed['max_rss_growth_mb']} MB")
+    if result["max_rss_growth_mb"] > MAX_RSS_GROWTH_MB:
+        found.append(f"RSS grew {result['max_rss_growth_mb']} MB: {embed['largest_rss_growth'][:2]}")
     ingest = result.get("ingest") or {}
     if ingest.get("crash"):
         found.append(f"ingest crashed: {ingest['crash']}")
@@ -523,19 +563,26 @@ def run(full: bool = False, workdir: Path | None = None, server: bool = True, in
     space = omnibind.load_space()
     cases = corpus(cfg)
     warm_up(space, workdir)
-    baseline = peak_rss_mb()
+    baseline = rss_mb()
     result: dict = {"mode": "full" if full else "short", "baseline_rss_mb": round(baseline)}
     phase = time.perf_counter()
     result["embed"] = summarise(run_embed(space, cases, workdir / "embed", baseline))
     result["embed"]["seconds"] = round(time.perf_counter() - phase, 1)
+    peaks = [result["embed"]["max_rss_growth_mb"]]
     if ingest:
+        reset_peak()
         hostile = cases[:: cfg["ingest_every"]]
         result["ingest"] = run_ingest(space, hostile, good_files(2), workdir / "ingest" / "files")
+        result["ingest"]["rss_growth_mb"] = round(peak_rss_mb() - baseline, 1)
+        peaks.append(result["ingest"]["rss_growth_mb"])
     if server:
+        reset_peak()
         phase = time.perf_counter()
         result["server"] = run_server(space, cases, workdir / "server", cfg["server"])
         result["server"]["seconds"] = round(time.perf_counter() - phase, 1)
-    result["max_rss_growth_mb"] = round(peak_rss_mb() - baseline, 1)
+        result["server"]["rss_growth_mb"] = round(peak_rss_mb() - baseline, 1)
+        peaks.append(result["server"]["rss_growth_mb"])
+    result["max_rss_growth_mb"] = max(peaks)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["problems"] = problems(result)
     return result
