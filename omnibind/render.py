@@ -191,7 +191,8 @@ def caption_matrix(examples: Sequence[Any], report: Any, space: str) -> Table:
 
 def print_bind(console: Console, err: Console, result: Any, tower: str, out: Path) -> None:
     for row in result.skipped:
-        err.print(f"[yellow]skipped[/] {row.manifest}:{row}" if getattr(row, "manifest", None) else f"[yellow]skipped[/] {row}")
+        err.print(f"[yellow]skipped[/] {row.manifest}:{row}" if getattr(row, "manifest", None) else f"[yellow]skipped[/] {row}",
+                  soft_wrap=True)
     m = result.metrics
     console.print(f"bound {tower} on {m['train']} pairs ({m['replay']} replay, {m['held_out']} held out, "
                   f"{len(result.skipped)} skipped), best epoch {m['best_epoch']}")

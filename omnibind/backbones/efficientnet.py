@@ -41,6 +41,7 @@ class ImagePreprocess:
     fill: tuple[int, int, int] = (255, 255, 255)  # letterbox colour
     resample: str = "bicubic"
     reducing_gap: float = 3.0
+    max_canvas_side: int = 4096  # a longer side is shrunk first: a 32,864 x 96 image must not make a 1 Gpx canvas
 
 
 DEFAULT_PREPROCESS = ImagePreprocess()
@@ -50,13 +51,17 @@ IMAGE_SIZE = DEFAULT_PREPROCESS.size
 def preprocess_image(image: Image.Image, config: ImagePreprocess = DEFAULT_PREPROCESS) -> np.ndarray:
     """The whole image, letterboxed to a square, resized to `config.size`: CHW float32."""
     image = to_rgb(image)
+    resample = Image.Resampling[config.resample.upper()]
+    if max(image.size) > config.max_canvas_side:  # only huge or extreme-aspect images: photos up to 16 Mpx are untouched
+        scale = config.max_canvas_side / max(image.size)
+        small = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(small, resample, reducing_gap=config.reducing_gap)
     w, h = image.size
     side = max(w, h)
     if w != h:
         canvas = Image.new("RGB", (side, side), config.fill)
         canvas.paste(image, ((side - w) // 2, (side - h) // 2))
         image = canvas
-    resample = Image.Resampling[config.resample.upper()]
     image = image.resize((config.size, config.size), resample, reducing_gap=config.reducing_gap)
     array = (np.asarray(image, dtype=np.float32) - config.mean) / config.std
     return np.ascontiguousarray(array.transpose(2, 0, 1))
