@@ -24,11 +24,13 @@ from omnibind.server.errors import too_large
 from omnibind.server.settings import ServerSettings
 
 BIG_PIXELS, BIG_SECONDS, BIG_CHARS = 4_000_000, 30.0, 100_000  # past one of these: release_memory after
-# (words of a decoder's reason, the Limits field, the per-item cap, the per-request budget): ServerSettings fields
+# (words of a decoder's reason, the Limits field, the per-item cap, the per-request budget): ServerSettings
+# fields; None: no server setting for it (the decoder's own limit: a 422 as any other InputError)
 LIMIT_WORDS = (("pixels", "max_image_pixels", "max_image_pixels", "max_request_pixels"),
                ("characters", "max_text_chars", "max_text_chars", "max_request_chars"),
-               ("audio lasts", "max_audio_seconds", "max_media_seconds", "max_request_seconds"),
-               ("video lasts", "max_video_seconds", "max_media_seconds", "max_request_seconds"),
+               ("frames", "max_video_frames", None, None),
+               ("audio", "max_audio_seconds", "max_media_seconds", "max_request_seconds"),
+               ("video", "max_video_seconds", "max_media_seconds", "max_request_seconds"),
                ("bytes", "max_file_bytes", "max_upload_bytes", None))
 
 
@@ -97,12 +99,14 @@ class Budget:
     def refused(self, exc: InputError, limits: Limits) -> Exception:
         """An upload's InputError (decoded with `limits`) as a 413 naming the limit it was over;
         any other InputError as it is (a 422)."""
-        if "over the limit" not in exc.reason:
+        if "limit" not in exc.reason:
             return exc
         for words, field, item_cap, request_cap in LIMIT_WORDS:
             if words in exc.reason:
                 tighter = request_cap is not None and getattr(limits, field) < getattr(self.per_item, field)
                 name = request_cap if tighter else item_cap
+                if name is None:
+                    return exc
                 return too_large(str(exc), name, getattr(self.settings, name), source=exc.source, reason=exc.reason)
         return exc
 
@@ -124,7 +128,7 @@ def release_memory(min_interval: float = 1.0) -> bool:
     try:
         if time.monotonic() - _last_trim[0] < min_interval:
             return False
-        gc.collect()
+        gc.collect(1)  # the young generations: decoded inputs die by refcount; a full collection stalls every thread (~0.4 s here)
         trim = _malloc_trim()
         if trim is not None:
             trim(0)
