@@ -81,7 +81,8 @@ class Budget:
         """Decoding limits for the next upload: the per-item caps, and no more than what is left."""
         s, per_item = self.settings, self.per_item
         seconds_left = max(0.0, s.max_request_seconds - self.seconds)
-        return replace(per_item, max_image_pixels=max(0, min(per_item.max_image_pixels, s.max_request_pixels - self.pixels)),
+        pixels_left = max(0, s.max_request_pixels - self.pixels)
+        return replace(per_item, max_image_pixels=min(per_item.max_image_pixels, pixels_left),
                        max_text_chars=max(0, min(per_item.max_text_chars, s.max_request_chars - self.chars)),
                        max_audio_seconds=min(per_item.max_audio_seconds, seconds_left),
                        max_video_seconds=min(per_item.max_video_seconds, seconds_left))
@@ -128,7 +129,7 @@ def release_memory(min_interval: float = 1.0) -> bool:
     try:
         if time.monotonic() - _last_trim[0] < min_interval:
             return False
-        gc.collect(1)  # the young generations: decoded inputs die by refcount; a full collection stalls every thread (~0.4 s here)
+        gc.collect(1)  # young generations only: decoded inputs die by refcount; a full gc stalls all threads (~0.4 s)
         trim = _malloc_trim()
         if trim is not None:
             trim(0)

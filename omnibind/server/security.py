@@ -48,7 +48,8 @@ def caller_of(scope: Scope, token: str) -> Caller:
     state = scope.setdefault("state", {})
     if "caller" not in state:
         client = scope.get("client")
-        state["caller"] = Caller(str(client[0]) if client else "unknown", bearer_ok(header(scope, b"authorization"), token))
+        trusted = bearer_ok(header(scope, b"authorization"), token)
+        state["caller"] = Caller(str(client[0]) if client else "unknown", trusted)
     return state["caller"]
 
 
