@@ -120,7 +120,8 @@ async def load(url: str, queries: list[str], clients: int, seconds: float, max_r
             t = time.perf_counter()
             r = await http.post("/v1/collections/load/ingest", json={"path": str(folder)},
                                 headers={"Authorization": f"Bearer {token}"}, timeout=600)
-            return {"status": r.status_code, "seconds": time.perf_counter() - t, **(r.json() if r.status_code == 200 else {})}
+            return {"status": r.status_code, "seconds": time.perf_counter() - t,
+                    **(r.json() if r.status_code == 200 else {})}
 
         start = time.perf_counter()
         tasks = [client(i) for i in range(clients)]
@@ -131,7 +132,8 @@ async def load(url: str, queries: list[str], clients: int, seconds: float, max_r
             await asyncio.gather(*tasks)
         wall = time.perf_counter() - start
     lat = sorted(latencies)
-    out = {"clients": clients, "requests": len(lat), "errors": len(errors), "limited": limited, "first_errors": errors[:3],
+    out = {"clients": clients, "requests": len(lat), "errors": len(errors), "limited": limited,
+           "first_errors": errors[:3],
            "wall_s": wall, "rps": len(lat) / wall, "p50_ms": 1000 * lat[len(lat) // 2],
            "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]}
     if ingest_result:
@@ -155,9 +157,10 @@ def main() -> None:
         baseline = in_process_rate(home, queries, min(20.0, args.seconds))
         print(f"in-process search(): {baseline['rps']:.1f} req/s, p50 {baseline['p50_ms']:.1f} ms", flush=True)
         port, token = free_port(), "load-test-token"
+        log = open(home / "server.log", "w")  # a pipe nobody reads would stall the server once full
         env = {**os.environ, "OMNIBIND_TOKEN": token}
         server = subprocess.Popen([sys.executable, "-m", "omnibind", "serve", "-c", "load", "--home", str(home),
-                                   "--port", str(port), "--root", str(inbox)], env=env, stderr=subprocess.PIPE, text=True)
+                                   "--port", str(port), "--root", str(inbox)], env=env, stderr=log, text=True)
         url = f"http://127.0.0.1:{port}"
         import httpx
 
@@ -174,8 +177,9 @@ def main() -> None:
             r["ratio_vs_in_process"] = r["rps"] / baseline["rps"]
             phases[name] = r
             extra = f"; ingest {r['ingest']}" if "ingest" in r else ""
-            print(f"{name}: {r['requests']} requests, {r['errors']} errors, {r['limited']} limited, {r['rps']:.1f} req/s "
-                  f"({r['ratio_vs_in_process']:.2f}x in-process), p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms{extra}",
+            print(f"{name}: {r['requests']} requests, {r['errors']} errors, {r['limited']} limited, "
+                  f"{r['rps']:.1f} req/s ({r['ratio_vs_in_process']:.2f}x in-process), p50 {r['p50_ms']:.0f} ms, "
+                  f"p99 {r['p99_ms']:.0f} ms{extra}",
                   flush=True)
         result = {"clients": args.clients, "seconds": args.seconds, "anonymous": args.anonymous,
                   "in_process": baseline, "phases": phases,
@@ -187,6 +191,9 @@ def main() -> None:
         if server:
             server.terminate()
             server.wait(10)
+            errors = (home / "server.log").read_text(errors="replace")
+            if "Traceback" in errors:
+                print("server log (last 3,000 characters):\n" + errors[-3000:], flush=True)
         shutil.rmtree(home, ignore_errors=True)
 
 
