@@ -33,10 +33,10 @@ def served(tmp_path: Path, space):
     assert not ingest(coll, folder).failed
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    settings = ServerSettings(collection="web", roots=[inbox], max_upload_bytes=2_000_000, max_files=3,
+    settings = ServerSettings(collection="web", roots=[inbox, folder], max_upload_bytes=2_000_000, max_files=3,
                               home=tmp_path / "home")
     app = create_app(settings, TOKEN, coll)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, base_url="http://localhost") as client:
         yield client, coll, folder, inbox
 
 
@@ -217,10 +217,10 @@ def test_home_is_passed_explicitly(tmp_path: Path, monkeypatch, space):
     draw_image("square", 80, "green").save(inbox / "new.png")
     coll = Collection.open("served", space=space, home=home)
     app = create_app(ServerSettings(collection="served", roots=[inbox], home=home), TOKEN, coll)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, base_url="http://localhost") as client:
         r = client.post("/v1/collections/other/ingest", json={"path": str(inbox)}, headers=AUTH)
         assert r.status_code == 200 and r.json()["added"] == 1 and r.json()["collection"] == "other"
-        listed = client.get("/v1/collections").json()["collections"]
+        listed = client.get("/v1/collections", headers=AUTH).json()["collections"]
     assert sorted(c["name"] for c in listed) == ["other", "served"]
     assert all(Path(c["path"]).parent == home / "collections" for c in listed)
     assert not (tmp_path / "elsewhere").exists()
@@ -303,8 +303,11 @@ def test_page_in_chromium(live_server, tmp_path: Path):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.goto(url)
-        page.wait_for_function("document.querySelector('#status').textContent.includes('items')")
+        violations: list[str] = []  # the page and its JS/CSS live within the CSP (nothing inline, nothing eval'd)
+        page.on("console", lambda m: "Content Security Policy" in m.text and violations.append(m.text))
+        response = page.goto(url)
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        page.wait_for_function("() => document.querySelector('#status').textContent.includes('items')")
         assert "11 items" in page.text_content("#status")
         page.fill("#q", "heavy rain on the roof")
         page.keyboard.press("Enter")  # the keyboard submits
@@ -315,13 +318,15 @@ def test_page_in_chromium(live_server, tmp_path: Path):
         assert page.locator(".card video").count() == 1
         page.focus(".chip[data-modality=text]")
         page.keyboard.press("Space")  # chips are buttons: keyboard toggles them
-        page.wait_for_function("document.querySelectorAll('.card').length === 8")
+        page.wait_for_function("() => document.querySelectorAll('.card').length === 8")
         assert page.get_attribute(".chip[data-modality=text]", "aria-pressed") == "false"
         page.set_input_files("#file", str(folder / "photos" / "1-blue-square.png"))
-        page.wait_for_function("document.querySelector('#query-line').textContent.includes('1-blue-square.png')")
+        page.wait_for_function("() => document.querySelector('#query-line').textContent.includes('1-blue-square.png')")
         assert "1-blue-square.png" in page.locator(".card .name").first.text_content()
-        page.wait_for_function("[...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function("() => [...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)")
         shot = tmp_path / "page.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 20_000
+        assert page.eval_on_selector(".card .bar span", "e => e.style.width").endswith("%")
+        assert not violations, violations
         browser.close()

@@ -1,4 +1,5 @@
-"""The search page (plain HTML + JS + CSS, no build step, no CDN) and the health check."""
+"""The search page (plain HTML + JS + CSS, no build step, no CDN, nothing inline: the CSP in
+`server/headers.py` allows only this server's own scripts and styles) and the health check."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ router = APIRouter()
 
 @router.get("/healthz", tags=["meta"])
 def healthz(state: State) -> dict[str, Any]:
+    state.refresh()
     coll = state.collection
     return {"status": "ok", "collection": coll.name, "items": len(coll), "space": coll.space.name}
 

@@ -4,35 +4,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from starlette.concurrency import run_in_threadpool
 
 from omnibind.collection import Collection
 from omnibind.search import Hit, query_input
 from omnibind.search import search as run_search
-from omnibind.server.bodies import SearchBody, json_or_form, parse, read_upload, validate
-from omnibind.server.deps import State
+from omnibind.server.bodies import SearchBody, form_limits, json_or_form, parse, read_uploads, validate
+from omnibind.server.budget import Budget, release_memory
+from omnibind.server.deps import CallerDep, State
 from omnibind.server.errors import ApiError
+from omnibind.server.gate import Job
 from omnibind.server.shapes import hit_json
 
 router = APIRouter(tags=["search"])
 
 
 @router.post("/v1/search", openapi_extra=json_or_form(SearchBody))
-async def search(request: Request, state: State) -> dict[str, Any]:
+async def search(request: Request, state: State, caller: CallerDep, background: BackgroundTasks) -> dict[str, Any]:
     """Search the collection with a text (JSON) or an uploaded file of any modality (multipart)."""
-    fields, files = await parse(request, state.settings)
+    fields, files = await parse(request, state.settings, form_limits(state.settings, "search"))
+    if len(files) > 1:
+        raise ApiError(400, "search takes one file")
     if files:
-        if len(files) != 1:
-            raise ApiError(400, "search takes one file")
-        query: Any = await read_upload(files[0], state.space.limits)
         fields.setdefault("text", "-")
     body = validate(SearchBody, fields)
-    if not files:
-        query = body.text
+    budget = Budget(state.settings, state.space.limits)
+    query: Any = (await read_uploads(files, budget))[0] if files else budget.text(body.text, "text")
+    if budget.big:
+        background.add_task(release_memory)
     k = min(body.k, state.settings.max_k)
+    await run_in_threadpool(state.refresh)
     # only the query's embedding holds the model lock; ranking (in memory or LanceDB) runs beside it
-    vector, modality = await state.run_model(query_input, state.collection, query)
+    vector, modality = await state.gate.run(caller, lambda job: job.locked(query_input, state.collection, query))
     hits = await run_in_threadpool(_search, state.collection, vector, modality, k, body)
     return {"collection": state.collection.name, "query": files[0].filename if files else body.text,
             "results": [hit_json(h) for h in hits]}

@@ -73,7 +73,9 @@ function render(data) {
   const best = Math.max(...hits.map((h) => h.score));
   hits.forEach((hit, i) => {
     const name = (hit.source || hit.id).split("/").pop();
-    const bar = el("div", { class: "bar" }, el("span", { style: `width:${(100 * scoreShare(hit, best)).toFixed(0)}%` }));
+    const fill = el("span");
+    fill.style.width = `${(100 * scoreShare(hit, best)).toFixed(0)}%`; // CSSOM, not a style attribute: the CSP allows no inline styles
+    const bar = el("div", { class: "bar" }, fill);
     const meta = el("div", { class: "meta" },
       el("div", { class: "name", title: hit.source || hit.id }, `${i + 1}. ${name}`),
       el("div", { class: "row" }, el("span", { class: `badge ${hit.modality}` }, hit.modality),
