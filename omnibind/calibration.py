@@ -9,6 +9,7 @@ and cached in memory until then. Deterministic for a given table: rows are drawn
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class Calibration:
         self.path = Path(folder) / FILE
         self._read_rows, self.per_modality, self.seed = read_rows, per_modality, seed
         self._samples: dict[str, np.ndarray] | None = None
+        self._lock = threading.Lock()  # one redraw at a time (server threads may all find it stale)
 
     def samples(self) -> dict[str, np.ndarray]:
         """modality -> sample vectors (drawn now if the file is missing)."""
@@ -52,6 +54,10 @@ class Calibration:
 
     def refresh(self) -> Path:
         """Redraw the samples from the table as it is now and write them atomically."""
+        with self._lock:
+            return self._redraw()
+
+    def _redraw(self) -> Path:
         ids, modality, vectors = self._read_rows()
         order = np.argsort(ids, kind="stable")  # independent of the order rows were written in
         rng = np.random.default_rng(self.seed)
@@ -61,7 +67,7 @@ class Calibration:
             rows = order[modality[order] == m]
             pick = rows if len(rows) <= self.per_modality else rng.choice(rows, self.per_modality, replace=False)
             samples[str(m)] = vectors[np.sort(pick)].astype(np.float32)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}.npz")
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{threading.get_ident()}.npz")
         np.savez(tmp, **samples)
         os.replace(tmp, self.path)
         self._samples = None

@@ -36,8 +36,7 @@ def setup(home: Optional[Path] = HomeOpt) -> None:
     render.quiet_libraries(err)
 
 
-def _home(home: Optional[Path]) -> Optional[Path]:
-    """The command's --home, else the global one, else None (the library's default)."""
+def _home(home: Optional[Path]) -> Optional[Path]:  # the command's --home, else the global one, else the default
     return home.expanduser().resolve() if home else HOME["home"]
 
 
@@ -378,8 +377,10 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, help="TCP port."),
     space: Optional[str] = typer.Option(None, "--space", "-s", help="Space for a new collection."),
-    root: list[Path] = typer.Option([], "--root", help="Folder the ingest endpoint may read (repeatable); "
-                                    "none: ingest over HTTP is disabled."),
+    root: list[Path] = typer.Option([], "--root", help="Folder the ingest endpoint may read and media are served "
+                                    "from (repeatable); none: ingest over HTTP is disabled."),
+    allowed_host: list[str] = typer.Option([], "--allowed-host", help="Another name clients reach the server by "
+                                           "(repeatable; '*.lan', '*')."),
     max_upload_mb: int = typer.Option(50, help="Largest request body, in MiB."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
@@ -388,6 +389,7 @@ def serve(
         uvicorn = require("uvicorn", "serve")
         server = require("omnibind.server", "serve")
         settings = server.ServerSettings(collection=collection, space=space, roots=list(root), home=_home(home),
+                                         host=host, allowed_hosts=list(allowed_host),
                                          max_upload_bytes=max_upload_mb * 1024 * 1024)
         token, created = server.load_token(home=settings.home)
         app_ = server.create_app(settings, token)

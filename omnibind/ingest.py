@@ -73,13 +73,16 @@ def ingest(collection: Collection, source: str | Path, *, engine: str = "local",
         raise ValueError(f"unknown engine {engine!r}: {' or '.join(ENGINES)}")
     start = time.perf_counter()
     local = "://" not in str(source)
-    report = IngestReport(root=os.path.abspath(str(source)) if local else str(source))
-    root = os.path.realpath(source) if local and Path(source).is_dir() and links != "all" else None
+    # a local folder by its real path: ids are real paths, which the server's media rule (no
+    # symbolic link on the way) accepts even when the folder was named through a link (~/media -> /mnt/..)
+    named = local and Path(source).exists()  # a folder or file, not a glob or a manifest of URIs
+    report = IngestReport(root=os.path.realpath(source) if named else os.path.abspath(source) if local else str(source))
+    root = report.root if named and Path(source).is_dir() and links != "all" else None
     with collection.writer:
         if "pending_space" in collection.meta:
             collection.reembed(batch_size, reembed_progress, lambda src, why: report.failed.append((src, f"dropped: {why}")))
         collection.check_consistent()
-        sources = list_sources(source, lambda p, r: report.failed.append((p, r)), exclude, links)
+        sources = list_sources(report.root if named else source, lambda p, r: report.failed.append((p, r)), exclude, links)
         report.seen = len(sources)
         known = collection.manifest()
         previous = set(known)
