@@ -70,13 +70,13 @@ def gradient_image() -> np.ndarray:
 
 
 def two_window_sound() -> np.ndarray:
-    """Exactly two aisfx windows at 44.1 kHz: a loud 440 Hz tone, then a quiet rising chirp.
-    Windows with different content give head outputs of different norms, so fusing them without
-    normalising first would change the vector."""
+    """Exactly two aisfx windows at 44.1 kHz: a loud 97 Hz square wave, then a quiet train of clicks
+    (10 a second). The two windows' head outputs differ in norm (0.62 vs 0.79 in `default`), so
+    fusing them without normalising each first would change the vector."""
     t = np.arange(AISFX_WINDOW) / AISFX_RATE
-    tone = 0.8 * np.sin(2 * np.pi * 440.0 * t)
-    chirp = 0.05 * np.sin(2 * np.pi * (200.0 * t + 900.0 * t**2))
-    return np.concatenate([tone, chirp]).astype(np.float32)
+    square = 0.8 * np.sign(np.sin(2 * np.pi * 97.0 * t))
+    clicks = 0.3 * (np.arange(AISFX_WINDOW) % 4410 == 0)
+    return np.concatenate([square, clicks]).astype(np.float32)
 
 
 def low_rate_tone() -> np.ndarray:
@@ -150,7 +150,7 @@ def reference_inputs() -> list[RefInput]:
         _file("audio:tux-dog", "audio", TUX / "animals/mammals/dogs/dog.ogg", "Tux Paint sound (test split): A dog."),
         _file("audio:tux-lightning", "audio", TUX / "naturalforces/lightningbolt.ogg",
               "Tux Paint sound (test split): A lightning bolt."),
-        _generated("audio:two-windows", "audio", "generated: two aisfx windows, loud 440 Hz tone then quiet chirp (44.1 kHz)",
+        _generated("audio:two-windows", "audio", "generated: two aisfx windows, loud 97 Hz square wave then quiet clicks (44.1 kHz)",
                    lambda: {"array": two_window_sound(), "sampling_rate": AISFX_RATE}, lambda: two_window_sound().tobytes()),
         _generated("audio:tremolo-22k", "audio", "generated: 3 s 660 Hz tone with tremolo at 22.05 kHz",
                    lambda: {"array": low_rate_tone(), "sampling_rate": 22050}, lambda: low_rate_tone().tobytes()),
