@@ -40,6 +40,16 @@ class Calibration:
                 self._samples = {k: data[k] for k in data.files}
         return self._samples
 
+    def stale(self, counts: dict[str, int]) -> bool:
+        """Whether the sample no longer fits the table: a modality appeared or vanished, or a
+        modality's sample is more than 10% off the size it would be drawn at now (a sample fitted on
+        5 rows, e.g. by an ingest killed before its end, is redrawn once the table holds 200)."""
+        have = {m: len(v) for m, v in self.samples().items()}
+        want = {m: min(n, self.per_modality) for m, n in counts.items() if n}
+        if set(have) != set(want):
+            return True
+        return any(abs(have[m] - want[m]) > max(1, 0.1 * want[m]) for m in want)
+
     def refresh(self) -> Path:
         """Redraw the samples from the table as it is now and write them atomically."""
         ids, modality, vectors = self._read_rows()

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from omnibind import render
 from omnibind.errors import InputError, OmnibindError
+from omnibind.extras import require
 from omnibind.space import load_space
 
 app = typer.Typer(help="omnibind: text, images, audio and video in one embedding space, offline by default.",
@@ -105,10 +106,7 @@ def info(
         details = load_space(space).info()
     except OmnibindError as exc:
         _fail(exc)
-    if as_json:
-        console.print_json(json.dumps(details, default=str))
-    else:
-        render.print_info(console, details)
+    console.print_json(json.dumps(details, default=str)) if as_json else render.print_info(console, details)
 
 
 @app.command()
@@ -240,6 +238,7 @@ def ingest(
     address: Optional[str] = typer.Option(None, help="Ray cluster: auto (a running one), ray://HOST:10001; "
                                           "default: a running cluster if any, else a local one."),
     actors: int = typer.Option(2, help="Ray actors (one space loaded per actor)."),
+    links: str = typer.Option("inside", help="Symbolic links: inside (followed if they stay in FOLDER), all, none."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """Embed every file under FOLDER into a collection: incremental, resumable, bad files reported."""
@@ -248,11 +247,12 @@ def ingest(
 
     try:
         coll = Collection.open(collection, space=space, reembed=reembed, index_dim=index_dim, home=_home(home))
+        coll.writer.on_wait = lambda who: err.print(f"waiting for the other writer of {coll.name} ({who})")
         with render.progress_bar(err) as bar:
             redo = bar.add_task("re-embedding", total=len(coll), visible="pending_space" in coll.meta)
             task = bar.add_task("ingesting", total=None)
             report = run_ingest(coll, folder, engine=engine, batch_size=batch_size, prune=prune, log=log,
-                                exclude=exclude, address=address, actors=actors,
+                                exclude=exclude, address=address, actors=actors, links=links,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                                 reembed_progress=lambda n: bar.advance(redo, n))
     except (OmnibindError, ValueError) as exc:
@@ -296,16 +296,19 @@ def search(
 @app.command()
 def collections(
     drop: Optional[str] = typer.Option(None, "--drop", help="Delete this collection."),
+    repair: Optional[str] = typer.Option(None, "--repair", help="Keep one row per item in this collection "
+                                         "(tables written by concurrent ingests of omnibind < 0.2 hold rows twice)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
-    """List collections with their sizes and spaces, or drop one."""
+    """List collections with their sizes and spaces, drop one, or repair one."""
     from omnibind.collection import Collection
 
     try:
-        if drop:
-            console.print(f"dropped {Collection.drop(drop, home=_home(home))}")
-            return
+        if drop or repair:
+            done = Collection.drop(drop, home=_home(home)) if drop else \
+                f"{repair}: {Collection.open(repair, create=False, home=_home(home)).repair()} duplicate rows removed"
+            return console.print(f"dropped {done}" if drop else done)
         rows = Collection.list(home=_home(home))
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
@@ -381,8 +384,6 @@ def serve(
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """Serve the HTTP API and the search page for a collection (write endpoints need the token)."""
-    from omnibind.extras import require
-
     try:
         uvicorn = require("uvicorn", "serve")
         server = require("omnibind.server", "serve")

@@ -17,8 +17,10 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ from omnibind.calibration import Calibration
 from omnibind.errors import OmnibindError
 from omnibind.inputs import Input, load_file, to_input
 from omnibind.space import Space, load_space
+from omnibind.writer import LOCK_FILE, WriterLock
 
 HOME_ENV = "OMNIBIND_HOME"
 TABLE = "items"
@@ -39,6 +42,7 @@ META_FILE = "collection.json"
 FORMAT_VERSION = 1
 INDEX_THRESHOLD = 100_000  # below this many rows search is exact, in memory (3.8-5.2 ms at 100k: benchmarks/search.py)
 THUMBNAIL_PX = 160
+REPAIR_FILE = "repair-pending.parquet"
 
 
 class CollectionError(OmnibindError):
@@ -86,6 +90,31 @@ def schema(dim: int, index_dim: int | None = None) -> pa.Schema:
     if index_dim:
         fields.insert(2, pa.field("vector_short", pa.list_(pa.float32(), index_dim)))
     return pa.schema(fields)
+
+
+FSBYTES = "fsbytes:"  # ids of paths that are not valid UTF-8: the raw bytes, escaped
+
+
+def path_id(path: str | Path) -> str:
+    """A file's id (and `source`): its path, or — for a name that is not valid UTF-8 — the raw
+    bytes escaped losslessly ('\\' for a backslash, '\\xNN' for an undecodable byte) after
+    'fsbytes:', so LanceDB (UTF-8 strings) can store every file and `source_path` gets it back."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = os.fsencode(text)
+        return FSBYTES + raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def source_path(item_id: str) -> str:
+    """The filesystem path of an id made by `path_id` (surrogate-escaped where it was bytes)."""
+    if not item_id.startswith(FSBYTES):
+        return item_id
+    escaped = item_id[len(FSBYTES):].encode("utf-8")
+    raw = re.sub(rb"\\\\|\\x([0-9a-f]{2})", lambda m: bytes([int(m.group(1), 16)]) if m.group(1) else b"\\", escaped)
+    return os.fsdecode(raw)
 
 
 def make_row(item: Input, vector: np.ndarray, item_id: str, *, sha256: str | None = None, size: int | None = None,
@@ -151,9 +180,11 @@ class Collection:
 
     def __init__(self, path: Path, space: Space, meta: dict[str, Any], table: Any) -> None:
         self.path, self.space, self.meta, self.table = path, space, meta, table
+        self.writer = WriterLock(path / LOCK_FILE, on_acquire=self.refresh)
         self.calibration = Calibration(path, self._modality_vectors)
         self._index: tuple[int, str | None] | None = None  # (table version, index type)
         self._snapshot: tuple[int, Snapshot | None] | None = None  # (table version, snapshot or too large)
+        self._counts: tuple[int, dict[str, int]] | None = None  # (table version, rows per modality)
 
     # -- opening ----------------------------------------------------------------------------------
 
@@ -223,6 +254,16 @@ class Collection:
         return path
 
     # -- reading --------------------------------------------------------------------------------
+
+    def refresh(self) -> "Collection":
+        """See other processes' writes: check out the latest table version and re-read the
+        collection record (cheap when nothing changed). Writers do this when they take the lock;
+        a long-lived reader (the server) before each request."""
+        self.table.checkout_latest()
+        meta_file = self.path / META_FILE
+        if meta_file.exists():
+            self.meta = _read_meta(meta_file)
+        return self
 
     @property
     def name(self) -> str:
@@ -300,6 +341,21 @@ class Collection:
             snap.rows[m] = [fields[i] for i in idx]
         return snap
 
+    def modality_counts(self) -> dict[str, int]:
+        """Rows per modality at this table version (from the snapshot when there is one)."""
+        version = self.table.version
+        if self._counts is not None and self._counts[0] == version:
+            return self._counts[1]
+        snap = self.snapshot()
+        counts: dict[str, int] = {}
+        if snap is not None:
+            counts = {m: len(v) for m, v in snap.vectors.items()}
+        else:
+            for m in self.column("modality").column("modality").to_pylist():
+                counts[m] = counts.get(m, 0) + 1
+        self._counts = (version, counts)
+        return counts
+
     def _modality_vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ids, modalities, vectors) of every row: what the calibration sample is drawn from."""
         t = self.column("id", "modality", "vector")
@@ -315,7 +371,8 @@ class Collection:
             return
         latest = {r["id"]: r for r in rows}  # one row per id: LanceDB rejects ambiguous merges
         data = pa.Table.from_pylist([self._complete(r) for r in latest.values()], schema=self.table.schema)
-        self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        with self.writer:
+            self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
 
     def add(self, items: Sequence[Any], ids: Sequence[str] | None = None,
             metadata: Sequence[dict[str, Any]] | None = None, batch_size: int = 32) -> list[str]:
@@ -335,9 +392,10 @@ class Collection:
         ids = list(ids)
         if not ids:
             return 0
-        before = len(self)
-        self.table.delete(f"id IN ({sql_list(ids)})")
-        return before - len(self)
+        with self.writer:
+            before = len(self)
+            self.table.delete(f"id IN ({sql_list(ids)})")
+            return before - len(self)
 
     def _complete(self, row: dict[str, Any]) -> dict[str, Any]:
         out = {f.name: row.get(f.name) for f in self.table.schema}
@@ -387,7 +445,8 @@ class Collection:
             items, keep, gone = [], [], []
             for r in part:
                 try:
-                    items.append(r["text"] if r["modality"] == "text" and r["text"] is not None else load_file(r["source"], self.space.limits))
+                    items.append(r["text"] if r["modality"] == "text" and r["text"] is not None
+                                 else load_file(source_path(r["source"]), self.space.limits))
                     keep.append(r)
                 except OmnibindError as exc:
                     gone.append(r["id"])
@@ -405,6 +464,36 @@ class Collection:
         del self.meta["pending_space"]
         _write_meta(self.path / META_FILE, self.meta)
         return done
+
+    def repair(self) -> int:
+        """Keep one row per id in a table damaged by concurrent writers of older omnibind versions
+        (every row stored twice); returns how many rows were removed. Crash-safe: the kept rows are
+        saved beside the table first and restored by the next `repair` if it dies half-way."""
+        pending = self.path / REPAIR_FILE
+        with self.writer:
+            if pending.exists():
+                self._restore(pending)
+            t = self.table.to_arrow()
+            ids = t.column("id").to_pylist()
+            dup = sorted(i for i, n in Counter(ids).items() if n > 1)
+            if not dup:
+                return 0
+            first = {i: n for n, i in reversed(list(enumerate(ids)))}
+            keep = t.take([first[i] for i in dup])
+            import pyarrow.parquet as pq
+
+            pq.write_table(keep, pending.with_suffix(".tmp"))
+            os.replace(pending.with_suffix(".tmp"), pending)
+            self.table.delete(f"id IN ({sql_list(dup)})")
+            self._restore(pending)
+            return len(ids) - len(set(ids))
+
+    def _restore(self, pending: Path) -> None:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(pending)
+        self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+        pending.unlink()
 
     def check_consistent(self) -> None:
         """Refuse to search a collection that still mixes vectors of two spaces."""

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omnibind.collection import Collection
-from omnibind.pipeline import BatchResult, embed_batch, list_sources
+from omnibind.collection import Collection, source_path
+from omnibind.pipeline import BatchResult, beneath, embed_batch, list_sources
 
 ENGINES = ("local", "ray")
 
@@ -55,57 +55,79 @@ class IngestReport:
 def ingest(collection: Collection, source: str | Path, *, engine: str = "local", batch_size: int = 32,
            prune: bool = False, progress: Callable[[int, int], None] | None = None, log: Path | None = None,
            build_index: bool = True, exclude: Sequence[str] = (), reembed_progress: Callable[[int], None] | None = None,
-           model_lock: AbstractContextManager | None = None, address: str | None = None, actors: int = 2,
-           **ray_options: Any) -> IngestReport:
+           model_lock: AbstractContextManager | None = None, links: str = "inside", address: str | None = None,
+           actors: int = 2, **ray_options: Any) -> IngestReport:
     """Bring the collection in line with `source`; see the module docstring.
 
-    A collection opened with a new space (`Collection.open(..., reembed=True)`) is re-embedded
-    first (rows whose file is gone are dropped and reported). `progress(done, total)` is called
-    after each batch; every failure is written to `log` (default: <collection>/logs/ingest-<time>.log).
-    Files matching an `exclude` glob are neither ingested nor, with `prune`, kept. `engine="ray"`
-    runs the batches on a Ray cluster (`address`, `actors`; see omnibind/scale/ray_ingest.py).
-    `model_lock` (the server's) is held around each local batch's decoding and embedding, so an
-    ingest takes turns with other model calls instead of fighting them for the cores."""
+    The whole job holds the collection's writer lock (omnibind/writer.py): a second ingest of the
+    same collection waits, then finds everything already stored. A collection opened with a new
+    space (`Collection.open(..., reembed=True)`) is re-embedded first (rows whose file is gone are
+    dropped and reported). `progress(done, total)` is called after each batch; every failure is
+    written to `log` (default: <collection>/logs/ingest-<time>.log). Files matching an `exclude`
+    glob are neither ingested nor, with `prune`, kept. A folder's symbolic links are followed only
+    when they resolve inside it (`links`: "inside", "all" or "none"), and every file opened must
+    still resolve inside it. `engine="ray"` runs the batches on a Ray cluster (`address`, `actors`;
+    omnibind/scale/ray_ingest.py). `model_lock` (the server's) is held around each local batch's
+    decoding and embedding, so an ingest takes turns with other model calls."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: {' or '.join(ENGINES)}")
     start = time.perf_counter()
     local = "://" not in str(source)
     report = IngestReport(root=os.path.abspath(str(source)) if local else str(source))
-    if "pending_space" in collection.meta:
-        collection.reembed(batch_size, reembed_progress, lambda src, why: report.failed.append((src, f"dropped: {why}")))
-    collection.check_consistent()
-    sources = list_sources(source, lambda p, r: report.failed.append((p, r)), exclude)
-    report.seen = len(sources)
-    known = collection.manifest()
-    previous = set(known)
+    root = os.path.realpath(source) if local and Path(source).is_dir() and links != "all" else None
+    with collection.writer:
+        if "pending_space" in collection.meta:
+            collection.reembed(batch_size, reembed_progress, lambda src, why: report.failed.append((src, f"dropped: {why}")))
+        collection.check_consistent()
+        sources = list_sources(source, lambda p, r: report.failed.append((p, r)), exclude, links)
+        report.seen = len(sources)
+        known = collection.manifest()
+        previous = set(known)
+        run = _Run(collection, engine, batch_size, model_lock or nullcontext(), root, address, actors, ray_options)
+        for done, result in _batches(run, sources, known, progress):
+            commit_batch(collection, result, known, report)
+        return finish(collection, report, previous, set(sources), prune, build_index, log, start)
+
+
+@dataclass
+class _Run:
+    """How the batches of one ingest run: where, how big, under which lock, confined to which root."""
+
+    collection: Collection
+    engine: str
+    batch_size: int
+    lock: AbstractContextManager
+    root: str | None
+    address: str | None
+    actors: int
+    ray_options: dict[str, Any]
+
+
+def _batches(run: _Run, sources: list[str], known: dict[str, tuple[str, int, float]],
+             progress: Callable[[int, int], None] | None) -> Iterator[tuple[int, BatchResult]]:
+    """(files done so far, the batch's result), batch after batch, from the chosen engine."""
+    digests = {k: v[0] for k, v in known.items()}
     if progress:
         progress(0, len(sources))
     done = 0
-    batches = _batches(collection, sources, known, engine, batch_size, model_lock or nullcontext(), address, actors,
-                       ray_options)
-    for batch_size_done, result in batches:
-        commit_batch(collection, result, known, report)
-        done += batch_size_done
+    for size, result in _engine_batches(run, sources, digests):
+        done += size
+        yield done, result
         if progress:
             progress(done, len(sources))
-    return finish(collection, report, previous, set(sources), prune, build_index, log, start)
 
 
-def _batches(collection: Collection, sources: list[str], known: dict[str, tuple[str, int, float]], engine: str,
-             batch_size: int, lock: AbstractContextManager, address: str | None, actors: int,
-             ray_options: dict[str, Any]) -> Iterator[tuple[int, BatchResult]]:
-    """(files in the batch, its result), batch after batch, from the chosen engine."""
-    digests = {k: v[0] for k, v in known.items()}
-    if engine == "ray":
+def _engine_batches(run: _Run, sources: list[str], digests: dict[str, str]) -> Iterator[tuple[int, BatchResult]]:
+    if run.engine == "ray":
         from omnibind.scale.ray_ingest import ray_batches
 
-        yield from ray_batches(collection, sources, digests, address=address, actors=actors, batch_size=batch_size,
-                               **ray_options)
+        yield from ray_batches(run.collection, sources, digests, address=run.address, actors=run.actors,
+                               batch_size=run.batch_size, root=run.root, **run.ray_options)
         return
-    for lo in range(0, len(sources), batch_size):
-        part = sources[lo : lo + batch_size]
-        with lock:
-            result = embed_batch(collection.space, part, digests)
+    for lo in range(0, len(sources), run.batch_size):
+        part = sources[lo : lo + run.batch_size]
+        with run.lock:
+            result = embed_batch(run.collection.space, part, digests, run.root)
         yield len(part), result
 
 
@@ -133,9 +155,8 @@ def finish(collection: Collection, report: IngestReport, previous: set[str], pre
            build_index: bool, log: Path | None, start: float) -> IngestReport:
     """The end of an ingest, whatever engine embedded it: prune rows of vanished files under the
     root, keep the index and the calibration sample current, write the failure log."""
-    if prune:
-        prefix = report.root.rstrip(os.sep) + os.sep
-        gone = [i for i in previous if (i.startswith(prefix) or i == report.root) and i not in present]
+    if prune:  # under the root by path components: pruning /data/media never touches /data/media2
+        gone = [i for i in previous if beneath(source_path(i), report.root) and i not in present]
         report.removed = collection.delete(gone)
     if report.embedded or report.removed:
         if build_index:

@@ -55,9 +55,11 @@ class FileData:
     mtime: float
 
 
-def read_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> FileData:
+def read_file(path: str | Path, limits: Limits = DEFAULT_LIMITS, within: str | None = None) -> FileData:
     """Open a file once and read it whole (memory-mapped above MAP_THRESHOLD): every later
-    step — hashing, sniffing, decoding, thumbnails — reads this buffer, never the file."""
+    step — hashing, sniffing, decoding, thumbnails — reads this buffer, never the file. With
+    `within` (a resolved folder), the file actually opened must lie beneath it: a symbolic link
+    swapped in after a folder was walked is refused, not read."""
     path = Path(path)
     source = str(path)
     try:
@@ -67,6 +69,8 @@ def read_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> FileData:
     except OSError as exc:
         raise InputError(source, f"cannot read file: {exc.strerror or exc}") from None
     try:
+        if within is not None:
+            _check_within(fd, path, within, source)
         st = os.fstat(fd)
         _check_stat(st, source, limits)
         data = _read_all(fd, st.st_size, source)
@@ -75,6 +79,14 @@ def read_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> FileData:
     if not len(data):
         raise InputError(source, "empty file (0 bytes)")
     return FileData(path, data, len(data), st.st_mtime)
+
+
+def _check_within(fd: int, path: Path, within: str, source: str) -> None:
+    """The opened file's real path (the kernel's, race-free on Linux) must be beneath `within`."""
+    proc = f"/proc/self/fd/{fd}"
+    real = os.readlink(proc) if os.path.exists(proc) else os.path.realpath(path)
+    if not (real == within or real.startswith(within.rstrip(os.sep) + os.sep)):
+        raise InputError(source, f"resolves to {real}, outside {within}: not read")
 
 
 def _open_fd(path: Path) -> int:

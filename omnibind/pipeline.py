@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from omnibind.collection import make_row, schema
+from omnibind.collection import make_row, path_id, schema, source_path
 from omnibind.errors import InputError, OmnibindError
 from omnibind.inputs import FileData, decode, read_file
 from omnibind.space import Space
@@ -72,14 +72,16 @@ class BatchResult:
         return result
 
 
-def embed_batch(space: Space, sources: Sequence[str], known: dict[str, str]) -> BatchResult:
+def embed_batch(space: Space, sources: Sequence[str], known: dict[str, str], root: str | None = None) -> BatchResult:
     """Read, hash, skip-if-unchanged, decode, embed and turn into rows a batch of sources (local
-    paths or URIs). `known` maps stored ids to their sha256. A bad file fails alone."""
+    paths or URIs). `known` maps stored ids to their sha256. With `root`, a local file whose opened
+    path is not beneath it (a link swapped in after the walk) is refused. A bad file fails alone,
+    whatever goes wrong with it."""
     result = BatchResult()
     todo: list[tuple[FileData, str, Any]] = []
     for source in sources:
         try:
-            read = read_source(source, space.limits)
+            read = read_source(source, space.limits, root)
             digest = hashlib.sha256(read.data).hexdigest()
             if known.get(source) == digest:
                 result.unchanged.append(source)
@@ -87,14 +89,39 @@ def embed_batch(space: Space, sources: Sequence[str], known: dict[str, str]) -> 
             todo.append((read, digest, decode(read.data, source, space.limits, name=read.path)))
         except InputError as exc:
             _fail(result, source, exc.reason, known)
-    if todo:
-        embedded = space.embed([t[2] for t in todo], on_error="skip")
-        for e in embedded.errors:
-            _fail(result, str(todo[e.index][2].source), e.reason, known)
-        for vector, j in zip(embedded.vectors, embedded.indices):
-            read, digest, item = todo[j]
+        except Exception as exc:  # a decoder bug must cost one file, never the batch
+            _fail(result, source, f"unexpected {type(exc).__name__}: {exc}", known)
+    for j, vector, error in _embed_isolated(space, [t[2] for t in todo]):
+        read, digest, item = todo[j]
+        if error is None and not np.isfinite(vector).all():
+            error = "the embedding has NaN or infinite values (the input holds non-finite samples?)"
+        if error is not None:
+            _fail(result, item.source, error, known)
+        else:
             result.rows.append(make_row(item, vector, item.source, sha256=digest, size=read.size, mtime=read.mtime))
     return result
+
+
+def _embed_isolated(space: Space, items: list[Any]) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+    """(index, vector, None) or (index, None, reason) for each item: one batch call; if the batch
+    raises something other than a per-input error, each item alone, so only the culprit fails."""
+    if not items:
+        return
+    try:
+        embedded = space.embed(items, on_error="skip")
+    except Exception:  # noqa: BLE001 - isolate below
+        for j, item in enumerate(items):
+            try:
+                yield j, space.embed([item])[0], None
+            except InputError as exc:
+                yield j, None, exc.reason
+            except Exception as exc:  # noqa: BLE001
+                yield j, None, f"unexpected {type(exc).__name__} while embedding: {exc}"
+        return
+    for e in embedded.errors:
+        yield e.index, None, e.reason
+    for vector, j in zip(embedded.vectors, embedded.indices):
+        yield j, vector, None
 
 
 def _fail(result: BatchResult, source: str, reason: str, known: dict[str, str]) -> None:
@@ -103,11 +130,11 @@ def _fail(result: BatchResult, source: str, reason: str, known: dict[str, str]) 
         result.stale.append(source)  # its content changed into something unreadable: the old vector is wrong
 
 
-def read_source(source: str, limits: Any) -> FileData:
-    """A local path (or file:// URI) read once with `read_file`, or any URI a pyarrow filesystem
-    understands (s3://, gs://, hdfs://...) read whole."""
+def read_source(source: str, limits: Any, root: str | None = None) -> FileData:
+    """A local path (or file:// URI) read once with `read_file` — beneath `root` when given — or
+    any URI a pyarrow filesystem understands (s3://, gs://, hdfs://...) read whole."""
     if "://" not in source or source.startswith("file://"):
-        return read_file(source.removeprefix("file://"), limits)
+        return read_file(source_path(source.removeprefix("file://")), limits, within=root)
     import pyarrow.fs as pafs
 
     try:
@@ -134,10 +161,17 @@ def excluded(relative: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch(relative, p) or fnmatch(name, p) for p in patterns)
 
 
-def walk(root: Path, on_skip: OnSkip, exclude: Sequence[str] = ()) -> Iterator[Path]:
+LINKS = ("inside", "all", "none")
+
+
+def walk(root: Path, on_skip: OnSkip, exclude: Sequence[str] = (), links: str = "inside") -> Iterator[Path]:
     """Every regular file under `root` (sorted, following directory links once), skipping hidden
-    names and `exclude` globs. Symlink loops, broken links and unreadable directories go to
+    names and `exclude` globs. Symbolic links are followed when they resolve inside `root`
+    (`links="inside"`, the default: a link out of the folder is reported, never read), always
+    ("all") or never ("none"). Symlink loops, broken links and unreadable directories go to
     `on_skip(path, reason)`."""
+    if links not in LINKS:
+        raise ValueError(f"links must be one of {', '.join(LINKS)}, got {links!r}")
     root = Path(os.path.abspath(root))
     if root.is_file():
         yield root
@@ -145,57 +179,73 @@ def walk(root: Path, on_skip: OnSkip, exclude: Sequence[str] = ()) -> Iterator[P
     if not root.is_dir():
         raise OmnibindError(f"{root}: no such folder")
     seen_dirs: set[tuple[int, int]] = set()
-    stack = [iter(_entries(root, seen_dirs, on_skip))]
+    rules = (os.path.realpath(root), links)
+    stack = [iter(_entries(root, seen_dirs, on_skip, rules))]
     while stack:  # depth-first in name order, without recursion (folders may nest deeply)
         for path, kind in stack[-1]:
             if exclude and excluded(path.relative_to(root).as_posix(), exclude):
                 continue
             if kind == "dir":
-                stack.append(iter(_entries(path, seen_dirs, on_skip)))
+                stack.append(iter(_entries(path, seen_dirs, on_skip, rules)))
                 break
             yield path
         else:
             stack.pop()
 
 
-def _entries(folder: Path, seen_dirs: set[tuple[int, int]], on_skip: OnSkip) -> list[tuple[Path, str]]:
+def beneath(path: str, root: str) -> bool:
+    """Whether a resolved path is `root` or inside it (by path components, not by string prefix:
+    /data/inbox2 is not inside /data/inbox)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _entries(folder: Path, seen_dirs: set[tuple[int, int]], on_skip: OnSkip,
+             rules: tuple[str, str]) -> list[tuple[Path, str]]:
     """(path, "dir" | "file") of a folder's visible entries in name order; problems go to on_skip."""
     try:
         st = folder.stat()
         if (st.st_dev, st.st_ino) in seen_dirs:
-            on_skip(str(folder), f"symlink loop: {os.path.realpath(folder)} was already walked")
+            on_skip(path_id(folder), f"symlink loop: {os.path.realpath(folder)} was already walked")
             return []
         seen_dirs.add((st.st_dev, st.st_ino))
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        entries = sorted(os.scandir(folder), key=lambda e: os.fsencode(e.name))
     except OSError as exc:
-        on_skip(str(folder), f"cannot read folder: {exc.strerror or exc}")
+        on_skip(path_id(folder), f"cannot read folder: {exc.strerror or exc}")
         return []
-    out = []
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        path = Path(entry.path)
-        try:
-            mode = entry.stat(follow_symlinks=True).st_mode
-        except FileNotFoundError:
-            on_skip(str(path), "broken symlink" if entry.is_symlink() else "vanished while walking")
-            continue
-        except OSError as exc:  # ELOOP for a link to itself
-            on_skip(str(path), f"cannot stat: {exc.strerror or exc}")
-            continue
-        if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
-            out.append((path, "dir" if stat.S_ISDIR(mode) else "file"))
-        else:
-            on_skip(str(path), "not a regular file (device, pipe or socket)")
-    return out
+    return [found for entry in entries if not entry.name.startswith(".")
+            and (found := _entry(entry, on_skip, rules)) is not None]
 
 
-def list_sources(source: str | Path, on_skip: OnSkip, exclude: Sequence[str] = ()) -> list[str]:
+def _entry(entry: os.DirEntry, on_skip: OnSkip, rules: tuple[str, str]) -> tuple[Path, str] | None:
+    path = Path(entry.path)
+    real_root, links = rules
+    if entry.is_symlink() and links != "all":
+        target = os.path.realpath(path)
+        if links == "none" or not beneath(target, real_root):
+            why = "symbolic link (links are not followed)" if links == "none" else \
+                f"symbolic link to {target}, outside {real_root}: not followed"
+            on_skip(path_id(path), why)
+            return None
+    try:
+        mode = entry.stat(follow_symlinks=True).st_mode
+    except FileNotFoundError:
+        on_skip(path_id(path), "broken symlink" if entry.is_symlink() else "vanished while walking")
+        return None
+    except OSError as exc:  # ELOOP for a link to itself
+        on_skip(path_id(path), f"cannot stat: {exc.strerror or exc}")
+        return None
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return path, "dir" if stat.S_ISDIR(mode) else "file"
+    on_skip(path_id(path), "not a regular file (device, pipe or socket)")
+    return None
+
+
+def list_sources(source: str | Path, on_skip: OnSkip, exclude: Sequence[str] = (), links: str = "inside") -> list[str]:
     """Sources to ingest: a folder (walked), a glob, a Parquet file with a uri/path column, a
     `.uris` / `.lst` manifest (one URI per line), or a single file or URI."""
     text = str(source)
     if "://" not in text and Path(text).is_dir():
-        return [str(p) for p in walk(Path(text), on_skip, exclude)]
+        return [path_id(p) for p in walk(Path(text), on_skip, exclude, links)]
     if any(c in text for c in "*?[") and "://" not in text:
         paths = globlib.glob(os.path.expanduser(text), recursive=True)
         return sorted(os.path.abspath(p) for p in paths if os.path.isfile(p) and not excluded(p, exclude))

@@ -130,11 +130,9 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
         raise ValueError(f"k must be at least 1, got {k}")
     collection.check_consistent()
     q, query_modality = query_input(collection, query, query_modality)
-    samples = collection.calibration.samples()
-    snap = collection.snapshot()
-    if snap is not None and set(snap.vectors) - set(samples):  # items of a new modality were added (not ingested)
+    if collection.calibration.stale(collection.modality_counts()):  # added without an ingest, or one died early
         collection.calibration.refresh()
-        samples = collection.calibration.samples()
+    samples = collection.calibration.samples()
     wanted = _modalities(modality, samples)
     thin = [m for m in wanted if m in samples and len(samples[m]) < MIN_SAMPLE]
     pairs = {m: pair_calibration(collection.space, query_modality, m) for m in wanted}
