@@ -134,15 +134,20 @@ def _generated(name: str, modality: str, description: str, make: Callable[[], An
     return RefInput(name, modality, description, "generated", make, lambda: _sha(content()))
 
 
+def _frames_bytes() -> bytes:
+    return b"".join(f.tobytes() for f in video_frames())
+
+
 def reference_inputs() -> list[RefInput]:
     """The fixed inputs, in the order of the stored vectors."""
+    stamp = "Tux Paint stamp (test split)"
     return [
         _text("text:dog", "a dog barking in the garden"),
         _text("text:apple", "a red apple on a wooden table"),
         _text("text:markets", "stock markets fell sharply on Monday"),
         _text("text:french", "Le chat dort sur le canapé."),
-        _file("image:tux-blackbird", "image", TUX / "animals/birds/blackbird.png", "Tux Paint stamp (test split): A blackbird."),
-        _file("image:tux-grapes", "image", TUX / "food/fruit/grapes.png", "Tux Paint stamp (test split): A bunch of grapes."),
+        _file("image:tux-blackbird", "image", TUX / "animals/birds/blackbird.png", f"{stamp}: A blackbird."),
+        _file("image:tux-grapes", "image", TUX / "food/fruit/grapes.png", f"{stamp}: A bunch of grapes."),
         _file("image:opencv-fruits", "image", OPENCV / "fruits.jpg", "OpenCV sample photo: fruits"),
         _file("image:opencv-baboon", "image", OPENCV / "baboon.jpg", "OpenCV sample photo: baboon"),
         _generated("image:gradient-disc", "image", "generated 96x96: blue disc on a red-yellow gradient",
@@ -150,13 +155,15 @@ def reference_inputs() -> list[RefInput]:
         _file("audio:tux-dog", "audio", TUX / "animals/mammals/dogs/dog.ogg", "Tux Paint sound (test split): A dog."),
         _file("audio:tux-lightning", "audio", TUX / "naturalforces/lightningbolt.ogg",
               "Tux Paint sound (test split): A lightning bolt."),
-        _generated("audio:two-windows", "audio", "generated: two aisfx windows, loud 97 Hz square wave then quiet clicks (44.1 kHz)",
-                   lambda: {"array": two_window_sound(), "sampling_rate": AISFX_RATE}, lambda: two_window_sound().tobytes()),
+        _generated("audio:two-windows", "audio",
+                   "generated: two aisfx windows, loud 97 Hz square wave then quiet clicks (44.1 kHz)",
+                   lambda: {"array": two_window_sound(), "sampling_rate": AISFX_RATE},
+                   lambda: two_window_sound().tobytes()),
         _generated("audio:tremolo-22k", "audio", "generated: 3 s 660 Hz tone with tremolo at 22.05 kHz",
                    lambda: {"array": low_rate_tone(), "sampling_rate": 22050}, lambda: low_rate_tone().tobytes()),
-        _file("video:opencv-megamind", "video", OPENCV / "Megamind.avi", "OpenCV sample video with soundtrack (11.3 s)"),
+        _file("video:opencv-megamind", "video", OPENCV / "Megamind.avi", "OpenCV sample video, soundtrack, 11.3 s"),
         _generated("video:ffv1-square", "video", "generated lossless MKV: moving blue square, 330 Hz soundtrack",
-                   lossless_video_bytes, lambda: b"".join(f.tobytes() for f in video_frames()) + video_sound().tobytes()),
+                   lossless_video_bytes, lambda: _frames_bytes() + video_sound().tobytes()),
         _generated("video:frame-list", "video", "generated frame list (no soundtrack): moving blue square",
-                   lambda: [Image.fromarray(f) for f in video_frames()], lambda: b"".join(f.tobytes() for f in video_frames())),
+                   lambda: [Image.fromarray(f) for f in video_frames()], _frames_bytes),
     ]

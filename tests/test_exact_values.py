@@ -199,7 +199,8 @@ def test_shipped_audio_head_uses_its_temperature(space):
     head = space.towers["audio"].head
     assert (head.kind, head.top_k, head.temperature) == ("conse", 3, 0.1)
     backbone = space.towers["audio"].backbone
-    segment = next(iter(backbone.segments(omnibind.to_input({"array": two_window_sound(), "sampling_rate": AISFX_RATE}))))
+    sound = omnibind.to_input({"array": two_window_sound(), "sampling_rate": AISFX_RATE})
+    segment = next(iter(backbone.segments(sound)))
     feats = backbone.features(backbone.collate([segment]))
     with torch.no_grad():
         got = head(feats).double().numpy()
