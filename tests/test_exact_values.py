@@ -75,7 +75,9 @@ class ListBackbone:
 
 def test_tower_embed_fuses_windows_of_different_content_and_norm():
     """Tower.embed = per-window head output, normalised, summed per input, normalised; batch
-    boundaries (batch_size=2 splits the first input's windows) change nothing."""
+    boundaries (batch_size=2 splits the first input's windows) change nothing. (Tower.project
+    normalises before fuse does, so this path survives a fuse that forgets to: see
+    test_evaluation_path_fuses_windows_like_space_embed for the path that does not.)"""
     from omnibind.heads import LinearHead
     from omnibind.inputs import Input
     from omnibind.tower import Tower
@@ -106,8 +108,8 @@ def test_two_window_sound_is_the_mean_of_its_windows_embedded_alone(space):
     whole, first, second = space.embed([{"array": wave, "sampling_rate": AISFX_RATE}, *halves])
     np.testing.assert_allclose(whole, unit(unit(first) + unit(second)), atol=1e-5)
 
-    # the test can tell: the head's raw outputs for the two windows differ in norm, so a fusion
-    # that skipped the per-window normalisation would land elsewhere
+    # the test can tell: the head's raw outputs for the two windows differ in norm, so skipping the
+    # per-window normalisation (it happens in Tower.project and again in fuse) would land elsewhere
     import omnibind
 
     tower = space.towers["audio"]
@@ -117,6 +119,20 @@ def test_two_window_sound_is_the_mean_of_its_windows_embedded_alone(space):
     norms = np.linalg.norm(raw, axis=1)
     assert max(norms) / min(norms) > 1.2, norms
     assert np.abs(unit(raw[0] + raw[1]) - unit(unit(raw[0]) + unit(raw[1]))).max() > 1e-3
+
+
+def test_evaluation_path_fuses_windows_like_space_embed(space, tmp_path: Path):
+    """`omnibind eval` projects cached backbone features (Tower.project_items: head, then fuse with no
+    earlier normalisation): the two-window sound must come out as space.embed's vector, the
+    normalised mean of its windows' unit vectors, or eval measures something else than embed."""
+    from omnibind.evaluate.suite import CachedEmbedder
+
+    wave = two_window_sound()
+    halves = [{"array": wave[:AISFX_WINDOW], "sampling_rate": AISFX_RATE},
+              {"array": wave[AISFX_WINDOW:], "sampling_rate": AISFX_RATE}]
+    first, second = space.embed(halves)
+    cached = CachedEmbedder(space, tmp_path / "cache")([{"array": wave, "sampling_rate": AISFX_RATE}], "audio")[0]
+    np.testing.assert_allclose(cached, unit(unit(first) + unit(second)), atol=1e-5)
 
 
 def _video_parts(space, data: bytes) -> tuple[np.ndarray, np.ndarray]:

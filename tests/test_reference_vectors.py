@@ -5,7 +5,7 @@ Paint test-split stamps and sounds, OpenCV sample photos and video, and NumPy-ge
 sounds and lossless video; listed with their sha256 in tests/data/reference_vectors.json and
 defined in tests/reference_inputs.py). Every vector must match to atol 1e-4 (cross-machine
 float noise is ~1e-6; ONNX Runtime vs eager PyTorch ~1e-5). Any change in preprocessing, a
-backbone, a head, the fusion of windows / frames / soundtrack, or the shipped weights moves them.
+backbone, a head, the fusion of frames and soundtrack, or the shipped weights moves them.
 
 Regenerate ONLY after a deliberate change of a shipped space or of what it computes, and say so
 in the commit:
