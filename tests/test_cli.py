@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from omnibind.cli import app
@@ -42,9 +43,11 @@ def test_embed_skip_errors_reports_and_exits_2(media, tmp_path):
     assert np.load(out).shape == (1, 384)
 
 
-def test_similarity_prints_a_cosine():
+def test_similarity_prints_a_cosine(space):
     result = runner.invoke(app, ["similarity", "a cat", "a kitten"])
     assert result.exit_code == 0, result.output
+    a, b = space.embed(["a cat", "a kitten"])
+    assert float(result.output.strip()) == pytest.approx(float(a @ b), abs=6e-5)  # printed to 4 decimals
     assert 0.5 < float(result.output.strip()) <= 1.0
 
 
@@ -60,9 +63,10 @@ def test_unknown_space_is_a_clean_error(tmp_path):
     assert result.exit_code == 1 and "no space" in result.output
 
 
-def test_python_dash_m_runs(media):
+def test_python_dash_m_runs(media, space):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "omnibind", "similarity", str(media["image"]), "a red circle"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert -1.0 <= float(proc.stdout.strip()) <= 1.0
+    image, text = space.embed([media["image"], "a red circle"])
+    assert float(proc.stdout.strip()) == pytest.approx(float(image @ text), abs=6e-5)  # the space's cosine, 4 decimals

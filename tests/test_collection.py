@@ -301,8 +301,21 @@ def test_classify_any_modality(space, folder: Path):
     for r in results:
         assert r.probabilities.sum() == pytest.approx(1.0) and r.probabilities.min() >= 0
     assert results[0].ranked()[0] == ("cooking", pytest.approx(float(results[0].probabilities.max())))
+    # by NumPy: each label is the normalised mean of its image prompts' vectors; probabilities are
+    # softmax(cosine / 0.05) (the space's temperature)
+    from omnibind import modalities
+
+    templates = modalities.templates("image")
+    prompts = space.embed([t.format(label) for label in ("dog", "cat") for t in templates]).astype(np.float64)
+    mean = prompts.reshape(2, len(templates), -1).mean(1)
     v = label_vectors(space, ["dog", "cat"], "image")
-    assert v.shape == (2, space.dim) and np.allclose(np.linalg.norm(v, axis=1), 1)
+    np.testing.assert_allclose(v, mean / np.linalg.norm(mean, axis=1, keepdims=True), atol=1e-5)
+    text_labels = np.stack([space.embed([t.format(label) for t in modalities.templates("text")]).mean(0)
+                            for label in ("cooking", "weather", "a red circle")])
+    text_labels /= np.linalg.norm(text_labels, axis=1, keepdims=True)
+    logits = space.embed(["the weather forecast says storms"])[0] @ text_labels.T / 0.05
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(results[1].probabilities, expected, atol=1e-4)
     with pytest.raises(ValueError, match="two"):
         classify(space, ["x"], ["only"])
     with pytest.raises(ValueError, match="distinct"):

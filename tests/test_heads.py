@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -5,13 +7,16 @@ from omnibind.errors import SpaceError
 from omnibind.heads import ConSEHead, IdentityHead, LinearHead, MLPHead, build_head
 
 
-def test_conse_keeps_top_k_and_mixes_class_embeddings():
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
+def test_conse_keeps_top_k_and_mixes_class_embeddings(temperature):
     classes = torch.eye(4)  # class c embeds to the unit vector e_c
-    head = ConSEHead.from_classes("logits", classes, top_k=2, temperature=1.0)
+    head = ConSEHead.from_classes("logits", classes, top_k=2, temperature=temperature)
     logits = torch.tensor([[3.0, 2.0, -5.0, 1.0]])
     probs = head.class_probabilities({"logits": logits})
-    p = torch.softmax(logits, -1)[0]
+    p = torch.softmax(logits / temperature, -1)[0]
     expected = torch.tensor([p[0], p[1], 0.0, 0.0]) / (p[0] + p[1])
+    # by hand: the kept weights are softmax((3, 2) / T): 1 / (1 + e^(-1/T)) on class 0
+    assert expected[0].item() == pytest.approx(1 / (1 + math.exp(-1 / temperature)), abs=1e-6)
     assert torch.allclose(probs[0], expected, atol=1e-6)
     assert torch.allclose(head({"logits": logits})[0], expected, atol=1e-6)  # probs @ eye
 

@@ -97,14 +97,17 @@ def test_fuse_normalises_each_segment_before_averaging():
 
 
 def test_video_is_its_weighted_fusion_of_frames_and_soundtrack(space, tmp_path: Path):
+    """By NumPy, not by `fuse`: unit(0.75 * unit(mean of unit frame vectors) + 0.25 * soundtrack)."""
     video = load_file(write_video(tmp_path / "v.mp4", seconds=1.0, with_audio=True), space.limits)
-    fusion = space.video
-    frames = [Input("image", f, "frame") for f in video.payload.frames(fusion.frames)]
-    picture = fuse(space.embed(frames), [0] * len(frames), 1)
-    sound = space.embed([Input("audio", video.payload.audio(), "track")])
-    expected = fuse(torch.cat([picture, torch.from_numpy(sound)]), [0, 0], 1,
-                    [fusion.image_weight, fusion.audio_weight]).numpy()[0]
-    np.testing.assert_allclose(space.embed(video)[0], expected, atol=1e-5)
+    assert (space.video.frames, space.video.image_weight, space.video.audio_weight) == (8, 0.75, 0.25)
+    frames = [Input("image", f, "frame") for f in video.payload.frames(8)]
+    frame_vecs = space.embed(frames).astype(np.float64)
+    picture = frame_vecs.mean(0) / np.linalg.norm(frame_vecs.mean(0))
+    sound = space.embed([Input("audio", video.payload.audio(), "track")])[0].astype(np.float64)
+    expected = 0.75 * picture + 0.25 * sound
+    np.testing.assert_allclose(space.embed(video)[0], expected / np.linalg.norm(expected), atol=1e-5)
+    swapped = 0.25 * picture + 0.75 * sound
+    assert np.abs(expected / np.linalg.norm(expected) - swapped / np.linalg.norm(swapped)).max() > 1e-2
 
 
 # -- a new modality: a row and a backbone ----------------------------------------------------------
