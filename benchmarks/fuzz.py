@@ -501,7 +501,8 @@ def run_server(space, cases: list[Case], folder: Path, limit: int) -> dict:
     statuses: Counter = Counter()
     bad: list[str] = []
     picked = cases[:: max(1, len(cases) // limit)][:limit]
-    with TestClient(create_app(settings, "fuzz-token", collection), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings, "fuzz-token", collection), raise_server_exceptions=False,
+                    base_url="http://localhost") as client:  # the Host header the server answers to
         for case in picked:
             reply = client.post("/v1/embed", files={"file": (case.name, case.data, "application/octet-stream")},
                                 headers={"Authorization": "Bearer fuzz-token"})

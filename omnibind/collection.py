@@ -185,6 +185,7 @@ class Collection:
         self._index: tuple[int, str | None] | None = None  # (table version, index type)
         self._snapshot: tuple[int, Snapshot | None] | None = None  # (table version, snapshot or too large)
         self._counts: tuple[int, dict[str, int]] | None = None  # (table version, rows per modality)
+        self._meta_stamp: int | None = None  # mtime of collection.json when last read by refresh()
 
     # -- opening ----------------------------------------------------------------------------------
 
@@ -260,9 +261,12 @@ class Collection:
         collection record (cheap when nothing changed). Writers do this when they take the lock;
         a long-lived reader (the server) before each request."""
         self.table.checkout_latest()
-        meta_file = self.path / META_FILE
-        if meta_file.exists():
-            self.meta = _read_meta(meta_file)
+        try:
+            stamp = (self.path / META_FILE).stat().st_mtime_ns
+        except FileNotFoundError:
+            return self
+        if stamp != self._meta_stamp:  # re-read the record only when another process rewrote it
+            self.meta, self._meta_stamp = _read_meta(self.path / META_FILE), stamp
         return self
 
     @property
