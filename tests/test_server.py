@@ -197,6 +197,24 @@ def test_ingest_needs_token_and_stays_inside_roots(served, tmp_path: Path):
     assert client.delete("/v1/items/x").status_code == 401
 
 
+def test_http_ingest_reembeds_a_collection_of_another_space_when_asked(served, tmp_path: Path):
+    """Re-embedding works from every entry point: HTTP ingest takes the same `reembed` as the CLI."""
+    from omnibind.space import load_space
+
+    client, coll, _, inbox = served
+    (inbox / "note.txt").write_text("a note for the old collection", "utf-8")
+    old = Collection.open("old", space=load_space("bridge"), home=tmp_path / "home")  # another space
+    old.add(["made with the bridge space"], ids=["n1"])
+    url = "/v1/collections/old/ingest"
+    refused = client.post(url, json={"path": str(inbox)}, headers=AUTH)
+    assert refused.status_code == 400 and "re-embed" in refused.json()["error"].lower()
+    r = client.post(url, json={"path": str(inbox), "reembed": True}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["added"] == 1, r.json()
+    again = Collection.open("old", create=False, home=tmp_path / "home")
+    assert again.meta["space"]["fingerprint"] == coll.space.fingerprint() and "pending_space" not in again.meta
+    assert set(again.column("space").column("space").to_pylist()) == {coll.space.fingerprint()}
+
+
 def test_confine_and_token(tmp_path: Path, monkeypatch):
     with pytest.raises(PermissionError, match="disabled"):
         confine("/tmp", [])

@@ -57,6 +57,8 @@ class IngestBody(BaseModel):
     path: str = Field(..., min_length=1, max_length=4096,
                       description="A folder or file on the server, inside one of its --root folders.")
     prune: bool = False
+    reembed: bool = Field(False, description="Re-embed a collection made by another space with the served one "
+                                             "(resumable), before ingesting.")
 
 
 _MULTIPART = {"multipart/form-data": {"schema": {"type": "object", "properties": {

@@ -70,12 +70,13 @@ class ServerState:
         finally:
             self.refresh_lock.release()
 
-    def target(self, name: str) -> Collection:
+    def target(self, name: str, reembed: bool = False) -> Collection:
         """The collection called `name` under the same home: the served one, or another one opened
-        (created if missing) with the served space."""
+        (created if missing) with the served space; `reembed` lets one made by another space be
+        re-embedded with it (the ingest then does so first, as `omnibind ingest --reembed` does)."""
         if name == self.collection.name:
             return self.collection
-        return Collection.open(name, space=self.space, home=self.home)
+        return Collection.open(name, space=self.space, home=self.home, reembed=reembed)
 
     def row(self, item_id: str, columns: list[str]) -> dict[str, Any]:
         """One item of the served collection, or a 404."""

@@ -66,11 +66,11 @@ async def ingest(name: str, request: Request, state: State) -> dict[str, Any]:
         raise ApiError(403, str(exc)) from None
     if not path.exists():
         raise ApiError(404, f"{body.path}: no such file or folder")
-    return await run_in_threadpool(_ingest, state, name, path, body.prune)
+    return await run_in_threadpool(_ingest, state, name, path, body.prune, body.reembed)
 
 
-def _ingest(state: Any, name: str, path: Any, prune: bool) -> dict[str, Any]:
-    target = state.target(name)
+def _ingest(state: Any, name: str, path: Any, prune: bool, reembed: bool) -> dict[str, Any]:
+    target = state.target(name, reembed)
     with state.write_lock:  # the same road as `omnibind ingest`: one library call
         report = run_ingest(target, path, prune=prune, model_lock=state.model_lock)
     return {**report.summary(), "collection": target.name,
