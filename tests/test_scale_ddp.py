@@ -2,6 +2,7 @@
 1 process on the same global batch."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,21 +105,30 @@ def test_bind_with_two_processes_equals_one(tmp_path):
     assert len(one.history) == 3 and one.history[-1]["loss"] < one.history[0]["loss"]  # it did train
 
 
-def test_cli_bind_nproc(tmp_path):
+def _square_pairs(folder: Path) -> Path:
+    """pairs.jsonl: six coloured squares with their captions, then a pair whose image is empty (line 7)."""
     import json
 
     from PIL import Image
+
+    lines = []
+    for i, c in enumerate(["red", "green", "blue", "yellow", "purple", "orange"]):
+        Image.new("RGB", (48, 48), c).save(folder / f"{i}.png")
+        lines.append(json.dumps({"a": f"a {c} square", "b": f"{i}.png"}))
+    (folder / "bad.png").write_bytes(b"")
+    lines.append(json.dumps({"a": "broken", "b": "bad.png"}))
+    (folder / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "pairs.jsonl"
+
+
+def test_cli_bind_nproc(tmp_path):
+    import json
+
     from typer.testing import CliRunner
 
     from omnibind.cli import app
 
-    lines = []
-    for i, c in enumerate(["red", "green", "blue", "yellow", "purple", "orange"]):
-        Image.new("RGB", (48, 48), c).save(tmp_path / f"{i}.png")
-        lines.append(json.dumps({"a": f"a {c} square", "b": f"{i}.png"}))
-    (tmp_path / "bad.png").write_bytes(b"")
-    lines.append(json.dumps({"a": "broken", "b": "bad.png"}))
-    (tmp_path / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    _square_pairs(tmp_path)
     out = tmp_path / "bound"
     result = CliRunner().invoke(app, ["bind", str(tmp_path / "pairs.jsonl"), "--space", "bridge", "--out", str(out),
                                       "--head", "linear", "--teacher", "none", "--epochs", "2", "--val-fraction", "0",
@@ -142,21 +152,11 @@ def test_ddp_does_not_import_the_binder():
 
 
 def test_bind_manifest_with_two_processes_names_the_manifest_of_skipped_rows(tmp_path):
-    import json
-
-    from PIL import Image
-
     from omnibind.bind.pairs import manifest_sha256
     from omnibind.bind.trainer import bind_manifest
     from omnibind.space import load_space
 
-    lines = []
-    for i, c in enumerate(["red", "green", "blue", "yellow", "purple", "orange"]):
-        Image.new("RGB", (48, 48), c).save(tmp_path / f"{i}.png")
-        lines.append(json.dumps({"a": f"a {c} square", "b": f"{i}.png"}))
-    (tmp_path / "bad.png").write_bytes(b"")
-    lines.append(json.dumps({"a": "broken", "b": "bad.png"}))
-    (tmp_path / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    _square_pairs(tmp_path)
     config = BindConfig(head="linear", teacher=None, epochs=2, val_fraction=0.0)
     result = bind_manifest(load_space("bridge"), tmp_path / "pairs.jsonl", config, cache_root=tmp_path / "cache",
                            nproc=2)
