@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from omnibind.collection import Collection, source_path
-from omnibind.pipeline import BatchResult, beneath, embed_batch, list_sources
+from omnibind.inputs import beneath
+from omnibind.pipeline import BatchResult, embed_batch, list_sources
 
 ENGINES = ("local", "ray")
 

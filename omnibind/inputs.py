@@ -89,8 +89,14 @@ def _check_within(fd: int, path: Path, within: str, source: str) -> None:
     """The opened file's real path (the kernel's, race-free on Linux) must be beneath `within`."""
     proc = f"/proc/self/fd/{fd}"
     real = os.readlink(proc) if os.path.exists(proc) else os.path.realpath(path)
-    if not (real == within or real.startswith(within.rstrip(os.sep) + os.sep)):
+    if not beneath(real, within):
         raise InputError(source, f"resolves to {real}, outside {within}: not read")
+
+
+def beneath(path: str, root: str) -> bool:
+    """Whether a resolved path is `root` or inside it (by path components, not by string prefix:
+    /data/inbox2 is not inside /data/inbox)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _open_fd(path: Path) -> int:

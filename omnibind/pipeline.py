@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from omnibind.collection import make_row, path_id, schema, source_path
 from omnibind.errors import InputError, OmnibindError
-from omnibind.inputs import FileData, decode, read_file
+from omnibind.inputs import FileData, beneath, decode, read_file
 from omnibind.space import Space
 
 URI_COLUMNS = ("uri", "path", "source")
@@ -93,9 +93,7 @@ def embed_batch(space: Space, sources: Sequence[str], known: dict[str, str], roo
             _fail(result, source, f"unexpected {type(exc).__name__}: {exc}", known)
     for j, vector, error in _embed_isolated(space, [t[2] for t in todo]):
         read, digest, item = todo[j]
-        if error is None and not np.isfinite(vector).all():
-            error = "the embedding has NaN or infinite values (the input holds non-finite samples?)"
-        if error is not None:
+        if error is not None:  # non-finite vectors are refused by the tower (tower.refuse_non_finite)
             _fail(result, item.source, error, known)
         else:
             result.rows.append(make_row(item, vector, item.source, sha256=digest, size=read.size, mtime=read.mtime))
@@ -191,12 +189,6 @@ def walk(root: Path, on_skip: OnSkip, exclude: Sequence[str] = (), links: str = 
             yield path
         else:
             stack.pop()
-
-
-def beneath(path: str, root: str) -> bool:
-    """Whether a resolved path is `root` or inside it (by path components, not by string prefix:
-    /data/inbox2 is not inside /data/inbox)."""
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _entries(folder: Path, seen_dirs: set[tuple[int, int]], on_skip: OnSkip,

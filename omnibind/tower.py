@@ -3,7 +3,7 @@
 Inputs are cut into segments (one for a sentence or an image, one per window for audio),
 segments from many inputs share a batch, and the head's outputs are L2-normalised and averaged
 per input in the shared space, then normalised again (`fuse`). A bad input fails alone. Video,
-the feature cache, merge and evaluation all project through `Tower.project` and `fuse`.
+the feature cache (`bind.cache.project_items`), merge and evaluation all fuse through `fuse`.
 """
 
 from __future__ import annotations
@@ -47,16 +47,6 @@ class Tower:
     def project(self, features: dict[str, torch.Tensor]) -> np.ndarray:
         """Head + L2 normalisation of a batch of segment features: one unit vector per segment."""
         return torch.nn.functional.normalize(self.head(features).float(), dim=-1).cpu().numpy()
-
-    @torch.inference_mode()
-    def project_items(self, features: dict[str, torch.Tensor], owners: Sequence[int] | np.ndarray, n: int,
-                      chunk: int = 1024) -> np.ndarray:
-        """Segment features (rows owned by inputs 0..n-1) -> one fused unit vector per input."""
-        owners = np.asarray(owners, dtype=np.int64)
-        rows = next(iter(features.values())).shape[0] if features else 0
-        parts = [self.head({k: v[s : s + chunk] for k, v in features.items()}).float() for s in range(0, rows, chunk)]
-        vectors = torch.cat(parts) if parts else torch.zeros(0, self.dim)
-        return fuse(vectors, owners, n).numpy()
 
     def embed(
         self, inputs: Sequence[Input], batch_size: int = 32, progress: Progress | None = None

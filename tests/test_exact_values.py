@@ -122,7 +122,7 @@ def test_two_window_sound_is_the_mean_of_its_windows_embedded_alone(space):
 
 
 def test_evaluation_path_fuses_windows_like_space_embed(space, tmp_path: Path):
-    """`omnibind eval` projects cached backbone features (Tower.project_items: head, then fuse with no
+    """`omnibind eval` projects cached backbone features (bind.cache.project_items: head, then fuse with no
     earlier normalisation): the two-window sound must come out as space.embed's vector, the
     normalised mean of its windows' unit vectors, or eval measures something else than embed."""
     from omnibind.evaluate.suite import CachedEmbedder
