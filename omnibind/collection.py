@@ -30,16 +30,18 @@ import numpy as np
 import pyarrow as pa
 
 from omnibind import modalities
+from omnibind import views as view_names
 from omnibind.calibration import Calibration
 from omnibind.errors import OmnibindError
 from omnibind.inputs import Input, load_file, to_input
 from omnibind.space import Space, load_space
+from omnibind.views.embed import calibration_group
 from omnibind.writer import LOCK_FILE, WriterLock
 
 HOME_ENV = "OMNIBIND_HOME"
 TABLE = "items"
 META_FILE = "collection.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: segment rows beside item rows (`item`, `kind` and location columns)
 INDEX_THRESHOLD = 100_000  # below this many rows search is exact, in memory (3.8-5.2 ms at 100k: benchmarks/search.py)
 THUMBNAIL_PX = 160
 REPAIR_FILE = "repair-pending.parquet"
@@ -86,11 +88,31 @@ def schema(dim: int, index_dim: int | None = None) -> pa.Schema:
         pa.field("thumbnail", pa.binary()),  # small JPEG of an image or a video's middle frame
         pa.field("duration", pa.float64()),  # seconds, audio and video
         pa.field("space", pa.string()),  # fingerprint of the space that made `vector`
+        *SEGMENT_FIELDS,
     ]
     if index_dim:
         fields.insert(2, pa.field("vector_short", pa.list_(pa.float32(), index_dim)))
     return pa.schema(fields)
 
+
+# An item is one row of kind "item" plus a row per segment (omnibind/views): a segment row has its
+# own id ("<item id>#<kind>/<n>"), its item's id in `item`, its kind and location, and in `text` the
+# words it came from. Item and segments are written in one commit (`Collection.upsert`).
+ITEM = "item"
+SEGMENT_FIELDS = (
+    pa.field("item", pa.string()),  # the item a row belongs to (its own id for an item row)
+    pa.field("kind", pa.string()),  # "item", or the segment kind (omnibind/views KINDS)
+    pa.field("start", pa.float64()),  # seconds
+    pa.field("end", pa.float64()),
+    pa.field("page", pa.int32()),
+    pa.field("char_start", pa.int64()),
+    pa.field("char_end", pa.int64()),
+    pa.field("views", pa.string()),  # item rows: the views that made its segments ("speech,ocr")
+)
+# What a v1 table gains when opened by this version: every row is an item of its own
+MIGRATE_V1 = {"item": "id", "kind": "'item'", "start": "CAST(NULL AS DOUBLE)", "end": "CAST(NULL AS DOUBLE)",
+              "page": "CAST(NULL AS INT)", "char_start": "CAST(NULL AS BIGINT)", "char_end": "CAST(NULL AS BIGINT)",
+              "views": "CAST(NULL AS STRING)"}
 
 FSBYTES = "fsbytes:"  # ids of paths that are not valid UTF-8: the raw bytes, escaped
 
@@ -117,19 +139,35 @@ def source_path(item_id: str) -> str:
     return os.fsdecode(raw)
 
 
-def make_row(item: Input, vector: np.ndarray, item_id: str, *, sha256: str | None = None, size: int | None = None,
-             mtime: float | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The one definition of an item's row (every entry point — local, Ray, HTTP ingest and
-    `Collection.add` — builds rows here); `Collection.upsert` adds what the table derives."""
+def make_rows(item: Input, embedded: Any, item_id: str, *, sha256: str | None = None, size: int | None = None,
+              mtime: float | None = None, metadata: dict[str, Any] | None = None,
+              views: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The one definition of an item's rows (every entry point — local, Ray, HTTP ingest and
+    `Collection.add` — builds rows here): the item row, then one row per segment of `embedded`
+    (an `ItemEmbedding`, or a bare vector for an item without segments). `Collection.upsert`
+    adds what the table derives."""
     if sha256 is None and item.modality == "text":
         sha256 = hashlib.sha256(item.payload.encode("utf-8")).hexdigest()
     duration = getattr(item.payload, "duration", None)
-    return {
+    vector = getattr(embedded, "vector", embedded)
+    row = {
         "id": item_id, "vector": vector, "modality": item.modality, "source": item.source,
         "sha256": sha256, "size": size, "mtime": mtime, "metadata": json.dumps(metadata or {}),
         "text": item.payload if item.modality == "text" else None, "thumbnail": thumbnail_jpeg(item),
         "duration": float(duration) if isinstance(duration, (int, float)) else None,
+        "item": item_id, "kind": ITEM, "views": ",".join(views),
+        "start": None, "end": None, "page": None, "char_start": None, "char_end": None,
     }
+    segments = getattr(embedded, "segments", None) or []
+    vectors = getattr(embedded, "segment_vectors", None)
+    return [row] + [_segment_row(row, n, seg, vectors[n]) for n, seg in enumerate(segments)]
+
+
+def _segment_row(item: dict[str, Any], n: int, segment: Any, vector: np.ndarray) -> dict[str, Any]:
+    chars = segment.chars or (None, None)
+    return {**item, "id": f"{item['id']}#{segment.kind}/{n}", "vector": vector, "thumbnail": None, "views": None,
+            "kind": segment.kind, "text": segment.text, "start": segment.start, "end": segment.end,
+            "page": segment.page, "char_start": chars[0], "char_end": chars[1]}
 
 
 def thumbnail_jpeg(item: Input) -> bytes | None:
@@ -158,7 +196,9 @@ class Snapshot:
 
 
 SNAPSHOT_MAX_ROWS = 100_000  # ~150 MB of float32 384-d vectors at most
-RESULT_COLUMNS = ["id", "source", "modality", "metadata", "text", "duration", "size"]
+RESULT_COLUMNS = ["id", "source", "modality", "metadata", "text", "duration", "size",
+                  "item", "kind", "start", "end", "page", "char_start", "char_end"]
+ITEMS_ONLY = "kind = 'item'"
 
 
 @dataclass
@@ -184,7 +224,7 @@ class Collection:
         self.calibration = Calibration(path, self._modality_vectors)
         self._index: tuple[int, str | None] | None = None  # (table version, index type)
         self._snapshot: tuple[int, Snapshot | None] | None = None  # (table version, snapshot or too large)
-        self._counts: tuple[int, dict[str, int]] | None = None  # (table version, rows per modality)
+        self._counts: tuple[int, tuple[dict[str, int], dict[str, int]]] | None = None  # (version, (items, groups))
         self._meta_stamp: int | None = None  # mtime of collection.json when last read by refresh()
 
     # -- opening ----------------------------------------------------------------------------------
@@ -201,7 +241,7 @@ class Collection:
         path = collection_path(name_or_path, home)
         meta_file = path / META_FILE
         if meta_file.exists():
-            meta = _read_meta(meta_file)
+            meta = _migrate(path, _read_meta(meta_file))
             recorded = SpaceRecord(**meta["space"])
             sp = _resolve_space(space if space is not None else recorded.ref)
             if sp.fingerprint() != recorded.fingerprint:
@@ -227,7 +267,7 @@ class Collection:
         table = db.create_table(TABLE, schema=schema(sp.dim, index_dim), exist_ok=True)
         meta = {"format_version": FORMAT_VERSION, "name": path.name,
                 "space": asdict_record(SpaceRecord.of(sp, space if isinstance(space, str) else None)),
-                "index_dim": index_dim, "index_threshold": INDEX_THRESHOLD}
+                "index_dim": index_dim, "index_threshold": INDEX_THRESHOLD, "views": list(view_names.DEFAULT)}
         _write_meta(meta_file, meta)  # written last: a folder without it is not a collection yet
         return cls(path, sp, meta, table)
 
@@ -277,32 +317,61 @@ class Collection:
     def index_dim(self) -> int | None:
         return self.meta.get("index_dim")
 
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The views this collection runs on every item it stores (collection.json)."""
+        return tuple(self.meta.get("views", view_names.DEFAULT))
+
+    def set_views(self, names: Sequence[str]) -> bool:
+        """Record a new view list (the next ingest re-runs items made with other views); returns
+        whether it changed."""
+        names = list(view_names.parse(list(names)))
+        if names == list(self.views):
+            return False
+        self.meta["views"] = names
+        _write_meta(self.path / META_FILE, self.meta)
+        return True
+
     def __len__(self) -> int:
-        return self.table.count_rows()
+        """Items (not their segment rows)."""
+        return self.table.count_rows(ITEMS_ONLY)
 
     def count(self, where: str | None = None) -> int:
-        return self.table.count_rows(where) if where else self.table.count_rows()
+        """Items matching a filter."""
+        return self.table.count_rows(f"{ITEMS_ONLY} AND ({where})" if where else ITEMS_ONLY)
 
     def column(self, *names: str, where: str | None = None) -> pa.Table:
-        """Selected columns of every row (optionally filtered), as an Arrow table."""
+        """Selected columns of every row, segments included (optionally filtered), as Arrow."""
         query = self.table.search().select(list(names)).limit(None)
         return (query.where(where) if where else query).to_arrow()
 
     def manifest(self) -> dict[str, tuple[str, int, float]]:
         """id -> (sha256, size, mtime) of every row: what an incremental ingest compares against."""
-        t = self.column("id", "sha256", "size", "mtime")
+        t = self.column("id", "sha256", "size", "mtime", where=ITEMS_ONLY)
         return {i: (h, s, m) for i, h, s, m in zip(*(t.column(n).to_pylist() for n in ("id", "sha256", "size", "mtime")))}
 
+    def stale_views(self) -> set[str]:
+        """Ids of items whose segments were made with other views than the collection's now."""
+        want = ",".join(self.views)
+        t = self.column("id", "views", where=ITEMS_ONLY)
+        return {i for i, v in zip(t.column("id").to_pylist(), t.column("views").to_pylist()) if (v or "") != want}
+
+    def segments(self, item_id: str) -> list[dict[str, Any]]:
+        """An item's segment rows (kind, location, text), in the order its views made them."""
+        t = self.column("id", "kind", "start", "end", "page", "char_start", "char_end", "text",
+                        where=f"item = {sql_string(item_id)} AND NOT {ITEMS_ONLY}")
+        return sorted(t.to_pylist(), key=lambda r: (r["kind"], int(r["id"].rsplit("/", 1)[1])))
+
     def get(self, ids: Sequence[str], columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Rows by id, in the order given (missing ids are left out)."""
+        """Item rows by id, in the order given (missing ids are left out)."""
         if not ids:
             return []
-        t = self.column(*(columns or [f.name for f in self.table.schema]), where=f"id IN ({sql_list(ids)})")
+        t = self.column(*(columns or [f.name for f in self.table.schema]), where=f"id IN ({sql_list(ids)}) AND {ITEMS_ONLY}")
         rows = {r["id"]: r for r in t.to_pylist()} if "id" in t.column_names else {}
         return [rows[i] for i in ids if i in rows]
 
     def stats(self) -> dict[str, Any]:
-        t = self.column("modality", "size")
+        t = self.column("modality", "size", where=ITEMS_ONLY)
         modalities: dict[str, int] = {}
         for m in t.column("modality").to_pylist():
             modalities[m] = modalities.get(m, 0) + 1
@@ -310,7 +379,8 @@ class Collection:
         return {"name": self.name, "path": str(self.path), "items": t.num_rows, "modalities": modalities,
                 "bytes": int(sum(sizes)), "space": self.meta["space"]["name"],
                 "space_fingerprint": self.meta["space"]["fingerprint"][:12],
-                "index": self.index_type(), "pending_reembed": "pending_space" in self.meta}
+                "index": self.index_type(), "pending_reembed": "pending_space" in self.meta,
+                "segments": self.table.count_rows() - t.num_rows, "views": list(self.views)}
 
     def index_type(self) -> str | None:
         """The vector index's type, or None (cached per (table version): listing indices costs a
@@ -329,7 +399,7 @@ class Collection:
         version = self.table.version
         if self._snapshot is not None and self._snapshot[0] == version:
             return self._snapshot[1]
-        snap = None if len(self) > SNAPSHOT_MAX_ROWS else self._read_snapshot(version)
+        snap = None if self.table.count_rows() > SNAPSHOT_MAX_ROWS else self._read_snapshot(version)
         self._snapshot = (version, snap)
         return snap
 
@@ -346,59 +416,76 @@ class Collection:
         return snap
 
     def modality_counts(self) -> dict[str, int]:
-        """Rows per modality at this table version (from the snapshot when there is one)."""
+        """Items per modality at this table version."""
+        return self._row_counts()[0]
+
+    def group_counts(self) -> dict[str, int]:
+        """Rows per calibration group (omnibind/views/embed.py `calibration_group`): what the
+        calibration sample is drawn from, so what says whether it is stale."""
+        return self._row_counts()[1]
+
+    def _row_counts(self) -> tuple[dict[str, int], dict[str, int]]:
         version = self.table.version
         if self._counts is not None and self._counts[0] == version:
             return self._counts[1]
-        snap = self.snapshot()
-        counts: dict[str, int] = {}
-        if snap is not None:
-            counts = {m: len(v) for m, v in snap.vectors.items()}
-        else:
-            for m in self.column("modality").column("modality").to_pylist():
-                counts[m] = counts.get(m, 0) + 1
-        self._counts = (version, counts)
-        return counts
+        t = self.column("modality", "kind")
+        items: dict[str, int] = {}
+        groups: dict[str, int] = {}
+        for m, kind in zip(t.column("modality").to_pylist(), t.column("kind").to_pylist()):
+            if kind == ITEM:
+                items[m] = items.get(m, 0) + 1
+            g = calibration_group(m, kind)
+            groups[g] = groups.get(g, 0) + 1
+        self._counts = (version, (items, groups))
+        return items, groups
 
     def _modality_vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ids, modalities, vectors) of every row: what the calibration sample is drawn from."""
-        t = self.column("id", "modality", "vector")
+        """(ids, calibration group, vectors) of every row: what the calibration sample is drawn from."""
+        t = self.column("id", "modality", "kind", "vector")
         ids = np.array(t.column("id").to_pylist(), dtype=object)
-        modality = np.array(t.column("modality").to_pylist(), dtype=object)
-        return ids, modality, _vector_matrix(t, self.space.dim)
+        groups = np.array([calibration_group(m, k) for m, k in zip(t.column("modality").to_pylist(),
+                                                                   t.column("kind").to_pylist())], dtype=object)
+        return ids, groups, _vector_matrix(t, self.space.dim)
 
     # -- writing --------------------------------------------------------------------------------
 
     def upsert(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert or replace rows by id in one commit (all or nothing)."""
+        """Insert or replace items — each an item row and its segment rows (`make_rows`) — in one
+        commit (all or nothing). An item's old segments that the new rows lack go in the same
+        commit: a crash leaves either the old item with its old segments or the new with the new."""
         if not rows:
             return
         latest = {r["id"]: r for r in rows}  # one row per id: LanceDB rejects ambiguous merges
         data = pa.Table.from_pylist([self._complete(r) for r in latest.values()], schema=self.table.schema)
+        items = sorted({r.get("item") or r["id"] for r in latest.values()})
         with self.writer:
-            self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+            (self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+             .when_not_matched_by_source_delete(f"item IN ({sql_list(items)})").execute(data))
 
     def add(self, items: Sequence[Any], ids: Sequence[str] | None = None,
             metadata: Sequence[dict[str, Any]] | None = None, batch_size: int = 32) -> list[str]:
         """Embed and store items (texts, files, images...): returns their ids. Raises on a bad item
         before anything is written; use `omnibind.ingest` for folders with per-file reporting."""
         decoded = [to_input(x, self.space.limits) for x in items]
-        vectors = self.space.embed(decoded, batch_size=batch_size)
         ids = list(ids) if ids is not None else [_default_id(x, item) for x, item in zip(items, decoded)]
         if len(ids) != len(items) or len(set(ids)) != len(ids):
             raise CollectionError("ids must be unique, one per item")
+        embedded, errors = self.space.embed_items(decoded, self.views, batch_size)
+        if errors:
+            raise errors[min(errors)]
         extra = list(metadata) if metadata is not None else [{}] * len(items)
-        self.upsert([make_row(item, v, i, metadata=m) for item, v, i, m in zip(decoded, vectors, ids, extra)])
+        self.upsert([row for item, e, i, m in zip(decoded, embedded, ids, extra)
+                     for row in make_rows(item, e, i, metadata=m, views=self.views)])
         return ids
 
     def delete(self, ids: Iterable[str]) -> int:
-        """Remove rows by id in one commit; returns how many were removed."""
+        """Remove items (with their segments) by id in one commit; returns how many items went."""
         ids = list(ids)
         if not ids:
             return 0
         with self.writer:
             before = len(self)
-            self.table.delete(f"id IN ({sql_list(ids)})")
+            self.table.delete(f"item IN ({sql_list(ids)})")
             return before - len(self)
 
     def _complete(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -410,6 +497,8 @@ class Collection:
             out["vector_short"] = short / max(float(np.linalg.norm(short)), 1e-12)
         out["metadata"] = row.get("metadata") if isinstance(row.get("metadata"), str) else json.dumps(row.get("metadata") or {})
         out["space"] = self.meta["space"]["fingerprint"] if row.get("space") is None else row["space"]
+        out["item"] = row.get("item") or row["id"]
+        out["kind"] = row.get("kind") or ITEM
         return out
 
     # -- index ------------------------------------------------------------------------------------
@@ -417,7 +506,7 @@ class Collection:
     def ensure_index(self, force: bool = False) -> str | None:
         """Build LanceDB's ANN index once the table passes the threshold (or when forced); then
         keep it fresh: `optimize()` folds newly added rows into it. Returns the index type."""
-        n = len(self)
+        n = self.table.count_rows()  # segment rows are searched too
         column = "vector_short" if self.index_dim else "vector"
         current = self.index_type()
         if current is None and (force or n >= int(self.meta.get("index_threshold", INDEX_THRESHOLD))) and n >= 256:
@@ -441,7 +530,7 @@ class Collection:
         if not pending:
             return 0
         target = pending["fingerprint"]
-        t = self.column("id", "modality", "source", "text", "space")
+        t = self.column("id", "modality", "source", "text", "space", where=ITEMS_ONLY)
         todo = [r for r in t.to_pylist() if r["space"] != target]
         done = 0
         for start in range(0, len(todo), batch_size):
@@ -456,10 +545,7 @@ class Collection:
                     gone.append(r["id"])
                     if on_error:
                         on_error(r["source"] or r["id"], str(exc))
-            if items:
-                vectors = self.space.embed(items, batch_size=batch_size)
-                full = self.get([r["id"] for r in keep])
-                self.upsert([{**row, "vector": v, "space": target} for row, v in zip(full, vectors)])
+            gone += self._reembed_rows(items, keep, target, batch_size, on_error)
             self.delete(gone)
             done += len(part)
             if progress:
@@ -468,6 +554,27 @@ class Collection:
         del self.meta["pending_space"]
         _write_meta(self.path / META_FILE, self.meta)
         return done
+
+    def _reembed_rows(self, items: list[Any], keep: list[dict[str, Any]], target: str, batch_size: int,
+                      on_error: Callable[[str, str], None] | None) -> list[str]:
+        """Re-embed loaded items (views re-run) keeping what their rows recorded; returns the
+        ids that failed."""
+        decoded = [to_input(x, self.space.limits) for x in items]
+        embedded, errors = self.space.embed_items(decoded, self.views, batch_size)
+        full = {r["id"]: r for r in self.get([r["id"] for r in keep])}
+        rows = []
+        for item, e, r in zip(decoded, embedded, keep):
+            old = full[r["id"]]
+            if e is None:
+                continue
+            rows += [{**row, "space": target} for row in make_rows(
+                item, e, r["id"], sha256=old["sha256"], size=old["size"], mtime=old["mtime"],
+                metadata=json.loads(old["metadata"] or "{}"), views=self.views)]
+        self.upsert(rows)
+        for j, exc in errors.items():
+            if on_error:
+                on_error(keep[j]["source"] or keep[j]["id"], exc.reason)
+        return [keep[j]["id"] for j in errors]
 
     def repair(self) -> int:
         """Keep one row per id in a table damaged by concurrent writers of older omnibind versions
@@ -525,12 +632,26 @@ def _connect(path: Path) -> Any:
     return lancedb.connect(str(path / "db"))
 
 
+def _migrate(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Bring a format-1 collection (one row per item, no segments) to this format in place: the
+    segment columns are added (every old row is an item of its own), then the record says 2."""
+    if meta.get("format_version") != 1:
+        return meta
+    table = _connect(path).open_table(TABLE)
+    missing = {k: v for k, v in MIGRATE_V1.items() if k not in table.schema.names}
+    if missing:
+        table.add_columns(missing)
+    meta = {**meta, "format_version": FORMAT_VERSION, "views": []}  # made without views: none re-run unasked
+    _write_meta(path / META_FILE, meta)
+    return meta
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise CollectionError(f"{path}: unreadable collection record: {exc}") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in (1, FORMAT_VERSION):
         raise CollectionError(f"{path}: collection format {meta.get('format_version')!r}, this omnibind reads {FORMAT_VERSION}")
     return meta
 

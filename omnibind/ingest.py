@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omnibind.collection import Collection, source_path
+from omnibind.collection import ITEM, Collection, source_path
 from omnibind.inputs import beneath
 from omnibind.pipeline import BatchResult, embed_batch, list_sources
+from omnibind.views import parse as views_parse
 
 ENGINES = ("local", "ray")
 
@@ -40,6 +41,8 @@ class IngestReport:
     unchanged: int = 0
     removed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # stored, but a view could not read it all
+    segments: int = 0  # segment rows written (words, pages, chunks, time windows)
     seconds: float = 0.0
     log: str | None = None
 
@@ -50,6 +53,7 @@ class IngestReport:
     def summary(self) -> dict[str, Any]:
         return {"root": self.root, "seen": self.seen, "added": self.added, "updated": self.updated,
                 "unchanged": self.unchanged, "removed": self.removed, "failed": len(self.failed),
+                "segments": self.segments, "notes": len(self.notes),
                 "seconds": round(self.seconds, 2), "log": self.log}
 
 
@@ -57,7 +61,7 @@ def ingest(collection: Collection, source: str | Path, *, engine: str = "local",
            prune: bool = False, progress: Callable[[int, int], None] | None = None, log: Path | None = None,
            build_index: bool = True, exclude: Sequence[str] = (), reembed_progress: Callable[[int], None] | None = None,
            model_lock: AbstractContextManager | None = None, links: str = "inside", address: str | None = None,
-           actors: int = 2, **ray_options: Any) -> IngestReport:
+           actors: int = 2, views: Sequence[str] | str | None = None, **ray_options: Any) -> IngestReport:
     """Bring the collection in line with `source`; see the module docstring.
 
     The whole job holds the collection's writer lock (omnibind/writer.py): a second ingest of the
@@ -69,7 +73,9 @@ def ingest(collection: Collection, source: str | Path, *, engine: str = "local",
     when they resolve inside it (`links`: "inside", "all" or "none"), and every file opened must
     still resolve inside it. `engine="ray"` runs the batches on a Ray cluster (`address`, `actors`;
     omnibind/scale/ray_ingest.py). `model_lock` (the server's) is held around each local batch's
-    decoding and embedding, so an ingest takes turns with other model calls."""
+    decoding and embedding, so an ingest takes turns with other model calls. `views` (names,
+    "default" or "none"; None keeps the collection's) are recorded in the collection, and items
+    stored with other views are redone even when their file is unchanged."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: {' or '.join(ENGINES)}")
     start = time.perf_counter()
@@ -80,6 +86,8 @@ def ingest(collection: Collection, source: str | Path, *, engine: str = "local",
     report = IngestReport(root=os.path.realpath(source) if named else os.path.abspath(source) if local else str(source))
     root = report.root if named and Path(source).is_dir() and links != "all" else None
     with collection.writer:
+        if views is not None:
+            collection.set_views(views_parse(views))
         if "pending_space" in collection.meta:
             collection.reembed(batch_size, reembed_progress, lambda src, why: report.failed.append((src, f"dropped: {why}")))
         collection.check_consistent()
@@ -87,8 +95,9 @@ def ingest(collection: Collection, source: str | Path, *, engine: str = "local",
         report.seen = len(sources)
         known = collection.manifest()
         previous = set(known)
+        redo = collection.stale_views()  # stored with other views: embedded again, unchanged or not
         run = _Run(collection, engine, batch_size, model_lock or nullcontext(), root, address, actors, ray_options)
-        for done, result in _batches(run, sources, known, progress):
+        for done, result in _batches(run, sources, {k: v for k, v in known.items() if k not in redo}, progress):
             commit_batch(collection, result, known, report)
         return finish(collection, report, previous, set(sources), prune, build_index, log, start)
 
@@ -110,7 +119,7 @@ class _Run:
 def _batches(run: _Run, sources: list[str], known: dict[str, tuple[str, int, float]],
              progress: Callable[[int, int], None] | None) -> Iterator[tuple[int, BatchResult]]:
     """(files done so far, the batch's result), batch after batch, from the chosen engine."""
-    digests = {k: v[0] for k, v in known.items()}
+    digests = {k: v[0] for k, v in known.items()}  # `known` here: items whose views are current
     if progress:
         progress(0, len(sources))
     done = 0
@@ -126,12 +135,13 @@ def _engine_batches(run: _Run, sources: list[str], digests: dict[str, str]) -> I
         from omnibind.scale.ray_ingest import ray_batches
 
         yield from ray_batches(run.collection, sources, digests, address=run.address, actors=run.actors,
-                               batch_size=run.batch_size, root=run.root, **run.ray_options)
+                               batch_size=run.batch_size, root=run.root, views=run.collection.views,
+                               **run.ray_options)
         return
     for lo in range(0, len(sources), run.batch_size):
         part = sources[lo : lo + run.batch_size]
         with run.lock:
-            result = embed_batch(run.collection.space, part, digests, run.root)
+            result = embed_batch(run.collection.space, part, digests, run.root, run.collection.views)
         yield len(part), result
 
 
@@ -141,10 +151,13 @@ def commit_batch(collection: Collection, result: BatchResult, known: dict[str, t
     files that turned unreadable (their old vectors are wrong); keeps `known` current."""
     report.unchanged += len(result.unchanged)
     report.failed.extend(result.failed)
+    report.notes.extend(result.notes)
     if result.rows:
-        collection.upsert(result.rows)  # one commit: the whole batch or none of it
+        collection.upsert(result.rows)  # one commit: the whole batch (items and segments) or none of it
         for r in result.rows:
-            if r["id"] in known:
+            if r.get("kind", ITEM) != ITEM:
+                report.segments += 1
+            elif r["id"] in known:
                 report.updated += 1
             else:
                 report.added += 1
@@ -167,7 +180,7 @@ def finish(collection: Collection, report: IngestReport, previous: set[str], pre
             collection.ensure_index()
         collection.calibration.refresh()
     report.seconds = time.perf_counter() - start
-    report.log = str(_write_log(collection, report, log)) if report.failed else None
+    report.log = str(_write_log(collection, report, log)) if report.failed or report.notes else None
     return report
 
 
@@ -178,4 +191,6 @@ def _write_log(collection: Collection, report: IngestReport, log: Path | None) -
         fh.write(json.dumps({"summary": report.summary()}) + "\n")
         for source, reason in report.failed:
             fh.write(json.dumps({"path": source, "reason": reason}) + "\n")
+        for source, note in report.notes:
+            fh.write(json.dumps({"path": source, "note": note}) + "\n")
     return path

@@ -1,7 +1,8 @@
 """The item pipeline: the one road every file travels into a collection.
 
     source -> read once (bytes or memory map) -> sha256 -> unchanged? -> decode (modality table)
-           -> Space.embed (batched) -> collection.make_row -> BatchResult -> one commit (ingest.py)
+           -> views -> segments -> Space.embed_items (batched) -> collection.make_rows (item + segments)
+           -> BatchResult -> one commit (ingest.py)
 
 `embed_batch` is the per-batch step of every engine: the local engine calls it in-process, the Ray
 engine calls it inside its actors (omnibind/scale/ray_ingest.py) and ships the result back as Arrow.
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from omnibind.collection import make_row, path_id, schema, source_path
+from omnibind.collection import ITEM, make_rows, path_id, schema, source_path
 from omnibind.errors import InputError, OmnibindError
 from omnibind.inputs import FileData, beneath, decode, read_file
 from omnibind.space import Space
@@ -36,15 +37,27 @@ OnSkip = Callable[[str, str], None]
 class BatchResult:
     """What one batch came to: rows to store, and every file that was not stored, with why."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # item rows, each followed by its segment rows
     failed: list[tuple[str, str]] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)  # stored ids whose file turned unreadable
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (id, what a view could not do)
+    parts: dict[str, int] = field(default_factory=dict)  # item -> its row count (from Arrow: see to_arrow)
+
+    @property
+    def items(self) -> int:
+        return sum(1 for r in self.rows if r.get("kind", ITEM) == ITEM)
 
     def to_arrow(self, dim: int) -> pa.Table:
-        """One Arrow table (the collection's row schema + status, reason): what a Ray actor returns."""
+        """One Arrow table (the collection's row schema + status, reason, and `parts`: how many rows
+        the item has, so a receiver that gets an item split over two tables can wait for the rest)."""
         out = schema(dim).append(pa.field("status", pa.string())).append(pa.field("reason", pa.string()))
-        rows = [{**r, "status": "embedded"} for r in self.rows]
+        out = out.append(pa.field("parts", pa.int32()))
+        parts: dict[str, int] = {}
+        for r in self.rows:
+            parts[r.get("item") or r["id"]] = parts.get(r.get("item") or r["id"], 0) + 1
+        rows = [{**r, "status": "embedded", "parts": parts[r.get("item") or r["id"]]} for r in self.rows]
+        rows += [{"id": i, "item": i, "status": "note", "reason": why} for i, why in self.notes]
         rows += [{"id": i, "status": "failed", "reason": why} for i, why in self.failed]
         rows += [{"id": i, "status": "unchanged"} for i in self.unchanged]
         columns = {f.name: [r.get(f.name) for r in rows] for f in out if f.name != "vector"}
@@ -62,7 +75,10 @@ class BatchResult:
         result = cls()
         for n, (state, row) in enumerate(zip(status, fields)):
             if state == "embedded":
-                result.rows.append({**{k: v for k, v in row.items() if k not in ("reason", "space")}, "vector": vectors[n]})
+                result.parts[row["item"]] = row["parts"]
+                result.rows.append({**{k: v for k, v in row.items() if k not in ("reason", "space", "parts")}, "vector": vectors[n]})
+            elif state == "note":
+                result.notes.append((row["id"], row["reason"]))
             elif state == "unchanged":
                 result.unchanged.append(row["id"])
             else:
@@ -72,11 +88,12 @@ class BatchResult:
         return result
 
 
-def embed_batch(space: Space, sources: Sequence[str], known: dict[str, str], root: str | None = None) -> BatchResult:
-    """Read, hash, skip-if-unchanged, decode, embed and turn into rows a batch of sources (local
-    paths or URIs). `known` maps stored ids to their sha256. With `root`, a local file whose opened
-    path is not beneath it (a link swapped in after the walk) is refused. A bad file fails alone,
-    whatever goes wrong with it."""
+def embed_batch(space: Space, sources: Sequence[str], known: dict[str, str], root: str | None = None,
+                views: Sequence[str] = ()) -> BatchResult:
+    """Read, hash, skip-if-unchanged, decode, run the `views`, embed and turn into rows (an item
+    row and its segment rows) a batch of sources (local paths or URIs). `known` maps stored ids to
+    their sha256. With `root`, a local file whose opened path is not beneath it (a link swapped in
+    after the walk) is refused. A bad file fails alone, whatever goes wrong with it."""
     result = BatchResult()
     todo: list[tuple[FileData, str, Any]] = []
     for source in sources:
@@ -91,35 +108,37 @@ def embed_batch(space: Space, sources: Sequence[str], known: dict[str, str], roo
             _fail(result, source, exc.reason, known)
         except Exception as exc:  # a decoder bug must cost one file, never the batch
             _fail(result, source, f"unexpected {type(exc).__name__}: {exc}", known)
-    for j, vector, error in _embed_isolated(space, [t[2] for t in todo]):
+    for j, embedded, error in _embed_isolated(space, [t[2] for t in todo], views):
         read, digest, item = todo[j]
         if error is not None:  # non-finite vectors are refused by the tower (tower.refuse_non_finite)
             _fail(result, item.source, error, known)
-        else:
-            result.rows.append(make_row(item, vector, item.source, sha256=digest, size=read.size, mtime=read.mtime))
+            continue
+        result.rows += make_rows(item, embedded, item.source, sha256=digest, size=read.size, mtime=read.mtime,
+                                 views=views)
+        result.notes += [(item.source, note) for note in embedded.notes]
     return result
 
 
-def _embed_isolated(space: Space, items: list[Any]) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
-    """(index, vector, None) or (index, None, reason) for each item: one batch call; if the batch
-    raises something other than a per-input error, each item alone, so only the culprit fails."""
+def _embed_isolated(space: Space, items: list[Any], views: Sequence[str]) -> Iterator[tuple[int, Any, str | None]]:
+    """(index, ItemEmbedding, None) or (index, None, reason) for each item: one batch call; if the
+    batch raises something other than a per-input error, each item alone, so only the culprit fails."""
     if not items:
         return
     try:
-        embedded = space.embed(items, on_error="skip")
+        embedded, errors = space.embed_items(items, views)
     except Exception:  # noqa: BLE001 - isolate below
         for j, item in enumerate(items):
             try:
-                yield j, space.embed([item])[0], None
-            except InputError as exc:
-                yield j, None, exc.reason
+                one, bad = space.embed_items([item], views)
+                yield (j, one[0], None) if not bad else (j, None, bad[0].reason)
             except Exception as exc:  # noqa: BLE001
                 yield j, None, f"unexpected {type(exc).__name__} while embedding: {exc}"
         return
-    for e in embedded.errors:
-        yield e.index, None, e.reason
-    for vector, j in zip(embedded.vectors, embedded.indices):
-        yield j, vector, None
+    for j, e in sorted(errors.items()):
+        yield j, None, e.reason
+    for j, got in enumerate(embedded):
+        if got is not None:
+            yield j, got, None
 
 
 def _fail(result: BatchResult, source: str, reason: str, known: dict[str, str]) -> None:

@@ -17,6 +17,12 @@ search ranks on raw cosine (`Hit.kind` says which score a hit carries).
 
 Candidates are fetched per modality (so the ANN never has to rank across scales), re-scored with
 exact cosines, then merged on the calibrated score.
+
+An item is searched through all its rows: the item row and its segments (omnibind/views: the words
+spoken at 12:31, page 3 of a PDF, a chunk of a long note, a time window). Segments that hold words
+are anchor vectors and are calibrated as text. An item ranks by its best row (max fusion, measured
+against mean-of-top-2 and the item vector alone in docs/views.md) and its hit names that row:
+`Hit.segment` gives kind, location and snippet.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import numpy as np
 from omnibind import modalities
 from omnibind.collection import RESULT_COLUMNS, Collection, CollectionError, sql_list
 from omnibind.inputs import to_input
+from omnibind.views.embed import calibration_group
 
 MIN_SAMPLE = 20  # fewer items of a searched modality than this: too few to calibrate, rank on raw cosine
 
@@ -48,10 +55,16 @@ class Hit:
     cosine: float
     fields: dict[str, Any] = field(default_factory=dict)
     kind: str = "cosine"
+    segment: dict[str, Any] | None = None  # the segment that matched (kind, location, text), if not the whole item
 
     def to_dict(self) -> dict[str, Any]:
+        shown = {k: v for k, v in self.fields.items() if k not in ("vector", "thumbnail", *SEGMENT_COLUMNS)}
         return {"id": self.id, "source": self.source, "modality": self.modality, "score": self.score,
-                "score_kind": self.kind, "cosine": self.cosine, **{k: v for k, v in self.fields.items() if k not in ("vector", "thumbnail")}}
+                "score_kind": self.kind, "cosine": self.cosine, **shown, "segment": self.segment}
+
+
+SEGMENT_COLUMNS = ("item", "kind", "start", "end", "page", "char_start", "char_end")
+SEGMENT_FETCH = 8  # rows fetched per wanted hit when items have segments: k distinct items, not k rows
 
 
 Rerank = Callable[[np.ndarray, list[Hit]], list[Hit]]
@@ -130,33 +143,75 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
         raise ValueError(f"k must be at least 1, got {k}")
     collection.check_consistent()
     q, query_modality = query_input(collection, query, query_modality)
-    if collection.calibration.stale(collection.modality_counts()):  # added without an ingest, or one died early
+    if collection.calibration.stale(collection.group_counts()):  # added without an ingest, or one died early
         collection.calibration.refresh()
     samples = collection.calibration.samples()
-    wanted = _modalities(modality, samples)
-    thin = [m for m in wanted if m in samples and len(samples[m]) < MIN_SAMPLE]
-    pairs = {m: pair_calibration(collection.space, query_modality, m) for m in wanted}
+    wanted = _modalities(modality, collection.modality_counts())
+    per_item = SEGMENT_FETCH if sum(collection.group_counts().values()) > len(collection) else 1
+    fetch = k * (refine if rerank else 1) * per_item
+    found = {m: _candidates(collection, q, m, where, fetch, exact, refine, nprobes, len(wanted) == 1 and
+                            set(collection.modality_counts()) == {m}) for m in wanted}
+    groups = {(m, calibration_group(m, row.get("kind"))) for m, rows in found.items() for row, _ in rows}
+    thin = any(len(samples.get(g, ())) < MIN_SAMPLE for _, g in groups)
+    pairs = {g: pair_calibration(collection.space, query_modality, g) for _, g in groups}
     kind = "cosine" if not calibrated or thin else "probability" if all(pairs.values()) else "z"
-    ranked: list[tuple[float, Hit]] = []
-    fetch = k * (refine if rerank else 1)
-    for m in wanted:
-        alone = set(samples) == {m}
-        rows = _candidates(collection, q, m, where, fetch, exact, refine, nprobes, alone)
-        z = calibrate(q, np.array([c for _, c in rows]), samples[m]) if kind != "cosine" and rows else None
-        for n, (row, cos) in enumerate(rows):
-            key = score = cos
-            if z is not None:
-                key = score = float(z[n])
-                if kind == "probability":
-                    a, b = pairs[m]  # type: ignore[misc]
-                    key = a * score + b  # rank on the logit: probabilities near 1 would tie
-                    score = float(1.0 / (1.0 + np.exp(-np.clip(key, -60.0, 60.0))))
-            ranked.append((key, Hit(row["id"], row.get("source"), m, score, cos, row, kind)))
-    ranked.sort(key=lambda x: -x[0])
-    hits = [h for _, h in ranked]
+    best: dict[str, tuple[float, Hit]] = {}
+    for m, rows in found.items():
+        for key, hit in _scored(q, m, rows, samples, pairs, kind):
+            if hit.id not in best or key > best[hit.id][0]:
+                best[hit.id] = (key, hit)
+    hits = [h for _, h in sorted(best.values(), key=lambda x: -x[0])]
     if rerank:
         hits = rerank(q, hits)
-    return hits[:k]
+    return _with_item_text(collection, hits[:k])
+
+
+def _scored(q: np.ndarray, modality: str, rows: list[tuple[dict[str, Any], float]], samples: dict[str, np.ndarray],
+            pairs: dict[str, tuple[float, float] | None], kind: str) -> list[tuple[float, Hit]]:
+    """(ranking key, hit) of each candidate row: cosine, z against its calibration group's sample,
+    or a match probability (ranked on its logit: probabilities near 1 would tie)."""
+    out: list[tuple[float, Hit]] = []
+    group = np.array([calibration_group(modality, row.get("kind")) for row, _ in rows], dtype=object)
+    cos = np.array([c for _, c in rows], dtype=np.float64)
+    z = cos.copy()
+    if kind != "cosine":
+        for g in set(group.tolist()):
+            mask = group == g
+            z[mask] = calibrate(q, cos[mask], samples.get(g))
+    for n, (row, c) in enumerate(rows):
+        key = score = float(z[n])
+        if kind == "probability":
+            a, b = pairs[group[n]]  # type: ignore[misc]
+            key = a * score + b
+            score = float(1.0 / (1.0 + np.exp(-np.clip(key, -60.0, 60.0))))
+        item = row.get("item") or row["id"]
+        segment = None if row.get("kind") in (None, "item") else _segment(row)
+        out.append((key, Hit(item, row.get("source"), modality, score, float(c), row, kind, segment)))
+    return out
+
+
+def _segment(row: dict[str, Any]) -> dict[str, Any]:
+    """A segment row as a hit shows it: kind, location ('12:31–12:45', 'page 3'), snippet."""
+    from omnibind.views import Segment
+
+    chars = (row["char_start"], row["char_end"]) if row.get("char_start") is not None else None
+    seg = Segment(row["kind"], text=row.get("text") or "", start=row.get("start"), end=row.get("end"),
+                  page=row.get("page"), chars=chars)
+    return {"kind": seg.kind, "location": seg.location(), "start": seg.start, "end": seg.end, "page": seg.page,
+            "chars": list(chars) if chars else None, "text": row.get("text")}
+
+
+def _with_item_text(collection: Collection, hits: list[Hit]) -> list[Hit]:
+    """A hit found through a segment carries the item's own fields (its full text, not the
+    snippet, which stays in `segment`)."""
+    need = [h.id for h in hits if h.segment is not None]
+    if not need:
+        return hits
+    items = {r["id"]: r for r in collection.get(need, RESULT_COLUMNS)}
+    for h in hits:
+        if h.segment is not None and h.id in items:
+            h.fields = items[h.id]
+    return hits
 
 
 def _exact_in_memory(collection: Collection, q: np.ndarray, modality: str, k: int) -> list[tuple[dict[str, Any], float]] | None:
@@ -172,10 +227,10 @@ def _exact_in_memory(collection: Collection, q: np.ndarray, modality: str, k: in
     return [(dict(snap.rows[modality][i]), float(sims[i])) for i in top]
 
 
-def _modalities(modality: str | Sequence[str] | None, samples: dict[str, np.ndarray]) -> list[str]:
+def _modalities(modality: str | Sequence[str] | None, present: dict[str, int]) -> list[str]:
     known = modalities.names()
     if modality is None:
-        return [m for m in known if m in samples]
+        return [m for m in known if present.get(m)]
     names = [m.strip() for m in (modality.split(",") if isinstance(modality, str) else modality) if m.strip()]
     unknown = [m for m in names if m not in known]
     if unknown:

@@ -31,6 +31,10 @@ from omnibind.video import VideoFusion, embed_videos
 FORMAT_VERSION = 1
 SPACE_FILE, HEADS_FILE = "space.json", "heads.safetensors"
 NAMED_SPACES = {"default": "default", "bridge": "bridge"}  # name -> folder under omnibind/data/spaces
+# Views that fold into vectors unless a space says otherwise, and the weight of the words they
+# find (speech, ocr) against the tower's own vector: measured in docs/views.md.
+DEFAULT_VIEWS: dict[str, Any] = {"default": [],
+                                 "weights": {"speech": 1.0, "ocr": 1.0}}
 
 
 @dataclass
@@ -57,6 +61,7 @@ class Space:
         provenance: dict[str, Any] | None = None,
         limits: Limits = DEFAULT_LIMITS,
         calibration: dict[str, list[float]] | None = None,
+        views: dict[str, Any] | None = None,
     ) -> None:
         if anchor not in towers:
             raise SpaceError(f"anchor modality {anchor!r} has no tower")
@@ -70,6 +75,11 @@ class Space:
         # query's cosines to items of that modality (omnibind/search.py; fit by scripts/fit_calibration.py).
         # Not part of the fingerprint: it changes scores, never vectors.
         self.calibration = dict(calibration or {})
+        # Which views shape an item's own vector by default, and how much the words they find
+        # weigh (omnibind/views/embed.py). Part of the fingerprint: they change vectors.
+        views = {**DEFAULT_VIEWS, **(views or {})}
+        self.views: tuple[str, ...] = tuple(views["default"])
+        self.view_weights: dict[str, float] = {k: float(v) for k, v in views["weights"].items()}
 
     @property
     def dim(self) -> int:
@@ -78,7 +88,8 @@ class Space:
     @property
     def modalities(self) -> list[str]:
         video = ["video"] if "image" in self.towers else []
-        return list(self.towers) + video
+        document = ["document"] if self.anchor == "text" else []  # read as pages of text (views)
+        return list(self.towers) + video + document
 
     # -- embedding ----------------------------------------------------------------------------
 
@@ -90,6 +101,7 @@ class Space:
         show_progress: bool = False,
         on_error: Literal["raise", "skip"] = "raise",
         progress: Callable[[int], None] | None = None,
+        views: Iterable[str] | None = None,
     ) -> Any:
         """L2-normalised float32 vectors, one row per input, in input order.
 
@@ -102,6 +114,7 @@ class Space:
             raise ValueError("on_error must be 'raise' or 'skip'")
         items = [inputs] if _is_single(inputs) else list(inputs)
         dim = self._check_dim(dim)
+        chosen = self.views if views is None else tuple(views)
         out = np.full((len(items), self.dim), np.nan, dtype=np.float32)
         errors: dict[int, InputError] = {}
         decoded: dict[str, list[tuple[int, Input]]] = {}
@@ -121,7 +134,7 @@ class Space:
                 tick(len(errors))
             for modality, pairs in decoded.items():
                 positions = [i for i, _ in pairs]
-                vectors, failed = self._embed_modality(modality, [x for _, x in pairs], batch_size, tick)
+                vectors, failed = self._embed_modality(modality, [x for _, x in pairs], batch_size, tick, chosen)
                 refuse_non_finite(vectors, [x.source for _, x in pairs], failed)
                 if failed and on_error == "raise":
                     j = min(failed)
@@ -134,10 +147,67 @@ class Space:
         ok = [i for i in range(len(items)) if i not in errors]
         return EmbedResult(out[ok], ok, [errors[i] for i in sorted(errors)])
 
-    def _embed_modality(self, modality: str, items: list[Input], batch_size: int, tick: Callable[[int], None]):
+    def _embed_modality(self, modality: str, items: list[Input], batch_size: int, tick: Callable[[int], None],
+                        views: tuple[str, ...] = ()) -> tuple[np.ndarray, dict[int, InputError]]:
+        from omnibind.views.embed import applicable, embed_with_views, shapes_vector
+
+        chosen = applicable([v for v in views if shapes_vector(v)] or (["pages"] if modality == "document" else []),
+                            modality)  # a document has no vector but its pages
+        base, failed = self._tower_vectors(modality, items, batch_size, None if chosen else tick)
+        if not chosen:
+            return base, failed
+        done, errors = embed_with_views(self, items, base, chosen, batch_size, keep_segments=False)
+        tick(len(items))
+        out = np.full((len(items), self.dim), np.nan, dtype=np.float32)
+        for j, got in enumerate(done):
+            if got is not None and j not in failed:
+                out[j] = got.vector
+        return out, {**errors, **failed}
+
+    def _tower_vectors(self, modality: str, items: list[Input], batch_size: int,
+                       tick: Callable[[int], None] | None) -> tuple[np.ndarray | None, dict[int, InputError]]:
+        """The towers' own vectors (None for a document: it has no tower, only its pages)."""
+        if modality == "document":
+            return None, {}
         if modality == "video":
             return embed_videos(items, self.towers["image"], self.towers.get("audio"), self.video, batch_size, tick)
         return self.towers[modality].embed(items, batch_size, tick)
+
+    def segments(self, inputs: Any, views: Iterable[str] | None = None, batch_size: int = 32) -> list[Any]:
+        """Every segment of each input with its location and vector: one `ItemEmbedding` per input
+        (omnibind/views/embed.py), whose `vector` is what `embed` returns with the same views.
+        `views` defaults to all views (time windows included); raises on the first bad input."""
+        items = [to_input(x, self.limits) for x in ([inputs] if _is_single(inputs) else list(inputs))]
+        done, errors = self.embed_items(items, views, batch_size)
+        if errors:
+            raise errors[min(errors)]
+        return done
+
+    def embed_items(self, items: list[Input], views: Iterable[str] | None = None,
+                    batch_size: int = 32) -> tuple[list[Any], dict[int, InputError]]:
+        """Decoded inputs -> (one `ItemEmbedding` or None per input, errors by position): what
+        ingest stores, an item row and its segment rows. Never raises for one bad input."""
+        from omnibind import views as view_registry
+        from omnibind.views.embed import applicable, embed_with_views
+
+        chosen = view_registry.DEFAULT if views is None else tuple(views)
+        out: list[Any] = [None] * len(items)
+        errors: dict[int, InputError] = {}
+        for modality in dict.fromkeys(x.modality for x in items):
+            where = [i for i, x in enumerate(items) if x.modality == modality]
+            part = [items[i] for i in where]
+            if modality not in self.modalities:
+                errors.update({i: InputError(items[i].source, f"this space has no {modality} tower").with_index(i)
+                               for i in where})
+                continue
+            base, failed = self._tower_vectors(modality, part, batch_size, None)
+            done, bad = embed_with_views(self, part, base, applicable(chosen, modality), batch_size)
+            for j, i in enumerate(where):
+                if j in failed or j in bad:
+                    errors[i] = (failed.get(j) or bad[j]).with_index(i)
+                else:
+                    out[i] = done[j]
+        return out, errors
 
     def _check_dim(self, dim: int | None) -> int | None:
         if dim is not None and not 1 <= dim <= self.dim:
@@ -167,6 +237,7 @@ class Space:
             "temperature": self.temperature,
             "towers": {m: {"backbone": t.backbone_ref, "head": t.head.config()} for m, t in self.towers.items()},
             "video": self.video.config(),
+            "views": self.views_config(),
             "provenance": self.provenance,
             **({"calibration": self.calibration} if self.calibration else {}),
         }
@@ -215,14 +286,19 @@ class Space:
             temperature=float(config.get("temperature", 0.05)),
             provenance=config.get("provenance", {}),
             calibration=config.get("calibration"),
+            views=config.get("views"),
         )
 
     def fingerprint(self) -> str:
         """sha256 of what decides a vector: each tower's backbone and head config and weights,
         the video fusion. Not the name or provenance: a renamed copy makes the same vectors."""
         config = {m: {"backbone": t.backbone_ref, "head": t.head.config()} for m, t in sorted(self.towers.items())}
-        text = json.dumps({"towers": config, "video": self.video.config(), "dim": self.dim}, sort_keys=True)
+        text = json.dumps({"towers": config, "video": self.video.config(), "dim": self.dim,
+                           "views": self.views_config()}, sort_keys=True)
         return hashlib.sha256(f"{text}|{heads_sha256(self)}".encode()).hexdigest()
+
+    def views_config(self) -> dict[str, Any]:
+        return {"default": list(self.views), "weights": dict(sorted(self.view_weights.items()))}
 
     def info(self) -> dict[str, Any]:
         """Towers, dims and where each backbone's weights come from (loads the backbones)."""

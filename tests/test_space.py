@@ -13,7 +13,7 @@ from omnibind.space import EmbedResult, Space
 
 def test_default_space_has_all_towers(space):
     assert set(space.towers) == {"text", "image", "audio"}
-    assert space.modalities == ["text", "image", "audio", "video"]
+    assert space.modalities == ["text", "image", "audio", "video", "document"]
     assert space.dim == 384
 
 

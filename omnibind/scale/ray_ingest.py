@@ -34,7 +34,7 @@ class EmbedBatch:
     """A Ray Data actor: one space per actor, a batch of URIs in, the pipeline's result out."""
 
     def __init__(self, space_ref: str, fingerprint: str, known: Any, crash_marker: str | None = None,
-                 root: str | None = None) -> None:
+                 root: str | None = None, views: Sequence[str] = ()) -> None:
         import ray
         import torch
 
@@ -45,19 +45,20 @@ class EmbedBatch:
         if self.space.fingerprint() != fingerprint:
             raise RuntimeError(f"space {space_ref!r} on this worker is not the collection's ({fingerprint[:12]})")
         self.known = ray.get(known) if isinstance(known, ray.ObjectRef) else known
-        self.crash_marker, self.root = crash_marker, root
+        self.crash_marker, self.root, self.views = crash_marker, root, tuple(views)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if self.crash_marker and not os.path.exists(self.crash_marker):  # tests: die once, mid-run
             Path(self.crash_marker).touch()
             os.kill(os.getpid(), signal.SIGKILL)
         uris = batch.column("uri").to_pylist()
-        return embed_batch(self.space, uris, self.known, self.root).to_arrow(self.space.dim)
+        return embed_batch(self.space, uris, self.known, self.root, self.views).to_arrow(self.space.dim)
 
 
 def ray_batches(collection: Collection, uris: Sequence[str], known: dict[str, str], *, address: str | None = None,
                 actors: int = 2, batch_size: int = 32, crash_marker: str | None = None,
-                num_cpus_per_actor: float = 1.0, root: str | None = None) -> Iterator[tuple[int, BatchResult]]:
+                num_cpus_per_actor: float = 1.0, root: str | None = None,
+                views: Sequence[str] = ()) -> Iterator[tuple[int, BatchResult]]:
     """(files, result) of each batch, embedded on Ray actors (`address`: None or "auto" joins a
     running cluster if there is one, else starts a local one; "ray://host:10001" a remote)."""
     ray = require("ray", "ray")
@@ -75,8 +76,23 @@ def ray_batches(collection: Collection, uris: Sequence[str], known: dict[str, st
         EmbedBatch, batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"space_ref": space_record["ref"], "fingerprint": space_record["fingerprint"],
                                "known": ray.put(known), "crash_marker": crash_marker,
-                               "root": root},
+                               "root": root, "views": tuple(views)},
         num_cpus=num_cpus_per_actor,
     )  # Ray Data's actor pools restart dead actors and retry their batches (max_restarts / max_task_retries -1)
+    waiting: list[dict[str, Any]] = []  # rows of items whose other rows are still on their way
+    parts: dict[str, int] = {}
     for batch in ds.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
-        yield batch.num_rows, BatchResult.from_arrow(batch, known)
+        result = BatchResult.from_arrow(batch, known)
+        parts.update(result.parts)
+        result.rows, waiting = _complete_items(waiting + result.rows, parts)
+        yield result.items + len(result.failed) + len(result.unchanged), result
+
+
+def _complete_items(rows: list[dict[str, Any]], parts: dict[str, int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows of items that arrived whole, rows still waiting): an item and its segments are
+    committed together, even when Ray Data cut them into two batches."""
+    count: dict[str, int] = {}
+    for r in rows:
+        count[r["item"]] = count.get(r["item"], 0) + 1
+    whole = {i for i, n in count.items() if n >= parts[i]}
+    return [r for r in rows if r["item"] in whole], [r for r in rows if r["item"] not in whole]

@@ -75,6 +75,7 @@ class View(Protocol):
 
     name: str
     modalities: tuple[str, ...]
+    shapes_vector: bool  # whether its findings fold into the item's own vector (views/embed.py)
 
     def segments(self, item: "Input", space: "Space") -> list[Segment]:
         """The item's segments (an empty list when there is nothing: a photo without text).
@@ -90,7 +91,7 @@ _FACTORIES: dict[str, str] = {
     "pages": "omnibind.views.document:PagesView",
     "windows": "omnibind.views.windows:WindowsView",
 }
-DEFAULT = ("chunks", "pages", "speech", "ocr", "windows")
+DEFAULT: tuple[str, ...] = ()  # TEMP until the views land
 _LOADED: dict[str, View] = {}
 _LOCK = threading.Lock()
 
