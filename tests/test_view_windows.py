@@ -19,11 +19,12 @@ RATE = 16000
 COLOURS = [(220, 30, 30), (30, 200, 40), (30, 40, 220)]  # red, green, blue sections
 
 
-def stub_space(frames: int = 3, rate: int | None = None):
-    """What the view reads of a space: limits, the video fusion's frame count, the audio rate."""
+def stub_space(frames: int = 3, rate: int | None = None, block: int | None = None):
+    """What the view reads of a space: limits, the video fusion's frame count, the audio
+    backbone's rate and block (window_samples)."""
     towers = {}
     if rate is not None:
-        backbone = SimpleNamespace(preprocess_config=lambda: {"sample_rate": rate})
+        backbone = SimpleNamespace(preprocess_config=lambda: {"sample_rate": rate, "window_samples": block})
         towers["audio"] = SimpleNamespace(backbone=backbone)
     return SimpleNamespace(limits=DEFAULT_LIMITS, video=SimpleNamespace(frames=frames), towers=towers)
 
@@ -83,7 +84,7 @@ def test_spans_cover_the_item_and_respect_the_cap():
 def test_audio_windows_have_the_right_times_and_samples(tmp_path: Path):
     wave = tone_noise_tone(tmp_path / "tnt.wav")
     item = load_file(tmp_path / "tnt.wav")
-    segs = get("windows").segments(item, stub_space())
+    segs = WindowsView(window=10, hop=5).segments(item, stub_space())
     assert [(s.kind, s.start, s.end) for s in segs] == [("window", a, b) for a, b in spans(30.0, 10, 5)]
     assert segs[0].start == 0 and segs[-1].end == pytest.approx(30.0)
     assert segs[2].media.source == f"{item.source}#t=10,20" and segs[2].media.modality == "audio"
@@ -97,14 +98,22 @@ def test_audio_windows_have_the_right_times_and_samples(tmp_path: Path):
 
 def test_audio_windows_follow_the_backbone_rate(tmp_path: Path):
     tone_noise_tone(tmp_path / "tnt.wav")
-    segs = WindowsView().segments(load_file(tmp_path / "tnt.wav"), stub_space(rate=8000))
+    segs = WindowsView(window=10, hop=5).segments(load_file(tmp_path / "tnt.wav"), stub_space(rate=8000))
     clip = segs[0].media.payload
     assert clip.sampling_rate == 8000 and streamed(clip, 8000).shape[0] == 80000
 
 
+def test_audio_windows_are_whole_blocks_of_the_backbone(tmp_path: Path):
+    tone_noise_tone(tmp_path / "tnt.wav")
+    # blocks of 1.5 s: a 5 s window/hop becomes 3 blocks = 4.5 s, samples land on block edges
+    segs = WindowsView(window=5, hop=5).segments(load_file(tmp_path / "tnt.wav"), stub_space(rate=8000, block=12000))
+    assert [(s.start, s.end) for s in segs][:2] == [(0, 4.5), (4.5, 9.0)] and segs[-1].end == pytest.approx(30.0)
+    assert all(streamed(s.media.payload, 8000).shape[0] == 36000 for s in segs[:-1])
+
+
 def test_a_short_clip_gets_no_windows(tmp_path: Path):
     tone_noise_tone(tmp_path / "short.wav", part=4.0)  # 12 s < 1.5 x 10 s
-    assert WindowsView().segments(load_file(tmp_path / "short.wav"), stub_space()) == []
+    assert WindowsView(window=10, hop=5).segments(load_file(tmp_path / "short.wav"), stub_space()) == []
     coloured_video(tmp_path / "short.mkv", section=2.0)  # 6 s < 1.5 x 5 s
     assert WindowsView().segments(load_file(tmp_path / "short.mkv"), stub_space()) == []
 
@@ -122,7 +131,7 @@ def test_the_parent_is_decoded_once_and_only_as_far_as_the_cap(tmp_path: Path):
             yield block
 
     clip._blocks = counted
-    segs = WindowsView(max_windows=2).segments(item, stub_space())
+    segs = WindowsView(window=10, hop=5, max_windows=2).segments(item, stub_space())
     assert [(s.start, s.end) for s in segs] == [(0, 10), (5, 15)]
     for s in segs:
         streamed(s.media.payload)
@@ -163,8 +172,8 @@ def test_video_scenes_carry_their_slice_of_the_soundtrack(tmp_path: Path):
 def test_the_view_ignores_other_modalities():
     from omnibind.inputs import to_input
 
-    view = WindowsView()
-    assert view.name == "windows" and set(view.modalities) == {"audio", "video"}
+    view = get("windows")
+    assert isinstance(view, WindowsView) and view.name == "windows" and set(view.modalities) == {"audio", "video"}
     assert view.segments(to_input("a sentence"), stub_space()) == []
     frames = [Image.new("RGB", (32, 32), c) for c in COLOURS] * 10
     assert view.segments(to_input(frames), stub_space()) == []  # a list of frames has no times

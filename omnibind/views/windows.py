@@ -33,11 +33,11 @@ if TYPE_CHECKING:
 
     from omnibind.space import Space
 
-AUDIO_WINDOW = 10.0  # seconds; chosen on the train split (docs/views-windows.md)
-AUDIO_HOP = 5.0
+AUDIO_WINDOW = 5.0  # seconds, rounded to whole blocks of the audio backbone (aisfx: 2 x 2.32 s = 4.64 s)
+AUDIO_HOP = 5.0  # idem; the choice is measured in docs/views-windows.md
 SCENE_WINDOW = 5.0
 SCENE_HOP = 5.0
-MAX_WINDOWS = 720  # per item: 1 h of audio at a 5 s hop, 1 h of video at 5 s scenes
+MAX_WINDOWS = 1440  # per item: 2 h of video at 5 s scenes (the default video limit), 1 h 51 min of audio
 MIN_WINDOWS = 1.5  # an item shorter than this many windows gets none
 FRAME_SIDE = 256  # kept frames: longest side (the image tower letterboxes to 224)
 MAX_STORE_RATE = 48000  # when the space has no audio backbone rate to follow
@@ -86,21 +86,25 @@ class WindowsView:
 
     def segments(self, item: Input, space: "Space") -> list[Segment]:
         limits = getattr(space, "limits", DEFAULT_LIMITS)
+        rate, block = audio_grid(space)
         if item.modality == "audio":
-            return self.audio_windows(item.payload, item.source, audio_rate(space), limits)
+            return self.audio_windows(item.payload, item.source, rate, block, limits)
         if item.modality == "video":
             per = self.frames_per_scene or _space_frames(space)
-            return self.video_scenes(item.payload, item.source, per, audio_rate(space), limits)
+            return self.video_scenes(item.payload, item.source, per, rate, limits)
         return []
 
-    def audio_windows(self, clip: AudioClip, source: str, rate: int | None, limits: Limits = DEFAULT_LIMITS) -> list[Segment]:
-        """Windows of a recording, decoded once (at `rate`, or the clip's own rate up to 48 kHz)."""
-        if not spans(clip.duration, self.window, self.hop, self.max_windows):
+    def audio_windows(self, clip: AudioClip, source: str, rate: int | None, block: float | None = None,
+                      limits: Limits = DEFAULT_LIMITS) -> list[Segment]:
+        """Windows of a recording, decoded once (at `rate`, or the clip's own rate up to 48 kHz);
+        window and hop rounded to whole `block`s (the audio backbone's own window) when given."""
+        window, hop = aligned(self.window, block), aligned(self.hop, block)
+        if not spans(clip.duration, window, hop, self.max_windows):
             return []  # short by its header: not worth decoding
         rate = rate or min(clip.sampling_rate, MAX_STORE_RATE)
-        reach = min(covered(self.window, self.hop, self.max_windows), limits.max_audio_seconds)
+        reach = min(covered(window, hop, self.max_windows), limits.max_audio_seconds)
         track = decode_track(clip, rate, reach)
-        cuts = spans(track.shape[0] / rate, self.window, self.hop, self.max_windows)
+        cuts = spans(track.shape[0] / rate, window, hop, self.max_windows)
         return [
             Segment(kind="window", media=_input("audio", slice_clip(track, rate, a, b, fragment(source, a, b))), start=a, end=b)
             for a, b in cuts
@@ -128,14 +132,22 @@ def _input(modality: str, payload: Any) -> Input:
     return Input(modality, payload, payload.source)
 
 
-def audio_rate(space: "Space") -> int | None:
-    """The sample rate the space's audio backbone reads (aisfx: 44,100 Hz), or None."""
+def audio_grid(space: "Space") -> tuple[int | None, float | None]:
+    """(sample rate, block seconds) the space's audio backbone reads (aisfx: 44,100 Hz, blocks of
+    102,400 samples), None where the space does not say."""
     tower = getattr(space, "towers", {}).get("audio")
     if tower is None:
-        return None
+        return None, None
     config = tower.backbone.preprocess_config()
     rate = config.get("sample_rate") or config.get("sampling_rate")
-    return int(rate) if rate else None
+    samples = config.get("window_samples")
+    return (int(rate) if rate else None), (samples / rate if rate and samples else None)
+
+
+def aligned(seconds: float, block: float | None) -> float:
+    """`seconds` rounded to a whole number (at least one) of `block`s: a window of the audio
+    backbone never straddles a window of the view (a straddling tail would be padded or dropped)."""
+    return max(1, round(seconds / block)) * block if block else seconds
 
 
 def _space_frames(space: "Space") -> int:
