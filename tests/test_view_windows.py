@@ -161,12 +161,15 @@ def test_video_scenes_show_the_right_section(tmp_path: Path, monkeypatch):
 
 def test_video_scenes_carry_their_slice_of_the_soundtrack(tmp_path: Path):
     item = load_file(coloured_video(tmp_path / "rgb_audio.mkv", audio=True))
+    opened, inner = [], item.payload._audio
+    item.payload._audio = lambda: opened.append(1) or inner()
     segs = WindowsView(scene=4.0, scene_hop=4.0).segments(item, stub_space(frames=2))
-    assert len(segs) == 3
+    assert len(segs) == 3 and opened == []  # the soundtrack waits until a scene asks for it
     for k, s in enumerate(segs):
         sound = streamed(s.media.payload.audio())
         assert sound.shape[0] == pytest.approx(4 * RATE, abs=RATE // 50)
         assert np.median(sound) == pytest.approx(0.1 * (k + 1), abs=0.01)
+    assert opened == [1]  # decoded once for every scene
 
 
 def test_the_view_ignores_other_modalities():
