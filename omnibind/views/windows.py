@@ -75,7 +75,7 @@ class WindowsView:
     scene: float = SCENE_WINDOW
     scene_hop: float = SCENE_HOP
     max_windows: int = MAX_WINDOWS
-    frames_per_scene: int | None = None
+    frames_per_scene: int | None = 2  # 1, 2, 4 and 8 scored alike (docs/views-windows.md); 2 costs a quarter of 8
     frame_side: int = FRAME_SIDE
     name: str = "windows"
     modalities: tuple[str, ...] = ("audio", "video")
@@ -290,15 +290,16 @@ def _small_jpeg(frame: Any, side: int) -> bytes:
 
 
 def _frame_picker(kept: list[tuple[float, bytes]], start: float, end: float):
-    """`frames(n)` of a scene: n frames at the centres of n equal slices of [start, end), each the
-    kept frame nearest that centre (exactly the kept ones when n is their number)."""
+    """`frames(n)` of a scene: for the centres of n equal slices of [start, end), the kept frame
+    nearest each centre, each kept frame once: a scene decoded with 2 frames costs the image tower
+    2 frames, not the space's 8 copies of them (the fused mean is the same)."""
     times = np.asarray([t for t, _ in kept])
 
     def frames(n: int) -> "list[Image.Image]":
         from PIL import Image
 
         centres = [start + (i + 0.5) * (end - start) / n for i in range(n)]
-        picks = [int(np.abs(times - t).argmin()) for t in centres]
+        picks = list(dict.fromkeys(int(np.abs(times - t).argmin()) for t in centres))
         return [Image.open(io.BytesIO(kept[p][1])).convert("RGB") for p in picks]
 
     return frames
