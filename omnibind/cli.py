@@ -238,6 +238,8 @@ def ingest(
                                           "default: a running cluster if any, else a local one."),
     actors: int = typer.Option(2, help="Ray actors (one space loaded per actor)."),
     links: str = typer.Option("inside", help="Symbolic links: inside (followed if they stay in FOLDER), all, none."),
+    views: Optional[str] = typer.Option(None, help="Views run on each item, e.g. speech,ocr,pages,chunks,windows; "
+                                        "'default' or 'none' (default: the collection's; new: all)."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """Embed every file under FOLDER into a collection: incremental, resumable, bad files reported."""
@@ -251,7 +253,7 @@ def ingest(
             redo = bar.add_task("re-embedding", total=len(coll), visible="pending_space" in coll.meta)
             task = bar.add_task("ingesting", total=None)
             report = run_ingest(coll, folder, engine=engine, batch_size=batch_size, prune=prune, log=log,
-                                exclude=exclude, address=address, actors=actors, links=links,
+                                exclude=exclude, address=address, actors=actors, links=links, views=views,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                                 reembed_progress=lambda n: bar.advance(redo, n))
     except (OmnibindError, ValueError) as exc:
@@ -311,10 +313,7 @@ def collections(
         rows = Collection.list(home=_home(home))
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
-    if as_json:
-        print(json.dumps(rows, indent=2))
-    else:
-        console.print(render.collections_table(rows))
+    print(json.dumps(rows, indent=2)) if as_json else console.print(render.collections_table(rows))
 
 
 @app.command()

@@ -116,10 +116,19 @@ def hits_table(title: str, hits: Sequence[Any], root: str | None = None) -> Tabl
 
 def _shown(hit: Any, root: str | None) -> str:
     shown = os.path.relpath(hit.source, root) if root and hit.source and not hit.source.startswith("<") else (hit.source or hit.id)
+    segment = getattr(hit, "segment", None)
+    if segment:  # where in the item the match is: "lecture.ogg 12:31–12:45: '…the mitochondria…'"
+        snippet = f": {_snippet(segment['text'])}" if segment.get("text") else ""
+        return f"{shown} {segment['location']}{snippet}" if segment.get("location") else f"{shown}{snippet}"
     text = hit.fields.get("text")
     if hit.modality == "text" and text:
         return f"{shown}: {text[:60]!r}" if hit.source and not hit.source.startswith("<") else repr(text[:80])
     return shown
+
+
+def _snippet(text: str, width: int = 60) -> str:
+    words = " ".join(text.split())
+    return repr(words if len(words) <= width else words[: width - 1].rsplit(" ", 1)[0] + "…")
 
 
 def score_footer(hits: Sequence[Any]) -> str:
@@ -130,6 +139,8 @@ def score_footer(hits: Sequence[Any]) -> str:
 def ingest_summary(name: str, s: dict[str, Any]) -> str:
     return (f"{name}: {s['added']} added, {s['updated']} updated, {s['unchanged']} unchanged, {s['removed']} removed, "
             f"{s['failed']} failed of {s['seen']} files in {s['seconds']:.1f} s"
+            + (f"; {s['segments']} segments (words, pages, moments)" if s.get("segments") else "")
+            + (f"; {s['notes']} view notes" if s.get("notes") else "")
             + (f"; failures logged to {s['log']}" if s["log"] else ""))
 
 

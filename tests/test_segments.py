@@ -126,3 +126,26 @@ def test_ray_batches_commit_only_whole_items():
     assert [r["id"] for r in done] == ["b"] and len(waiting) == 2
     done, waiting = _complete_items(waiting + [{"id": "a#chunk/1", "item": "a"}], parts)
     assert len(done) == 3 and waiting == []
+
+
+def test_cli_and_http_show_where_the_match_is(space, tmp_path: Path, lines_view):
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from omnibind.cli import app
+    from omnibind.server import ServerSettings, create_app
+
+    folder = _notes(tmp_path / "notes")
+    runner = CliRunner()
+    done = runner.invoke(app, ["ingest", str(folder), "-c", str(tmp_path / "c"), "--views", "lines"],
+                         env={"COLUMNS": "200"})
+    assert done.exit_code == 0 and "3 segments" in done.output, done.output
+    found = runner.invoke(app, ["search", "a fox running through snow", "-c", str(tmp_path / "c"), "-k", "1"],
+                          env={"COLUMNS": "200"})
+    assert "long.txt characters 34–72: 'A red fox runs across the snowy field.'" in found.output, found.output
+    c = Collection.open(tmp_path / "c", space)
+    settings = ServerSettings(collection=str(tmp_path / "c"), roots=[folder], home=tmp_path / "home")
+    with TestClient(create_app(settings, "t0ken", c), base_url="http://localhost") as client:
+        body = client.post("/v1/search", json={"text": "a fox running through snow", "k": 1}).json()
+    assert body["results"][0]["segment"]["text"] == "A red fox runs across the snowy field."
+    assert body["results"][0]["segment"]["chars"] == [34, 72]

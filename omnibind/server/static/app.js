@@ -44,21 +44,38 @@ function scoreShare(hit, best) {
   return best > 0 ? Math.max(0.02, hit.score / best) : 0.02;
 }
 
+// The moment a hit matched: media start playing there (a W3C media fragment, #t=start,end).
+function mediaSrc(hit) {
+  const seg = hit.segment;
+  if (!seg || seg.start === null || seg.start === undefined) return hit.links.media;
+  return `${hit.links.media}#t=${seg.start.toFixed(2)}${seg.end ? "," + seg.end.toFixed(2) : ""}`;
+}
+
+// Where in the item the match is, and the words that matched: "12:31–12:45 · “…the mitochondria…”".
+function segmentLine(hit) {
+  const seg = hit.segment;
+  if (!seg) return null;
+  const words = seg.text ? `“${seg.text.replace(/\s+/g, " ").slice(0, 160)}”` : "";
+  const where = seg.location || seg.kind;
+  return el("div", { class: "segment", title: seg.kind }, el("span", { class: "where" }, where), " ", words);
+}
+
 function mediaFor(hit) {
   const box = el("div", { class: "media" });
   const name = (hit.source || hit.id).split("/").pop();
   if (hit.modality === "image") {
     box.append(el("img", { src: hit.links.thumbnail, alt: name, loading: "lazy" }));
   } else if (hit.modality === "video") {
-    box.append(el("video", { src: hit.links.media, poster: hit.links.thumbnail, controls: "", preload: "metadata",
+    box.append(el("video", { src: mediaSrc(hit), poster: hit.links.thumbnail, controls: "", preload: "metadata",
                              "aria-label": name }));
   } else if (hit.modality === "audio") {
     const seconds = hit.duration ? `${hit.duration.toFixed(1)} s` : "";
     box.classList.add("sound");
     box.append(el("div", { class: "wave", "aria-hidden": "true" }, "♪"), el("div", { class: "dur" }, seconds),
-               el("audio", { src: hit.links.media, controls: "", preload: "none", "aria-label": name }));
+               el("audio", { src: mediaSrc(hit), controls: "", preload: "none", "aria-label": name }));
   } else {
-    box.append(el("div", { class: "note" }, (hit.text || "").slice(0, 260)));
+    const words = hit.segment && hit.segment.text ? hit.segment.text : hit.text || "";
+    box.append(el("div", { class: "note" }, words.slice(0, 260)));
   }
   return box;
 }
@@ -81,6 +98,8 @@ function render(data) {
       el("div", { class: "row" }, el("span", { class: `badge ${hit.modality}` }, hit.modality),
          el("span", { class: "score" }, scoreText(hit))),
       bar);
+    const where = segmentLine(hit);
+    if (where) meta.append(where);
     results.append(el("li", { class: "card", "data-modality": hit.modality }, mediaFor(hit), meta));
   });
 }
