@@ -75,7 +75,7 @@ def test_folder_task_prompts_with_the_modality_tables_templates(tmp_path: Path, 
     asked: list[tuple[str, list]] = []
 
     class Recorder:
-        space = type("S", (), {"dim": 8})()
+        space = type("S", (), {"dim": 8, "towers": {"text": None, "audio": None}})()
 
         def __call__(self, objs, modality):
             asked.append((modality, list(objs)))

@@ -26,8 +26,10 @@ from omnibind.bind.cache import FeatureCache, StackedFeatures, project_items
 from omnibind.errors import OmnibindError
 from omnibind.evaluate import datasets as ds
 from omnibind.evaluate import metrics as M
+from omnibind.backbones.onnx import cache_dir
 from omnibind.space import Space
 from omnibind.tower import Tower
+from omnibind.views.cache import SegmentCache, content_key
 
 MATRYOSHKA_DIMS = (16, 32, 64, 128, 256, 384)
 # Fashion-MNIST's own prompts: the task's definition (small grey product shots), not the image
@@ -78,8 +80,11 @@ class CachedEmbedder:
     def __init__(self, space: Space, caches: FeatureCaches | Path | None = None) -> None:
         self.space = space
         self.caches = caches if isinstance(caches, FeatureCaches) else FeatureCaches(caches)
+        root = self.caches.root.parent if self.caches.root is not None else cache_dir()
+        self.segments = SegmentCache(root / "segments")
 
     def __call__(self, objs: Sequence[Any], modality: str) -> np.ndarray:
+        """What `space.embed` gives these objects (views included), towers' features from the cache."""
         tower = self.space.towers.get(modality)
         if tower is None:
             raise OmnibindError(f"space {self.space.name!r} has no {modality} tower")
@@ -88,7 +93,46 @@ class CachedEmbedder:
             i, err = next(iter(errors.items()))
             raise OmnibindError(f"evaluation item {i} failed: {err}")
         with torch.inference_mode():
-            return project_items(tower.head, StackedFeatures(feats), range(len(objs))).numpy()  # type: ignore[arg-type]
+            base = project_items(tower.head, StackedFeatures(feats), range(len(objs))).numpy()  # type: ignore[arg-type]
+        return self._with_views(list(objs), modality, base)
+
+    def _with_views(self, objs: list[Any], modality: str, base: np.ndarray) -> np.ndarray:
+        """Fold in the space's views (omnibind/views/embed.py); words found in media come from the
+        segment cache, so a transcript is made once per file, not once per run."""
+        from omnibind.inputs import to_input
+        from omnibind.views.embed import applicable, embed_with_views, find_segments, shapes_vector
+
+        names = applicable([v for v in self.space.views if shapes_vector(v)], modality)
+        if not names:
+            return base
+        items = [to_input(o, self.space.limits) for o in objs]
+        keys = {id(item): obj for item, obj in zip(items, objs)}
+
+        def find(item: Any) -> tuple[list[Any], list[str]]:
+            if modality == "text":  # chunking is cheap and needs no cache
+                return find_segments(self.space, item, names)
+            return self._cached_segments(item, keys[id(item)], names)
+
+        done, bad = embed_with_views(self.space, items, base, names, find=find, keep_segments=False)
+        if bad:
+            i, err = next(iter(bad.items()))
+            raise OmnibindError(f"evaluation item {i} failed: {err}")
+        return np.stack([d.vector for d in done])  # type: ignore[union-attr]
+
+    def _cached_segments(self, item: Any, obj: Any, names: Sequence[str]) -> tuple[list[Any], list[str]]:
+        from omnibind import views
+
+        key, found, notes = content_key(obj), [], []
+        for name in names:
+            version = str(getattr(views.get(name), "version", "1"))
+            segments = self.segments.get(name, version, key)
+            if segments is None:
+                segments, more = find_segments(self.space, item, [name])
+                notes += more
+                if not more:  # a view that failed is not remembered as having found nothing
+                    self.segments.put(name, version, key, segments)
+            found += segments
+        return found, notes
 
 
 # -- dataset provenance -----------------------------------------------------------------------------
@@ -232,8 +276,8 @@ def _embed_mixed(embed: CachedEmbedder, objs: Sequence[Any]) -> np.ndarray:
     for m in dict.fromkeys(modalities):
         idx = [i for i, mm in enumerate(modalities) if mm == m]
         items = [objs[i] for i in idx]
-        # video is fused from two towers: no single backbone cache, embed it directly
-        out[idx] = embed.space.embed(items) if m == "video" else embed(items, m)
+        # a video (two towers) or a document (its pages) has no single backbone cache: embed it directly
+        out[idx] = embed.space.embed(items) if m not in embed.space.towers else embed(items, m)
     return out
 
 
