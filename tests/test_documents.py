@@ -108,7 +108,7 @@ def _encrypted(user_password: str) -> bytes:
 
 
 def test_encrypted_pdf_is_an_input_error_naming_encryption():
-    with pytest.raises(InputError, match="encrypted PDF") as err:
+    with pytest.raises(InputError, match="encrypted PDF: it needs a password") as err:
         load_bytes(_encrypted("letmein"), "secret.pdf")
     assert err.value.source == "secret.pdf"
 
@@ -225,3 +225,40 @@ def test_scanned_page_offers_its_image_and_is_read_by_ocr():
     finally:
         views.register("ocr", "omnibind.views.ocr:OcrView")
     assert [(s.kind, s.page, s.text) for s in segments] == [("page", 1, "Invoice total due in thirty days")]
+
+
+def test_document_row_claims_pdf_and_html_names_and_leaves_markdown_to_text():
+    from omnibind import modalities
+
+    assert [modalities.by_extension(f"x{s}") for s in (".pdf", ".html", ".htm", ".xhtml", ".md")] == \
+        ["document"] * 4 + ["text"]
+    assert modalities.get("document").calibration_name == "text"
+
+
+def test_eval_queries_are_two_per_document_in_the_middle_and_at_the_end():
+    from collections import Counter
+
+    from omnibind.evaluate.documents import DISTRACTORS, load_queries
+
+    queries = load_queries()
+    per_doc = Counter(q.doc for q in queries)
+    assert len(per_doc) >= 20 and set(per_doc.values()) == {2} and not set(per_doc) & set(DISTRACTORS)
+    assert {(q.doc, q.position) for q in queries} == {(d, p) for d in per_doc for p in ("middle", "end")}
+    assert all(q.text and q.evidence and q.page >= 2 for q in queries)
+
+
+def test_eval_rankings_by_best_chunk_top_two_and_item_vector():
+    import numpy as np
+
+    from omnibind.evaluate.documents import Query, _doc_scores, answer_pages
+
+    vectors = np.eye(4, dtype=np.float32)  # doc 0: chunks 0, 1; doc 1: chunks 2, 3
+    owner = np.array([0, 0, 1, 1])
+    sims = np.array([[0.9, 0.0, 0.5, 0.5]], dtype=np.float32)
+    tables = _doc_scores(sims, owner, 2, vectors)
+    assert tables["max"][0].tolist() == pytest.approx([0.9, 0.5])
+    assert tables["top2"][0].tolist() == pytest.approx([0.45, 0.5])
+    assert tables["item"][0].tolist() == pytest.approx([0.45 * 2 ** 0.5, 0.5 * 2 ** 0.5])
+    doc = decode_pdf(make_pdf(THREE_PAGES), "k.pdf")
+    moved = Query("k", "end", 1, "the ship   REACHED", "q")
+    assert answer_pages(doc, moved) == {3} and answer_pages(doc, Query("k", "end", 2, "nowhere", "q")) == {2}

@@ -201,10 +201,12 @@ def needs_chunking(text: str, space: "Space") -> bool:
     return not chunker(space).fits(text)
 
 
-def text_chunks(text: str, space: "Space", kind: str = "chunk", page: int | None = None) -> list[Segment]:
-    """Segments for every window of `text` (one segment when it fits a window; none when blank)."""
+def text_chunks(text: str, space: "Space", kind: str = "chunk", page: int | None = None,
+                cutter: Chunker | None = None) -> list[Segment]:
+    """Segments for every chunk of `text` (one when it fits a chunk; none when blank). `cutter`
+    replaces the space's own chunker (evaluation of other chunk lengths)."""
     out = []
-    for s, e in chunker(space).spans(text):
+    for s, e in (cutter or chunker(space)).spans(text):
         out.append(Segment(kind, text=text[s:e], chars=(s, e), page=page))
     return out
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from omnibind.documents import Document, Page
     from omnibind.inputs import Input
     from omnibind.space import Space
+    from omnibind.views.chunks import Chunker
 
 
 class PagesView:
@@ -34,16 +35,17 @@ class PagesView:
         return document_segments(item.payload, space)
 
 
-def document_segments(doc: "Document", space: "Space") -> list[Segment]:
-    """Every page's chunks, in page order; scanned pages through OCR when it is available."""
+def document_segments(doc: "Document", space: "Space", cutter: "Chunker | None" = None) -> list[Segment]:
+    """Every page's chunks, in page order; scanned pages through OCR when it is available.
+    `cutter` replaces the space's chunker (evaluation)."""
     out: list[Segment] = []
     ocr = None
     for page in doc.pages:
         if page.scanned:
             ocr = ocr if ocr is not None else _ocr_view()
-            out += _scanned_page(page, doc.source, space, ocr) if ocr else []
+            out += _scanned_page(page, doc.source, space, ocr, cutter) if ocr else []
         elif page.text.strip():
-            out += text_chunks(page.text, space, kind="page", page=page.number)
+            out += text_chunks(page.text, space, kind="page", page=page.number, cutter=cutter)
     return out
 
 
@@ -57,7 +59,7 @@ def _ocr_view() -> object | bool:
         return False
 
 
-def _scanned_page(page: "Page", source: str, space: "Space", ocr: object) -> list[Segment]:
+def _scanned_page(page: "Page", source: str, space: "Space", ocr: object, cutter: "Chunker | None") -> list[Segment]:
     """OCR the page's image; its words, joined in reading order, are chunked like any page."""
     from omnibind.inputs import Input
 
@@ -70,7 +72,7 @@ def _scanned_page(page: "Page", source: str, space: "Space", ocr: object) -> lis
         return []
     text = page.text = "\n".join(s.text for s in words if s.text)  # the OCR text becomes the page's text
     confidences = [s.confidence for s in words if s.confidence is not None]
-    segments = text_chunks(text, space, kind="page", page=page.number)
+    segments = text_chunks(text, space, kind="page", page=page.number, cutter=cutter)
     for segment in segments:
         segment.confidence = min(confidences) if confidences else None
     return segments
