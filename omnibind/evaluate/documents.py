@@ -136,7 +136,7 @@ def score(space: "Space", docs: dict[str, "Document"], queries: list[Query] | No
         keep = [i for i, q in enumerate(queries) if subset in ("all", q.position)]
         result[subset] = _metrics(keep, queries, order, docs, per_doc, sims, owner, pages)
     result["details"] = _details(queries, order, docs, per_doc["max"], sims, owner, pages)
-    result["bars"] = {k: {"bar": v, "value": result["all"]["max"][k.replace("page_accuracy", "page")]}
+    result["bars"] = {k: {"bar": v, "value": float(result["all"]["max"][k.replace("page_accuracy", "page")])}
                       for k, v in BARS.items()}
     result["pass"] = all(b["value"] >= b["bar"] for b in result["bars"].values())
     return result
