@@ -103,8 +103,11 @@ def is_html(head: bytes) -> bool:
 def decode_pdf(data: Data, source: str, limits: Limits | None = None) -> Document:
     """A PDF's pages of text (pypdf). Encrypted (without an empty password), truncated and
     corrupt files raise InputError; a page that fails alone is recorded in `problems`."""
-    import pypdf
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
+    try:
+        import pypdf
+        from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
+    except ImportError:
+        raise InputError(source, "reading PDFs needs the package pypdf (pip install pypdf)") from None
 
     if bytes(data[-_EOF_WINDOW:]).find(b"%%EOF") < 0:
         raise InputError(source, "truncated PDF file: no %%EOF marker at its end")
