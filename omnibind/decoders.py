@@ -207,8 +207,11 @@ def sniff(head: bytes) -> str | None:
     """Name the format family of a file from its first bytes.
 
     Returns "image", "audio", "video", "container" (MP4/Matroska/Ogg/AVI: audio or video,
-    decided by the streams inside), "text", or None when the bytes are no format we know.
+    decided by the streams inside), "document" (PDF), "text", or None when the bytes are no
+    format we know. A PDF is checked before text: its head is often plain ASCII.
     """
+    if _looks_like_pdf(head):
+        return "document"
     if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image"
     if head[:6] in (b"GIF87a", b"GIF89a"):
@@ -232,6 +235,19 @@ def sniff(head: bytes) -> str | None:
     if _looks_like_text(head):
         return "text"
     return None
+
+
+_PDF_HEADER = re.compile(rb"%PDF-\d\.\d")
+_PDF_OBJECT = re.compile(rb"\d+\s+\d+\s+obj\b")
+
+
+def _looks_like_pdf(head: bytes) -> bool:
+    """`%PDF-` at the start, or `%PDF-x.y` later in the first KiB with PDF objects after it
+    (readers accept junk before the header; a note that mentions "%PDF-1.4" has no objects)."""
+    if head.startswith(b"%PDF-"):
+        return True
+    found = _PDF_HEADER.search(head, 0, 1024)
+    return found is not None and _PDF_OBJECT.search(head, found.end()) is not None
 
 
 def _looks_like_text(head: bytes) -> bool:

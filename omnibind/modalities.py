@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omnibind import decoders
+from omnibind import decoders, documents
 from omnibind.decoders import Data, Limits
 from omnibind.errors import InputError
 
@@ -158,4 +158,11 @@ def _builtin_rows() -> list[Modality]:
                  ("a video of a {}.", "a video showing {}.", "footage of a {}."),
                  sniff=_streams_are("video"), decode=decoders.open_video,
                  thumbnail=lambda clip: clip.frames(1)[0], calibrate_as="image", composite=True),
+        # Documents are embedded through their words (the pages view, then the text tower):
+        # composite, calibrated like text. Markdown stays text.
+        Modality("document", (".pdf", ".html", ".htm", ".xhtml"),
+                 ("a document about {}.", "a text about {}.", "{}"),
+                 sniff=documents.sniff_document, decode=documents.decode_document, thumbnail=documents.thumbnail,
+                 calibrate_as="text", composite=True),
     ]
+
