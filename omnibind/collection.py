@@ -22,7 +22,7 @@ import shutil
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from omnibind.calibration import Calibration
 from omnibind.errors import OmnibindError
 from omnibind.inputs import Input, load_file, to_input
 from omnibind.space import Space, load_space
-from omnibind.views.embed import calibration_group
+from omnibind.views.embed import TEXT_KINDS, calibration_group
 from omnibind.writer import LOCK_FILE, WriterLock
 
 HOME_ENV = "OMNIBIND_HOME"
@@ -193,6 +193,8 @@ class Snapshot:
     version: int
     vectors: dict[str, np.ndarray]  # modality -> [n, dim] float32
     rows: dict[str, list[dict[str, Any]]]  # modality -> result fields, aligned with vectors
+    items: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> item number of each row
+    classes: dict[str, np.ndarray] = field(default_factory=dict)  # 0 item row, 1 words, 2 piece of media
 
 
 SNAPSHOT_MAX_ROWS = 100_000  # ~150 MB of float32 384-d vectors at most
@@ -409,10 +411,13 @@ class Collection:
         fields = t.drop(["vector"]).to_pylist()
         modality = np.array([r["modality"] for r in fields], dtype=object)
         snap = Snapshot(version, {}, {})
+        _, codes = np.unique(np.array([r["item"] or r["id"] for r in fields], dtype=object), return_inverse=True)
+        classes = np.array([0 if r["kind"] in (None, ITEM) else 1 if r["kind"] in TEXT_KINDS else 2 for r in fields])
         for m in set(modality.tolist()):
             idx = np.flatnonzero(modality == m)
             snap.vectors[m] = np.ascontiguousarray(vectors[idx], dtype=np.float32)
             snap.rows[m] = [fields[i] for i in idx]
+            snap.items[m], snap.classes[m] = codes[idx].astype(np.int64), classes[idx].astype(np.int64)
         return snap
 
     def modality_counts(self) -> dict[str, int]:

@@ -65,6 +65,7 @@ class Hit:
 
 SEGMENT_COLUMNS = ("item", "kind", "start", "end", "page", "char_start", "char_end")
 SEGMENT_FETCH = 8  # rows fetched per wanted hit when items have segments: k distinct items, not k rows
+MAX_FETCH = 65_536  # rows one LanceDB query may fetch while looking for k distinct items
 
 
 Rerank = Callable[[np.ndarray, list[Hit]], list[Hit]]
@@ -147,8 +148,7 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
         collection.calibration.refresh()
     samples = collection.calibration.samples()
     wanted = _modalities(modality, collection.modality_counts())
-    per_item = SEGMENT_FETCH if sum(collection.group_counts().values()) > len(collection) else 1
-    fetch = k * (refine if rerank else 1) * per_item
+    fetch = k * (refine if rerank else 1)
     found = {m: _candidates(collection, q, m, where, fetch, exact, refine, nprobes, len(wanted) == 1 and
                             set(collection.modality_counts()) == {m}) for m in wanted}
     groups = {(m, calibration_group(m, row.get("kind"))) for m, rows in found.items() for row, _ in rows}
@@ -156,10 +156,15 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     pairs = {g: pair_calibration(collection.space, query_modality, g) for _, g in groups}
     kind = "cosine" if not calibrated or thin else "probability" if all(pairs.values()) else "z"
     best: dict[str, tuple[float, Hit]] = {}
+    where_in: dict[str, tuple[float, dict[str, Any]]] = {}  # the best segment of each item
     for m, rows in found.items():
         for key, hit in _scored(q, m, rows, samples, pairs, kind):
             if hit.id not in best or key > best[hit.id][0]:
                 best[hit.id] = (key, hit)
+            if hit.segment is not None and (hit.id not in where_in or key > where_in[hit.id][0]):
+                where_in[hit.id] = (key, hit.segment)
+    for item, (_, hit) in best.items():  # the whole item matched best: still say where in it
+        hit.segment = hit.segment or (where_in[item][1] if item in where_in else None)
     hits = [h for _, h in sorted(best.values(), key=lambda x: -x[0])]
     if rerank:
         hits = rerank(q, hits)
@@ -215,6 +220,8 @@ def _with_item_text(collection: Collection, hits: list[Hit]) -> list[Hit]:
 
 
 def _exact_in_memory(collection: Collection, q: np.ndarray, modality: str, k: int) -> list[tuple[dict[str, Any], float]] | None:
+    """The rows of the `k` items nearest to q (an item ranks by its best row): for each, its best
+    row of each class (item row, words, media piece), so calibration can still choose among them."""
     snap = collection.snapshot()
     if snap is None:
         return None
@@ -222,9 +229,14 @@ def _exact_in_memory(collection: Collection, q: np.ndarray, modality: str, k: in
     if vectors is None or not len(vectors):
         return []
     sims = vectors @ q
-    top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
-    top = top[np.argsort(-sims[top], kind="stable")]
-    return [(dict(snap.rows[modality][i]), float(sims[i])) for i in top]
+    codes, classes = snap.items[modality], snap.classes[modality]
+    order = np.argsort(-sims, kind="stable")
+    _, first = np.unique((codes * 3 + classes)[order], return_index=True)
+    best = order[np.sort(first)]  # best row of each (item, class), best first
+    _, first_item = np.unique(codes[best], return_index=True)
+    top = codes[best][np.sort(first_item)][:k]
+    keep = best[np.isin(codes[best], top)]
+    return [(dict(snap.rows[modality][i]), float(sims[i])) for i in keep]
 
 
 def _modalities(modality: str | Sequence[str] | None, present: dict[str, int]) -> list[str]:
@@ -254,25 +266,37 @@ def _candidates(collection: Collection, q: np.ndarray, modality: str, where: str
             return found
     # Matryoshka column: fetch refine*k on the short vectors, re-score them at full dimension here.
     # Full-dimension index: LanceDB re-ranks refine*k quantised candidates with the exact vectors.
-    builder = (collection.table.search(qv, vector_column_name=column).distance_type("cosine")
-               .select(RESULT_COLUMNS + ["vector", "_distance"]).limit(k * refine if short else k))
-    if filt:
-        builder = builder.where(filt, prefilter=True)
-    if indexed:
-        builder = builder.nprobes(nprobes).refine_factor(1 if short else refine)
-    elif index is not None:
-        builder = builder.bypass_vector_index()
-    try:
-        rows = builder.to_list()
-    except Exception as exc:  # LanceDB reports SQL errors as ValueError/RuntimeError subclasses
-        raise CollectionError(f"search failed (is the filter valid SQL?): {exc}") from exc
+    # Items with segments own several rows: fetch more rows until k items are among them.
+    rows_per_item = SEGMENT_FETCH if collection.table.count_rows() > len(collection) else 1
+    limit = k * rows_per_item * (refine if short else 1)
+    while True:
+        builder = (collection.table.search(qv, vector_column_name=column).distance_type("cosine")
+                   .select(RESULT_COLUMNS + ["vector", "_distance"]).limit(limit))
+        if filt:
+            builder = builder.where(filt, prefilter=True)
+        if indexed:
+            builder = builder.nprobes(nprobes).refine_factor(1 if short else refine)
+        elif index is not None:
+            builder = builder.bypass_vector_index()
+        try:
+            rows = builder.to_list()
+        except Exception as exc:  # LanceDB reports SQL errors as ValueError/RuntimeError subclasses
+            raise CollectionError(f"search failed (is the filter valid SQL?): {exc}") from exc
+        if len(rows) < limit or len({r.get("item") or r["id"] for r in rows}) >= k or limit >= MAX_FETCH:
+            return _rescored(rows, q, k)
+        limit *= 4
+
+
+def _rescored(rows: list[dict[str, Any]], q: np.ndarray, k: int) -> list[tuple[dict[str, Any], float]]:
+    """Rows with exact full-dimension cosines (the built-in rescoring step), those of the k best items."""
     scored = []
     for row in rows:
         full = np.asarray(row.pop("vector"), dtype=np.float32)
         row.pop("_distance", None)
-        scored.append((row, float(full @ q)))  # exact full-dim cosine: the built-in rescoring step
+        scored.append((row, float(full @ q)))
     scored.sort(key=lambda x: -x[1])
-    return scored[:k]
+    items = set(list(dict.fromkeys(r.get("item") or r["id"] for r, _ in scored))[:k])
+    return [(r, c) for r, c in scored if (r.get("item") or r["id"]) in items]
 
 
 def by_ids(collection: Collection, ids: Sequence[str]) -> str:

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   asterisk-core-sounds-en-wav   # Asterisk English prompts (speech)...
   asterisk-core-sounds-en       # ...and their transcripts
   opencv-doc                    # sample photos and videos
+  groff                         # man pages rendered to PDF: the long-document set (evaluate/documents.py)
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -550,7 +550,7 @@ def test_corrupt_bytes_name_the_given_source(lib):
 
 
 @pytest.mark.parametrize(
-    "head", [b"", b"PK\x03\x04", b"\x7fELF\x02\x01\x01\x00", b"%PDF-1.7\n\x00\x01"], ids=["none", "zip", "elf", "pdf"]
+    "head", [b"", b"PK\x03\x04", b"\x7fELF\x02\x01\x01\x00"], ids=["none", "zip", "elf"]
 )
 def test_unsupported_binary(tmp_path, head):
     path = tmp_path / "blob.bin"
@@ -559,6 +559,14 @@ def test_unsupported_binary(tmp_path, head):
         load_file(path)
     assert err.value.source == str(path)
     assert "unsupported" in err.value.reason
+
+
+def test_random_bytes_after_a_pdf_header_are_a_bad_pdf(tmp_path):
+    path = tmp_path / "blob.bin"
+    path.write_bytes(b"%PDF-1.7\n\x00\x01" + np.random.default_rng(11).bytes(5000))
+    with pytest.raises(InputError, match="PDF") as err:
+        load_file(path)
+    assert err.value.source == str(path)
 
 
 def test_over_max_file_bytes(lib, tmp_path):

@@ -149,3 +149,16 @@ def test_cli_and_http_show_where_the_match_is(space, tmp_path: Path, lines_view)
         body = client.post("/v1/search", json={"text": "a fox running through snow", "k": 1}).json()
     assert body["results"][0]["segment"]["text"] == "A red fox runs across the snowy field."
     assert body["results"][0]["segment"]["chars"] == [34, 72]
+
+
+def test_k_items_come_back_even_when_one_item_owns_the_nearest_rows(space, tmp_path: Path, lines_view):
+    folder = _notes(tmp_path / "notes")
+    (folder / "foxes.txt").write_text("\n".join(f"fox sighting number {n} in the snow" for n in range(40)))
+    c = Collection.open(tmp_path / "c", space)
+    ingest(c, folder, views="lines")
+    for exact in (None, True):  # in memory, and through LanceDB
+        hits = search(c, "a fox in the snow", k=4, exact=exact, where="size > 0" if exact else None)
+        assert len(hits) == 4 and len({h.id for h in hits}) == 4
+        assert hits[0].id.endswith("foxes.txt") and hits[0].segment["kind"] == "chunk"
+    whole = search(c, "taxes due in april", k=1)[0]
+    assert whole.segment is not None and whole.segment["text"] == "Taxes are due in April."

@@ -91,7 +91,7 @@ _FACTORIES: dict[str, str] = {
     "pages": "omnibind.views.document:PagesView",
     "windows": "omnibind.views.windows:WindowsView",
 }
-DEFAULT: tuple[str, ...] = ()  # TEMP until the views land
+DEFAULT: tuple[str, ...] = ("chunks", "pages", "windows")  # what a new collection runs
 _LOADED: dict[str, View] = {}
 _LOCK = threading.Lock()
 
