@@ -11,6 +11,8 @@ APT_PACKAGES=(
   asterisk-core-sounds-en       # ...and their transcripts
   opencv-doc                    # sample photos and videos
   groff                         # man pages rendered to PDF: the long-document set (evaluate/documents.py)
+  espeak-ng                     # synthetic speech for the speech view's tests
+  sound-theme-freedesktop       # non-speech sounds: the speech view's false-transcript check (benchmarks/asr.py)
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

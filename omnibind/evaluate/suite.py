@@ -121,6 +121,7 @@ class CachedEmbedder:
 
     def _cached_segments(self, item: Any, obj: Any, names: Sequence[str]) -> tuple[list[Any], list[str]]:
         from omnibind import views
+        from omnibind.views.embed import find_segments
 
         key, found, notes = content_key(obj), [], []
         for name in names:
