@@ -160,6 +160,8 @@ def test_lines_group_into_reading_order_blocks() -> None:
     blocks = group_lines(lines, "blocks")
     assert [[ln.text for ln in b] for b in blocks] == [["left one", "left two"], ["right one"], ["far below"]]
     assert len(group_lines(lines, "image")) == 1 and len(group_lines(lines, "lines")) == 4
+    assert len(group_lines(lines, "auto")) == 1  # short text: one segment
+    assert len(group_lines(lines * 20, "auto")) > 1  # long text: blocks
 
 
 def test_presence_check_tells_lines_from_blobs() -> None:
@@ -180,3 +182,18 @@ def test_models_come_from_the_wheel_never_the_network(monkeypatch: pytest.Monkey
     monkeypatch.setattr(download_file.DownloadFile, "run", classmethod(refuse))
     fresh = OcrView(threads=1)
     assert "BREAD" in words(fresh.segments(Input("image", sign(), "<sign>")))
+
+
+@pytest.mark.slow
+def test_real_text_free_photos_gain_no_segments(view: OcrView) -> None:
+    """>= 20 real photographs without text (opencv-doc samples, lomiri-wallpapers-16.04) -> no OCR."""
+    from omnibind.evaluate.datasets import DataMissingError
+    from omnibind.evaluate.text_images import photo_paths
+
+    try:
+        paths = photo_paths()
+    except DataMissingError as exc:
+        pytest.skip(str(exc))
+    assert len(paths) >= 20
+    found = {str(p): [s.text for s in view.segments(load_file(p))] for p in paths}
+    assert {p: t for p, t in found.items() if t} == {}

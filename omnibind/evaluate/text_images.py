@@ -431,7 +431,7 @@ def fonts_mono() -> str:
 
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
-GROUPINGS = ("blocks", "lines", "image")
+GROUPINGS = ("auto", "blocks", "lines", "image")
 
 
 def fold_ocr(image_vecs: np.ndarray, text_means: np.ndarray, w: float) -> np.ndarray:

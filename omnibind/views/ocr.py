@@ -11,7 +11,9 @@ Most photos have no text, and the view must not slow their ingest much, so it wo
 3. the full detection runs at <= `max_side` px (the check's map is reused when the image is that
    small already), at most `max_boxes` boxes are recognised (the largest), and a line is kept only
    when its score is >= `min_score` and it has >= `min_chars` letters or digits.
-Kept lines are grouped into reading-order blocks (one segment each).
+Kept lines become one segment per image (or video frame), joined in reading order: folded into the
+item vector, that retrieved better than one segment per block or per line on the text-in-images
+set (docs/views-ocr.md); `group="blocks"` / `"auto"` give reading-order blocks instead.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from omnibind.space import Space
 
 MAX_SIDE = 960  # full detection: longest side of the image the detector sees
-CHECK_SIDE = 320  # presence check: longest side
+CHECK_SIDE = 480  # presence check: longest side
 CHECK_MIN_AREA = 12  # presence check: a text region covers >= this many pixels of the map,
 CHECK_MIN_MEAN = 0.6  # ... with a mean probability >= this,
 CHECK_MAX_SHORT = 0.15  # ... a short side <= this fraction of the map's short side,
@@ -46,6 +48,8 @@ MAX_BOXES = 200  # text boxes recognised per image (the largest): bounds time on
 VIDEO_FRAMES = 3
 FLAT_STD = 2.0  # an image whose grey levels vary less than this has no text
 MODELS = ("PP-OCRv6_det_small.onnx", "PP-OCRv6_rec_small.onnx")
+GROUPINGS = ("auto", "blocks", "lines", "image")
+AUTO_JOIN_CHARS = 400  # "auto": an image whose kept text is at most this long is one segment
 
 
 @dataclass
@@ -83,16 +87,16 @@ def kept(text: str, score: float, min_score: float = MIN_SCORE, min_chars: int =
 
 
 class OcrView:
-    """Text in images and video frames -> "ocr" segments (one per reading-order block)."""
+    """Text in images and video frames -> "ocr" segments (see `group_lines` for how lines are grouped)."""
 
     name = "ocr"
     modalities = ("image", "video")
 
     def __init__(self, max_side: int = MAX_SIDE, check_side: int = CHECK_SIDE, min_score: float = MIN_SCORE,
                  min_chars: int = MIN_CHARS, max_boxes: int = MAX_BOXES, frames: int = VIDEO_FRAMES,
-                 group: str = "blocks", threads: int | None = None) -> None:
-        if group not in ("blocks", "lines", "image"):
-            raise ValueError(f"group must be 'blocks', 'lines' or 'image', got {group!r}")
+                 group: str = "image", threads: int | None = None) -> None:
+        if group not in GROUPINGS:
+            raise ValueError(f"group must be one of {', '.join(GROUPINGS)}, got {group!r}")
         self.max_side, self.check_side, self.max_boxes = max_side, check_side, max_boxes
         self.min_score, self.min_chars, self.frames, self.group = min_score, min_chars, frames, group
         self.threads = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
@@ -110,9 +114,14 @@ class OcrView:
     def read(self, image: "Image.Image", source: str = "<image>") -> list[Line]:
         """Every kept line of an image (PIL, any mode; or a uint8 array), in reading order."""
         rgb = _rgb_image(image, source)
-        if rgb.width < 8 or rgb.height < 8 or _flat(rgb):
+        if rgb.width < 8 or rgb.height < 8:
             return []
-        return self.engine().read(rgb, self)
+        full = min(self.max_side, max(rgb.size))
+        side = full if full <= self.check_side * 1.25 else self.check_side  # small: the check is the full pass
+        small = shrink(rgb, side)
+        if float(small.std()) < FLAT_STD:  # blank, fog: no text, no model run
+            return []
+        return self.engine().read(rgb, small, full if side != full else None, self)
 
     def engine(self) -> "_Engine":
         with self._lock:
@@ -159,15 +168,23 @@ def _rgb_image(image: Any, source: str) -> "Image.Image":
     return to_rgb(PILImage.fromarray(arr))
 
 
-def _flat(image: "Image.Image") -> bool:
-    """No text can be on an image whose grey levels hardly vary (blank, fog)."""
-    small = image.convert("L").resize((64, 64), reducing_gap=2.0) if max(image.size) > 64 else image.convert("L")
-    return float(np.asarray(small, dtype=np.float32).std()) < FLAT_STD
+def shrink(image: "Image.Image", side: int) -> np.ndarray:
+    """The image as float32 RGB, longest side `side` (never enlarged), both sides multiples of 32."""
+    from PIL import Image as PILImage
+
+    w, h = image.size
+    ratio = min(1.0, side / max(h, w))
+    size = (max(32, int(round(w * ratio / 32)) * 32), max(32, int(round(h * ratio / 32)) * 32))
+    return np.asarray(image.resize(size, PILImage.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
 
 
-def group_lines(lines: list[Line], mode: str = "blocks") -> list[list[Line]]:
-    """Lines -> blocks in reading order. A line joins the block above it when it starts within
-    about a line height below it, overlaps it horizontally and has a similar height."""
+def group_lines(lines: list[Line], mode: str = "auto") -> list[list[Line]]:
+    """Lines -> segments in reading order: one per line, one for the image, or blocks (a line joins
+    the block above it when it starts within about a line height below it, overlaps it horizontally
+    and has a similar height). "auto": one segment when the text is short (a sign), blocks otherwise
+    (a screenshot: one long segment would be cut by the text tower's token limit)."""
+    if mode == "auto":
+        mode = "image" if sum(len(ln.text) + 1 for ln in lines) <= AUTO_JOIN_CHARS else "blocks"
     if mode == "lines":
         return [[ln] for ln in lines]
     if mode == "image":
@@ -224,27 +241,19 @@ class _Engine:
         self.rec = TextRecognizer(cfg)
         self.lock = threading.Lock()  # ONNX Runtime sessions are thread-safe; the recogniser's state is not
 
-    def probability(self, image: "Image.Image", side: int) -> np.ndarray:
-        """The detector's text probability map [h', w'] for the image shrunk to `side` px (longest),
-        both sides rounded to multiples of 32 as the network needs."""
-        from PIL import Image as PILImage
-
-        w, h = image.size
-        ratio = min(1.0, side / max(h, w))
-        size = (max(32, int(round(w * ratio / 32)) * 32), max(32, int(round(h * ratio / 32)) * 32))
-        small = np.asarray(image.resize(size, PILImage.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+    def probability(self, small: np.ndarray) -> np.ndarray:
+        """The detector's text probability map [h, w] for a `shrink`-ed image."""
         x = (small[:, :, ::-1] * (2 / 255.0) - 1.0).transpose(2, 0, 1)[None]  # BGR, [-1, 1]
         return self.det.run(None, {self.det.get_inputs()[0].name: np.ascontiguousarray(x)})[0][0, 0]
 
-    def read(self, image: "Image.Image", view: OcrView) -> list[Line]:
+    def read(self, image: "Image.Image", small: np.ndarray, full: int | None, view: OcrView) -> list[Line]:
+        """Lines of `image`: the check on `small`, then (when `full` is set) detection at `full` px."""
         w, h = image.size
-        full = min(view.max_side, max(h, w))
-        small = full <= view.check_side * 1.25  # the check's map is the full one
-        prob = self.probability(image, full if small else view.check_side)
+        prob = self.probability(small)
         if not has_text(prob):
             return []
-        if not small:
-            prob = self.probability(image, full)
+        if full is not None:
+            prob = self.probability(shrink(image, full))
         boxes = self.boxes(prob, h, w, view.max_boxes)
         if not len(boxes):
             return []
