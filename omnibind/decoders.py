@@ -138,6 +138,7 @@ class VideoClip:
     has_audio: bool
     _frames: Callable[[int], list[Image.Image]] = field(repr=False)
     _audio: Callable[[], AudioClip | None] = field(repr=False)
+    data: Any = field(default=None, repr=False)  # the bytes it was opened from (time windows cut from them)
 
     def frames(self, n: int) -> list[Image.Image]:
         """`n` frames at the centres of `n` equal time slices: deterministic for a file."""
@@ -684,7 +685,7 @@ def open_video(where: Data, source: str, limits: Limits = DEFAULT_LIMITS) -> Vid
     def audio() -> AudioClip:
         return _open_audio_av(where, source, limits, limits.max_video_seconds, "video")
 
-    return VideoClip(source, duration, has_audio, frames, audio)
+    return VideoClip(source, duration, has_audio, frames, audio, data=where)
 
 
 def _too_many_frames(count: int | str, limits: Limits) -> str:

@@ -33,8 +33,8 @@ SPACE_FILE, HEADS_FILE = "space.json", "heads.safetensors"
 NAMED_SPACES = {"default": "default", "bridge": "bridge"}  # name -> folder under omnibind/data/spaces
 # Views that fold into vectors unless a space says otherwise, and the weight of the words they
 # find (speech, ocr) against the tower's own vector: measured in docs/views.md.
-DEFAULT_VIEWS: dict[str, Any] = {"default": ["chunks", "pages", "speech"],
-                                 "weights": {"speech": 2.0, "ocr": 1.0}}
+DEFAULT_VIEWS: dict[str, Any] = {"default": ["chunks", "pages", "speech", "ocr"],
+                                 "weights": {"speech": 2.0, "ocr": 1.5}}
 
 
 @dataclass

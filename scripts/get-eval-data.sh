@@ -13,6 +13,9 @@ APT_PACKAGES=(
   groff                         # man pages rendered to PDF: the long-document set (evaluate/documents.py)
   espeak-ng                     # synthetic speech for the speech view's tests
   sound-theme-freedesktop       # non-speech sounds: the speech view's false-transcript check (benchmarks/asr.py)
+  lomiri-wallpapers-16.04       # camera photos: backgrounds of the text-in-images set, text-free photos (views/ocr.py)
+  fonts-liberation              # fonts the text-in-images set renders with...
+  fonts-freefont-ttf            # ...beside DejaVu
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

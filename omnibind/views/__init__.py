@@ -91,7 +91,7 @@ _FACTORIES: dict[str, str] = {
     "pages": "omnibind.views.document:PagesView",
     "windows": "omnibind.views.windows:WindowsView",
 }
-DEFAULT: tuple[str, ...] = ("chunks", "pages", "speech", "windows")  # what a new collection runs
+DEFAULT: tuple[str, ...] = ("chunks", "pages", "speech", "ocr", "windows")  # what a new collection runs
 _LOADED: dict[str, View] = {}
 _LOCK = threading.Lock()
 

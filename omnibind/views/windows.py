@@ -226,19 +226,8 @@ def _audio_slicer(soundtrack: _Soundtrack | None, start: float, end: float, sour
 
 
 def video_data(clip: VideoClip) -> Any:
-    """The bytes a decoded video file was opened from, or None (a list of frames).
-
-    VideoClip does not expose them yet: they are read from the frame sampler's closure (its
-    `where`), as `open_video` builds it. A `data` attribute on the clip is preferred when present."""
-    data = getattr(clip, "data", None)
-    if data is not None:
-        return data
-    fn = clip._frames
-    code = getattr(fn, "__code__", None)
-    if code is None or not fn.__closure__:
-        return None
-    cell = dict(zip(code.co_freevars, fn.__closure__)).get("where")
-    return cell.cell_contents if cell is not None else None
+    """The bytes a decoded video file was opened from, or None (a clip made of a list of frames)."""
+    return getattr(clip, "data", None)
 
 
 def scene_targets(cuts: list[tuple[float, float]], per: int) -> list[tuple[float, int, int]]:
