@@ -123,7 +123,10 @@ class CachedEmbedder:
         from omnibind import views
         from omnibind.views.embed import find_segments
 
-        key, found, notes = content_key(obj), [], []
+        try:
+            key, found, notes = content_key(obj), [], []
+        except TypeError:  # nothing to key it by: find its segments every time
+            return find_segments(self.space, item, names)
         for name in names:
             version = str(getattr(views.get(name), "version", "1"))
             segments = self.segments.get(name, version, key)

@@ -26,6 +26,11 @@ def content_key(obj: Any) -> str:
         h.update(b"text:" + obj.encode("utf-8"))
     elif hasattr(obj, "tobytes") and hasattr(obj, "mode"):  # a PIL image
         h.update(f"image:{obj.mode}:{obj.size}:".encode() + obj.tobytes())
+    elif isinstance(obj, dict) and "array" in obj:  # an in-memory waveform
+        import numpy as np
+
+        array = np.ascontiguousarray(obj["array"])
+        h.update(f"audio:{obj.get('sampling_rate')}:{array.dtype}:{array.shape}:".encode() + array.tobytes())
     else:
         raise TypeError(f"cannot key {type(obj).__name__} for the segment cache")
     return h.hexdigest()

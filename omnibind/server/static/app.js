@@ -55,7 +55,8 @@ function mediaSrc(hit) {
 function segmentLine(hit) {
   const seg = hit.segment;
   if (!seg) return null;
-  const words = seg.text ? `“${seg.text.replace(/\s+/g, " ").slice(0, 160)}”` : "";
+  const shown = ["text", "document"].includes(hit.modality); // the card already shows these words
+  const words = seg.text && !shown ? `“${seg.text.replace(/\s+/g, " ").slice(0, 160)}”` : "";
   const where = seg.location || seg.kind;
   return el("div", { class: "segment", title: seg.kind }, el("span", { class: "where" }, where), " ", words);
 }
