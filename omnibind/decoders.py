@@ -44,6 +44,7 @@ class Limits:
     max_video_frames: int = 300_000  # frames decoded to sample a video (2 h at 40 fps)
     min_sample_rate: int = 4000  # a file declaring less (1 Hz...) would be resampled into a flood
     max_sample_rate: int = 768_000
+    max_segments: int = 1000  # per view and item: ~150 pages of chunks, 1 h of speech; more are left out and said
 
 
 DEFAULT_LIMITS = Limits()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -162,6 +163,8 @@ class Space:
         for j, got in enumerate(done):
             if got is not None and j not in failed:
                 out[j] = got.vector
+                for note in got.notes:  # a cap applied or a view that failed: said, never silent
+                    warnings.warn(f"{items[j].source}: {note}", stacklevel=3)
         return out, {**errors, **failed}
 
     def _tower_vectors(self, modality: str, items: list[Input], batch_size: int,

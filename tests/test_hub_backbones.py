@@ -288,7 +288,7 @@ def test_clip_space_text_and_image_share_one_space(clip_path, tmp_path):
         },
         name="tiny-clip",
     )
-    assert set(space.modalities) == {"text", "image", "video"}
+    assert set(space.modalities) == {"text", "image", "video", "document"}
     picture = _picture("red")
     vectors = space.embed(["a red circle", picture, "a blue square"])
     assert vectors.shape == (3, PROJ)

@@ -62,13 +62,20 @@ def find_segments(space: "Space", item: "Input", names: Sequence[str]) -> tuple[
     failure is a note and the view's segments are left out."""
     found: list[Segment] = []
     notes: list[str] = []
+    cap = space.limits.max_segments
     for name in applicable(names, item.modality):
         try:
-            found += registry.get(name).segments(item, space)
+            mine = registry.get(name).segments(item, space)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - a view bug must not lose the item
             notes.append(f"{name} view failed: {type(exc).__name__}: {exc}")
+            continue
+        if len(mine) > cap:  # bounded time: the first `cap` are kept, and the item says so
+            notes.append(f"{name} view: {len(mine)} segments, the first {cap} kept (Limits.max_segments); "
+                         f"the item's vector and search cover only those")
+            mine = mine[:cap]
+        found += mine
     return found, notes
 
 
