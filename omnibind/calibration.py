@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from omnibind import modalities
 
 FILE = "calibration.npz"
 SAMPLE_PER_MODALITY = 512
+REFERENCE_TEXTS = 500  # class names: the text sample of a collection with too few words of its own
 
 # () -> (ids, modality per row, vectors [n, dim]) of every row of the collection
 RowReader = Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -51,6 +53,23 @@ class Calibration:
         if set(have) != set(want):
             return True
         return any(abs(have[m] - want[m]) > max(1, 0.1 * want[m]) for m in want)
+
+    def text_reference(self, space: Any) -> np.ndarray:
+        """A stand-in text sample for a collection whose words are too few to calibrate against
+        (two OCR lines among a thousand sound windows): the anchor's vectors of REFERENCE_TEXTS
+        ImageNet class names, the same for every collection of a space (cached beside the sample)."""
+        path = self.path.with_name(f"reference-text-{space.fingerprint()[:16]}.npy")
+        if path.exists():
+            return np.load(path)
+        from importlib import resources
+
+        lines = resources.files("omnibind.data").joinpath("imagenet_classes.tsv").read_text("utf-8").splitlines()
+        names = [line.split("\t", 1)[1].split(",")[0] for line in lines if line and not line.startswith("#")]
+        vectors = space.embed(names[:: max(1, len(names) // REFERENCE_TEXTS)][:REFERENCE_TEXTS], views=())
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}.npy")
+        np.save(tmp, vectors.astype(np.float32))
+        os.replace(tmp, path)
+        return vectors
 
     def refresh(self) -> Path:
         """Redraw the samples from the table as it is now and write them atomically."""

@@ -152,7 +152,8 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     found = {m: _candidates(collection, q, m, where, fetch, exact, refine, nprobes, len(wanted) == 1 and
                             set(collection.modality_counts()) == {m}) for m in wanted}
     groups = {(m, calibration_group(m, row.get("kind"))) for m, rows in found.items() for row, _ in rows}
-    thin = any(len(samples.get(g, ())) < MIN_SAMPLE for _, g in groups)
+    thin = any(len(samples.get(g, ())) < MIN_SAMPLE for m, g in groups if g == m or g in wanted)
+    samples = _with_reference(collection, samples, {g for m, g in groups if g != m and g not in wanted})
     pairs = {g: pair_calibration(collection.space, query_modality, g) for _, g in groups}
     kind = "cosine" if not calibrated or thin else "probability" if all(pairs.values()) else "z"
     best: dict[str, tuple[float, Hit]] = {}
@@ -169,6 +170,16 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     if rerank:
         hits = rerank(q, hits)
     return _with_item_text(collection, hits[:k])
+
+
+def _with_reference(collection: Collection, samples: dict[str, np.ndarray], borrowed: set[str]) -> dict[str, np.ndarray]:
+    """Words found in items (a group no searched modality owns) too few to calibrate against: a
+    stand-in text sample (`Calibration.text_reference`), so two stray OCR lines neither switch the
+    whole search to raw cosine nor get z-scores from a sample of two."""
+    thin = [g for g in borrowed if len(samples.get(g, ())) < MIN_SAMPLE]
+    if not thin:
+        return samples
+    return {**samples, **{g: collection.calibration.text_reference(collection.space) for g in thin}}
 
 
 def _scored(q: np.ndarray, modality: str, rows: list[tuple[dict[str, Any], float]], samples: dict[str, np.ndarray],

@@ -162,3 +162,36 @@ def test_k_items_come_back_even_when_one_item_owns_the_nearest_rows(space, tmp_p
         assert hits[0].id.endswith("foxes.txt") and hits[0].segment["kind"] == "chunk"
     whole = search(c, "taxes due in april", k=1)[0]
     assert whole.segment is not None and whole.segment["text"] == "Taxes are due in April."
+
+
+class SignView:
+    """Words 'STOP HERE' on the one red image: a lone text-like segment among many images."""
+
+    name = "signs"
+    modalities = ("image",)
+    shapes_vector = False
+
+    def segments(self, item, space):
+        red = item.payload.convert("RGB").getpixel((48, 48)) == (255, 0, 0)
+        return [Segment("ocr", text="STOP HERE")] if red else []
+
+
+def test_a_few_words_among_many_images_do_not_switch_search_to_raw_cosine(space, tmp_path: Path):
+    from conftest import draw_image
+
+    views.register("signs", SignView)
+    try:
+        folder = tmp_path / "images"
+        folder.mkdir()
+        colours = ["red"] + [f"#{(37 * n) % 200:02x}{(91 * n) % 200:02x}{(53 * n) % 200 + 40:02x}" for n in range(1, 25)]
+        for n, colour in enumerate(colours):
+            draw_image("circle" if n % 2 else "square", 96, colour).save(folder / f"{n:02d}.png")
+        c = Collection.open(tmp_path / "c", space)
+        ingest(c, folder, views="signs")
+        assert c.group_counts() == {"image": 25, "text": 1}
+        hits = search(c, "stop here", k=3)
+        assert hits[0].kind in ("z", "probability")  # the lone text group borrows a reference sample
+        assert hits[0].id.endswith("00.png") and hits[0].segment["text"] == "STOP HERE"
+        assert list(c.path.glob("reference-text-*.npy"))
+    finally:
+        views.unregister("signs")
