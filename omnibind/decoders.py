@@ -729,7 +729,7 @@ def _sample_frames(where: Data, source: str, n: int, duration: float | None, lim
             decoded += 1
             last_frame, last_time = frame, float(frame.time or 0.0)
             while len(picked) < n and last_time + 1e-6 >= targets[len(picked)]:
-                picked.append(frame.to_image())
+                picked.append(_timed_image(frame, last_time))
             if len(picked) == n:
                 break
         if last_frame is None:
@@ -743,8 +743,16 @@ def _sample_frames(where: Data, source: str, n: int, duration: float | None, lim
                 raise InputError(
                     source, f"truncated video: header promises {duration:.2f}s, frames stop at {last_time:.2f}s"
                 )
-            picked.extend([last_frame.to_image()] * (n - len(picked)))
+            picked.extend([_timed_image(last_frame, last_time)] * (n - len(picked)))
     return picked
+
+
+def _timed_image(frame: Any, seconds: float) -> Image.Image:
+    """A decoded frame as a PIL image that knows when it was shown (`info["time"]`, seconds):
+    what a view that reads frames (OCR) reports as the moment."""
+    image = frame.to_image()
+    image.info["time"] = seconds
+    return image
 
 
 def _decoded_duration(where: Data, source: str, limits: Limits) -> float:

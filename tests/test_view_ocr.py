@@ -197,3 +197,22 @@ def test_real_text_free_photos_gain_no_segments(view: OcrView) -> None:
     assert len(paths) >= 20
     found = {str(p): [s.text for s in view.segments(load_file(p))] for p in paths}
     assert {p: t for p, t in found.items() if t} == {}
+
+
+def test_a_video_segment_carries_the_time_of_the_frame_read(view: OcrView, tmp_path: Path) -> None:
+    """Frames are picked at the first frame at or after each slice centre: the segment says when
+    that frame was shown (1.0 s), not the centre it was picked for (0.917 s)."""
+    av = pytest.importorskip("av")
+    path = tmp_path / "slow.mp4"
+    frame = sign("EXIT NORTH", size=(320, 240), font_size=32)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=2)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.bit_rate = 2_000_000
+        for _ in range(11):  # 5.5 s at 2 frames/s: slice centres 0.917, 2.75, 4.58
+            for packet in stream.encode(av.VideoFrame.from_image(frame)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    segments = view.segments(load_file(path))
+    assert len(segments) == 1 and segments[0].start == pytest.approx(1.0)

@@ -135,13 +135,15 @@ class OcrView:
                         confidence=round(float(np.mean([ln.score for ln in g])), 4)) for g in groups]
 
     def _video(self, item: "Input") -> list[Segment]:
-        """OCR of `frames` frames (centres of equal slices); a block already seen is not repeated."""
+        """OCR of `frames` frames (centres of equal slices), each stamped with the time of the frame
+        actually decoded; a block already seen is not repeated."""
         clip = item.payload
         frames = clip.frames(self.frames)
         duration = clip.duration
         out, seen = [], set()
         for i, frame in enumerate(frames):
-            start = (i + 0.5) * duration / len(frames) if duration else None
+            centre = (i + 0.5) * duration / len(frames) if duration else None
+            start = frame.info.get("time", centre) if hasattr(frame, "info") else centre  # the frame's own time
             for seg in self._blocks(self.read(frame, item.source), start):
                 key = _norm(seg.text or "")
                 if key not in seen:
