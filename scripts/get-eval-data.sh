@@ -16,6 +16,8 @@ APT_PACKAGES=(
   lomiri-wallpapers-16.04       # camera photos: backgrounds of the text-in-images set, text-free photos (views/ocr.py)
   fonts-liberation              # fonts the text-in-images set renders with...
   fonts-freefont-ttf            # ...beside DejaVu
+  fluidsynth                    # renders General MIDI notes: the out-of-domain sound set (evaluate/ood_sounds.py)...
+  timgm6mb-soundfont            # ...from this 6 MB SoundFont (GPL-2)
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -260,7 +260,16 @@ TASKS: dict[str, Callable[[CachedEmbedder, int | None], TaskResult]] = {
     "asterisk-speech": asterisk,
     "fashion-mnist": fashion_mnist,
     "sts-b": sts_b,
+    "ood-sounds": lambda embed, limit: _ood_sounds().retrieval_task(embed, limit),
+    "ood-instruments": lambda embed, limit: _ood_sounds().instrument_task(embed, limit),
 }
+
+
+def _ood_sounds() -> Any:
+    """The out-of-domain sound set's module (imported late: it imports this one's helpers)."""
+    from omnibind.evaluate import ood_sounds
+
+    return ood_sounds
 
 
 # -- users' own data: "pairs:MANIFEST" and "folder:DIR" ------------------------------------------------
