@@ -26,14 +26,14 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from omnibind.evaluate.datasets import DataMissingError
 
 if TYPE_CHECKING:
-    from omnibind.evaluate.suite import CachedEmbedder, TaskResult
+    from omnibind.evaluate.results import TaskResult
 
 VERSION = 1  # bump when rendering changes: the cache folder is keyed by it
 FREEDESKTOP = Path("/usr/share/sounds/freedesktop/stereo")
@@ -201,7 +201,7 @@ def _write_clips(audio: np.ndarray, slots: list[tuple[float, float]], paths: lis
 
 
 def _dataset(sounds: list[OodSound], what: str) -> dict[str, object]:
-    from omnibind.evaluate.suite import debian_version
+    from omnibind.evaluate.results import debian_version
 
     packages = sorted({s.package for s in sounds})
     return {"name": what, "n": len(sounds), "source": ", ".join(f"debian:{p}" for p in packages),
@@ -209,9 +209,9 @@ def _dataset(sounds: list[OodSound], what: str) -> dict[str, object]:
             "licences": {p: LICENCES[p] for p in packages}}
 
 
-def retrieval_task(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+def retrieval_task(embed: Any, limit: int | None) -> TaskResult:
     """Caption <-> sound retrieval over every out-of-domain sound (one caption per sound)."""
-    from omnibind.evaluate.suite import _retrieval
+    from omnibind.evaluate.results import _retrieval
 
     sounds = load()[:limit]
     caps, snds = embed([s.caption for s in sounds], "text"), embed([s.path for s in sounds], "audio")
@@ -219,11 +219,11 @@ def retrieval_task(embed: CachedEmbedder, limit: int | None) -> TaskResult:
         sounds, "Out-of-domain sounds: freedesktop theme, General MIDI notes and drums (TimGM6mb), captions written for omnibind"))
 
 
-def instrument_task(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+def instrument_task(embed: Any, limit: int | None) -> TaskResult:
     """Zero-shot naming of the 128 General MIDI instruments, the audio modality's prompt templates."""
     from omnibind import modalities
     from omnibind.evaluate import metrics as M
-    from omnibind.evaluate.suite import TaskResult, _label_vectors
+    from omnibind.evaluate.results import TaskResult, _label_vectors
 
     gm = [s for s in load() if s.source == "gm"]
     names = [s.label for s in gm]
