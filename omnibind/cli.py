@@ -345,7 +345,7 @@ def classify(
 @app.command("eval")
 def eval_(
     space: list[str] = typer.Option(["default"], "--space", "-s", help="Space name or folder; repeat to compare side by side."),
-    task: str = typer.Option("all", help="all, or comma-separated: tux-images, tux-sounds, asterisk-speech, fashion-mnist, sts-b, ood-sounds, ood-instruments, "
+    task: str = typer.Option("all", help="all, or comma-separated: tux-images, tux-sounds, asterisk-speech, fashion-mnist, sts-b, ood-wallpapers, ood-opencv-photos, ood-scratch-backdrops, ood-sounds, ood-instruments, "
                       "pairs:MANIFEST (your pairs), folder:DIR (your labelled folder)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: reports/<UTC date-time>/)."),
     limit: Optional[int] = typer.Option(None, help="Only the first N items of each set (a smoke run; not comparable)."),

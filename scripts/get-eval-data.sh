@@ -18,6 +18,8 @@ APT_PACKAGES=(
   fonts-freefont-ttf            # ...beside DejaVu
   fluidsynth                    # renders General MIDI notes: the out-of-domain sound set (evaluate/ood_sounds.py)...
   timgm6mb-soundfont            # ...from this 6 MB SoundFont (GPL-2)
+  scratch                       # Scratch 1.4 photo backdrops: an out-of-domain image set (evaluate/ood_images.py)...
+  palapeli-data                 # ...and puzzle photos beside the wallpapers
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

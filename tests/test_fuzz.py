@@ -34,7 +34,7 @@ def test_fuzz_short_mode(tmp_path):
     embed = result["embed"]
     assert embed["files"] >= 1000
     assert embed["crashes"] == [] and embed["too_slow"] == [] and embed["good_refused"] == []
-    assert embed["max_seconds"] < 30 and result["max_rss_growth_mb"] < 1024  # a 1 MB text: 1,000 chunks (fuzz.py)
+    assert embed["max_seconds"] < 60 and result["max_rss_growth_mb"] < 1024  # a 1 MB text: 1,000 chunks (fuzz.py)
     assert set(embed["categories"]) >= {"empty", "1-3 random bytes", "truncated", "wrong extension", "bit-flipped",
                                         "huge declared size", "huge declared duration", "sample rates",
                                         "NaN/inf audio", "UTF-16/32 text", "binary/NUL", "huge lines"}

@@ -28,7 +28,7 @@ from omnibind.errors import OmnibindError
 if TYPE_CHECKING:
     import numpy as np
 
-    from omnibind.evaluate.suite import TaskResult
+    from omnibind.evaluate.results import TaskResult
 
 TSV = Path(__file__).resolve().parent.parent / "data" / "ood_images.tsv"
 SETS = ("wallpapers", "opencv-photos", "scratch-backdrops")
@@ -135,7 +135,7 @@ def dataset_info(set_name: str, items: list[OodImage]) -> dict[str, Any]:
 def retrieval_task(embed: Callable[[list[Any], str], "np.ndarray"], limit: int | None,
                    set_name: str) -> "TaskResult":
     """Caption <-> image retrieval on one set, named `ood-<set>` (the suite's task signature plus the set)."""
-    from omnibind.evaluate.suite import _retrieval  # lazy: suite imports torch
+    from omnibind.evaluate.results import _retrieval
 
     items = load(set_name)[:limit]
     caps = embed([i.caption for i in items], "text")

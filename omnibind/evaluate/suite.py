@@ -9,6 +9,7 @@ measured.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -195,9 +196,18 @@ TASKS: dict[str, Callable[[CachedEmbedder, int | None], TaskResult]] = {
     "asterisk-speech": asterisk,
     "fashion-mnist": fashion_mnist,
     "sts-b": sts_b,
+    **{f"ood-{name}": functools.partial(lambda name, embed, limit: _ood_images().retrieval_task(embed, limit, name), name)
+       for name in ("wallpapers", "opencv-photos", "scratch-backdrops")},
     "ood-sounds": lambda embed, limit: _ood_sounds().retrieval_task(embed, limit),
     "ood-instruments": lambda embed, limit: _ood_sounds().instrument_task(embed, limit),
 }
+
+
+def _ood_images() -> Any:
+    """The out-of-domain photo sets' module (imported when a task runs)."""
+    from omnibind.evaluate import ood_images
+
+    return ood_images
 
 
 def _ood_sounds() -> Any:
