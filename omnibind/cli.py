@@ -207,7 +207,7 @@ def merge(
             merged = mg.merge_spaces(sa, sb, alpha, name=name)
             merged.save(out)
             console.print(f"wrote {out}: space {merged.name}, {', '.join(merged.towers)} towers, "
-                          f"alpha={merged.provenance['alpha']:g} (A {sa.name}, B {sb.name})")
+                          f"alpha={merged.provenance['alpha']:g} (A {sa.name}, B {sb.name}); {merged.provenance['calibration']}")
         if alphas is None:
             return
         result = mg.sweep(sa, sb, sweep_alphas, eval_general or "", eval_domain or "", out, limit=limit,

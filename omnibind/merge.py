@@ -64,11 +64,15 @@ def merge_spaces(a: Space, b: Space, alpha: float, name: str | None = None) -> S
         # Share a's loaded backbone, if any: same reference, same frozen weights.
         towers[modality] = Tower(modality, ta.backbone_ref, head.eval(), _backbone=ta._backbone)
     temperature = a.temperature if a.temperature == b.temperature else _lerp_float(a.temperature, b.temperature, alpha)
+    calibration, dropped = _merged_calibration(a, b, alpha)
     provenance = {
         "built_by": MERGED_BY,
         "training": f"none (merged by {MERGED_BY}: every float head tensor = (1 - alpha) * A + alpha * B)",
         "alpha": alpha,
         "parents": [_parent(a, "A"), _parent(b, "B")],
+        "calibration": ("kept the parents' fits of pairs whose towers the merge leaves unchanged"
+                        + (f"; dropped (the towers moved, no held-out pairs here to refit): {', '.join(dropped)}"
+                           if dropped else "")),
     }
     return Space(
         towers,
@@ -78,7 +82,30 @@ def merge_spaces(a: Space, b: Space, alpha: float, name: str | None = None) -> S
         temperature=temperature,
         provenance=provenance,
         limits=a.limits,
+        calibration=calibration,
+        views=a.views_config(),
     )
+
+
+def _merged_calibration(a: Space, b: Space, alpha: float) -> tuple[dict[str, list[float]], list[str]]:
+    """(fits kept, pairs dropped): a pair keeps its fit when the merged space gives its towers the
+    vectors that fit was made for: alpha 0 (a's), alpha 1 (b's), or towers equal in both parents
+    with the same fit. A stale fit would rank a mixed result list on wrong probabilities."""
+    if alpha in (0.0, 1.0):
+        source = a if alpha == 0.0 else b
+        return dict(source.calibration), []
+    same = {m for m in a.towers if _same_head(a.towers[m].head.state_dict(), b.towers[m].head.state_dict())}
+    kept, dropped = {}, []
+    for pair, fit in sorted(a.calibration.items()):
+        if set(pair.split("->")) <= same and b.calibration.get(pair) == fit:
+            kept[pair] = fit
+        else:
+            dropped.append(pair)
+    return kept, dropped
+
+
+def _same_head(sa: dict[str, torch.Tensor], sb: dict[str, torch.Tensor]) -> bool:
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def _parent(space: Space, role: str) -> dict[str, Any]:

@@ -210,6 +210,11 @@ def print_bind(console: Console, err: Console, result: Any, tower: str, out: Pat
     table = bind_table(m)
     if table is not None:
         console.print(table)
+    refit = m.get("calibration_refit") or {}
+    console.print(f"calibration refit on the {m['held_out']} held-out pairs: " +
+                  ", ".join(f"{k} P = sigmoid({a:.2f} z {b:+.2f})" for k, (a, b) in refit.items())
+                  if refit else f"calibration: too few held-out pairs to refit the {tower} pairs; they are left "
+                  "uncalibrated (search ranks them on z-scores)", soft_wrap=True)
     console.print(f"wrote {out}")
 
 

@@ -25,38 +25,9 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from omnibind.calibration_fit import PRIOR, fit, zscores  # noqa: E402
 from omnibind.evaluate import datasets as ds  # noqa: E402
-from omnibind.search import calibrate  # noqa: E402
 from omnibind.space import load_space  # noqa: E402
-
-PRIOR = 0.01  # share of matches the probabilities assume
-SAMPLE = 512
-
-
-def zscores(queries: np.ndarray, items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Each query's z-scores over `items`, standardised exactly as search does (`calibrate`)."""
-    ref = items if len(items) <= SAMPLE else items[np.sort(rng.choice(len(items), SAMPLE, replace=False))]
-    return np.stack([calibrate(q, items @ q, ref) for q in queries])
-
-
-def fit(z: np.ndarray, match: np.ndarray) -> tuple[float, float, dict]:
-    """Weighted one-feature logistic regression (Newton's method; two parameters)."""
-    x, y = z.reshape(-1).astype(np.float64), match.reshape(-1).astype(np.float64)
-    npos, nneg = y.sum(), len(y) - y.sum()
-    w = np.where(y > 0, PRIOR / npos, (1 - PRIOR) / nneg)
-    a, b = 1.0, 0.0
-    for _ in range(100):
-        p = 1 / (1 + np.exp(-(a * x + b)))
-        g = np.array([np.sum(w * (p - y) * x), np.sum(w * (p - y))])
-        h = np.sum(w * p * (1 - p) * np.stack([x * x, x, x, np.ones_like(x)]), axis=1).reshape(2, 2) + 1e-9 * np.eye(2)
-        step = np.linalg.solve(h, g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-10:
-            break
-    stats = {"positives": int(npos), "negatives": int(nneg), "z_pos_mean": float(x[y > 0].mean()),
-             "z_neg_mean": float(x[y == 0].mean()), "z_neg_std": float(x[y == 0].std())}
-    return float(a), float(b), stats
-
 
 def leave_one_out_audio(space, sounds, captions: np.ndarray) -> np.ndarray:
     """Train sounds embedded as if unseen: the default audio head is an exemplar bridge over these

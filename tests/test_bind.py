@@ -835,3 +835,35 @@ def test_cli_bind_with_replay_reports_both_manifests(shape_pairs, tmp_path: Path
     assert "(replay manifest)" in result.output and "bad.png" in result.output
     record = json.loads((out / "space.json").read_text())["provenance"]["bind_image"]
     assert record["metrics"]["replay"] == len(shape_pairs[1::2])
+
+
+def test_bind_refits_the_bound_towers_calibration_and_search_uses_it(space, linear_result, shape_pairs, tmp_path):
+    """A bound space carries match-probability fits for its new tower, refit on the held-out pairs
+    (never the old tower's, whose vectors moved), so a mixed collection still ranks on probabilities."""
+    from omnibind.collection import Collection
+    from omnibind.search import search
+
+    new = linear_result.space
+    refit = linear_result.metrics["calibration_refit"]
+    assert set(refit) == {"text->image", "image->text"}
+    assert new.calibration["text->image"] == refit["text->image"] != space.calibration.get("text->image")
+    assert all(a > 0 for a, _ in refit.values())
+    assert {k: v for k, v in new.calibration.items() if "image" not in k} == \
+        {k: v for k, v in space.calibration.items() if "image" not in k}
+    c = Collection.open(tmp_path / "c", new)
+    images = [p.b for p in shape_pairs[:24]]
+    c.add(images, ids=[f"img-{n}" for n in range(len(images))])
+    c.add([f"a note about {w}" for w in ("tax", "cake", "rome", "trains", "music", "rain", "bees", "maps", "wine", "golf",
+                                          "chess", "glue", "ink", "jazz", "kites", "lamps", "moss", "nuts", "owls", "pens",
+                                          "quilts", "rust")])
+    hits = search(c, shape_pairs[0].a, k=5, modality="image")
+    assert {h.kind for h in hits} == {"probability"}  # the bridge has no fits: before the bind these were z-scores
+    assert not space.calibration
+
+
+def test_a_stale_fit_is_never_carried_into_a_bound_space():
+    from omnibind.bind.trainer import _calibration_after_bind
+
+    old = {"text->image": [1.0, 0.0], "image->text": [1.0, 0.0], "text->audio": [2.0, 1.0], "text->text": [3.0, 0.0]}
+    assert _calibration_after_bind(old, "image", {}) == {"text->audio": [2.0, 1.0], "text->text": [3.0, 0.0]}
+    assert _calibration_after_bind(old, "image", {"text->image": [4.0, -2.0]})["text->image"] == [4.0, -2.0]

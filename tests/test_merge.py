@@ -173,6 +173,12 @@ def test_default_space_with_two_learned_image_heads():
     w = [s.towers["image"].head.proj.weight for s in spaces]
     assert torch.allclose(mid.towers["image"].head.proj.weight, (w[0] + w[1]) / 2, atol=1e-7)
     assert_same_weights_tower(mid, spaces[0], "audio")  # identical ConSE bridges stay identical
+    # calibration: the image fits are dropped (the image heads moved), the others kept
+    assert "text->image" in spaces[0].calibration and "text->image" not in mid.calibration
+    assert mid.calibration["text->audio"] == spaces[0].calibration["text->audio"]
+    assert mid.calibration["text->text"] == spaces[0].calibration["text->text"]
+    assert "dropped" in mid.provenance["calibration"] and "text->image" in mid.provenance["calibration"]
+    assert mg.merge_spaces(*spaces, 0.0).calibration == spaces[0].calibration
 
 
 def assert_same_weights_tower(x: Space, y: Space, modality: str) -> None:

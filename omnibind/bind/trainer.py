@@ -30,6 +30,7 @@ from omnibind.bind.cache import StackedFeatures as _Stacked
 from omnibind.bind.cache import project_items as _embed_items
 from omnibind.bind.pairs import BadRow, Pair, manifest_path, manifest_sha256_of, read_manifest
 from omnibind.errors import OmnibindError
+from omnibind.calibration_fit import refit_pairs
 from omnibind.evaluate.metrics import retrieval_metrics
 from omnibind.heads import Head, LinearHead, MLPHead, ResidualHead
 from omnibind.scale import ddp
@@ -258,11 +259,32 @@ def _train(space: Space, tower: Tower, data: _Data, skipped: list[BadRow], pairs
         best_epoch = len(history)
     head.eval()
     after = _evaluate(head, data, val_idx) if len(val_idx) else {}
+    calibration = _refit_calibration(config, head, data, val_idx)
     metrics = {"pairs": len(data.text_ids), "replay": int(data.replay.sum()), "train": len(train_idx),
                "held_out": len(val_idx), "best_epoch": best_epoch, "held_out_bridge": before,
-               "held_out_trained": after, "skipped": len(skipped)}
+               "held_out_trained": after, "skipped": len(skipped), "calibration_refit": calibration}
     new = _with_head(space, config, head, metrics, manifest_hash or _cells_sha256(pairs), objective.describe())
+    new.calibration = _calibration_after_bind(space.calibration, config.tower, calibration)
     return BindResult(new, metrics, history, skipped)
+
+
+@torch.no_grad()
+def _refit_calibration(config: BindConfig, head: Head, data: _Data, idx: np.ndarray) -> dict[str, list[float]]:
+    """The bound tower's match-probability fits ('text->m', 'm->text'), refit on the held-out pairs
+    with the trained head (omnibind/calibration_fit.py); empty when too few are held out."""
+    if not len(idx):
+        return {}
+    media = _embed_items(head, data.feats, idx).numpy()
+    ids = data.text_ids[idx]
+    unique = np.unique(ids)
+    return refit_pairs(config.tower, data.anchors[unique].numpy(), media, unique[:, None] == ids[None, :], config.seed)
+
+
+def _calibration_after_bind(old: dict[str, list[float]], modality: str, refit: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The old space's fits, less every pair that involves the re-bound tower (its vectors moved),
+    plus the refit ones: a stale fit is never carried into the new space."""
+    kept = {k: v for k, v in old.items() if modality not in k.split("->")}
+    return {**kept, **refit}
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -526,7 +548,8 @@ def _with_head(space: Space, config: BindConfig, head: Head, metrics: dict[str, 
               "losses": losses, "metrics": metrics}
     provenance = {**space.provenance, f"bind_{modality}": record}
     return Space(towers, name=f"{space.name}+bind-{modality}", anchor=space.anchor, video=space.video,
-                 temperature=space.temperature, provenance=provenance, limits=space.limits)
+                 temperature=space.temperature, provenance=provenance, limits=space.limits,
+                 views=space.views_config())
 
 
 def _cells_sha256(pairs: Sequence[Pair]) -> str:
