@@ -216,6 +216,7 @@ class ChunksView:
 
     name = "chunks"
     modalities = ("text",)
+    shapes_vector = True  # a long note's vector is the mean of its chunks
 
     def segments(self, item: "Input", space: "Space") -> list[Segment]:
         if item.modality not in self.modalities or not isinstance(item.payload, str):

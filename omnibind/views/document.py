@@ -26,6 +26,7 @@ class PagesView:
 
     name = "pages"
     modalities = ("document",)
+    shapes_vector = True  # a document's vector is the mean of its pages' chunks
 
     def segments(self, item: "Input", space: "Space") -> list[Segment]:
         from omnibind.documents import Document

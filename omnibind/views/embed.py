@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from omnibind.inputs import Input
     from omnibind.space import Space
 
-VECTOR_VIEWS = ("chunks", "pages", "speech", "ocr")  # views that shape an item's own vector
 REPLACING = ("chunk", "page")  # their mean is the item's text vector
 FOLDED = ("speech", "ocr")  # added to a media item's vector with a weight
 TEXT_KINDS = REPLACING + FOLDED  # segments whose vectors are the anchor's (calibrated as text)
@@ -47,9 +46,9 @@ class ItemEmbedding:
 
 
 def shapes_vector(name: str) -> bool:
-    """Whether a view's findings fold into the item's own vector (a view may say so with a
-    `shapes_vector` attribute; time windows do not)."""
-    return bool(getattr(registry.get(name), "shapes_vector", name in VECTOR_VIEWS))
+    """Whether a view's findings fold into the item's own vector (its `shapes_vector`; a view
+    that does not say is taken not to)."""
+    return bool(getattr(registry.get(name), "shapes_vector", False))
 
 
 def applicable(names: Sequence[str], modality: str) -> list[str]:

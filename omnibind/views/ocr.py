@@ -91,6 +91,7 @@ class OcrView:
 
     name = "ocr"
     modalities = ("image", "video")
+    shapes_vector = True  # the words found are added to the image's vector
 
     def __init__(self, max_side: int = MAX_SIDE, check_side: int = CHECK_SIDE, min_score: float = MIN_SCORE,
                  min_chars: int = MIN_CHARS, max_boxes: int = MAX_BOXES, frames: int = VIDEO_FRAMES,

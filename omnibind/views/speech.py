@@ -145,6 +145,7 @@ class SpeechView:
 
     name = "speech"
     modalities = ("audio", "video")
+    shapes_vector = True  # the words heard are added to the recording's vector
 
     def __init__(self, cpu_threads: int | None = None, max_seconds: float | None = None,
                  piece_seconds: float = 60.0, window_seconds: float = 0.0,

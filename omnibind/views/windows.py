@@ -79,6 +79,7 @@ class WindowsView:
     frame_side: int = FRAME_SIDE
     name: str = "windows"
     modalities: tuple[str, ...] = ("audio", "video")
+    shapes_vector: bool = False  # located copies of the item: its own vector stays as it is
 
     def __post_init__(self) -> None:
         if min(self.window, self.hop, self.scene, self.scene_hop) <= 0 or self.max_windows < 1:
