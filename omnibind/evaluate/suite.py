@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from omnibind import modalities
-from omnibind.bind.cache import FeatureCache, StackedFeatures, project_items
-from omnibind.errors import OmnibindError
+from omnibind.bind.cache import FeatureCache, StackedFeatures, content_key, project_items
+from omnibind.errors import InputError, OmnibindError
 from omnibind.evaluate import datasets as ds
 from omnibind.evaluate import metrics as M
 from omnibind.evaluate.results import (  # noqa: F401 - re-exported: tasks and reports import them from here
@@ -38,7 +38,7 @@ from omnibind.evaluate.results import (  # noqa: F401 - re-exported: tasks and r
 from omnibind.backbones.onnx import cache_dir
 from omnibind.space import Space
 from omnibind.tower import Tower
-from omnibind.views.cache import SegmentCache, content_key
+from omnibind.views.cache import SegmentCache
 
 # Fashion-MNIST's own prompts: the task's definition (small grey product shots), not the image
 # modality's defaults; `omnibind eval` and `omnibind merge` both score the task with them.
@@ -119,7 +119,7 @@ class CachedEmbedder:
 
         try:
             key, found, notes = content_key(obj), [], []
-        except TypeError:  # nothing to key it by: find its segments every time
+        except InputError:  # nothing to key it by: find its segments every time
             return find_segments(self.space, item, names)
         for name in names:
             version = str(getattr(views.get(name), "version", "1"))

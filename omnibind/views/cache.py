@@ -1,5 +1,6 @@
 """A disk cache of what the word-finding views found (speech transcripts, text in images), keyed
-by the content's sha256 and the view's name and version.
+by the content's sha256 (`bind.cache.content_key`, as the feature cache) and the view's name and
+version.
 
 Evaluation re-embeds the same real files on every run with a new space or new head weights; the
 transcripts and OCR lines do not change with the space, so they are found once. Only segments
@@ -8,32 +9,12 @@ that carry words are cached (time windows hold pieces of media and are cheap to 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from omnibind.views import Segment
-
-
-def content_key(obj: Any) -> str:
-    """sha256 of what an evaluation object holds: a file's bytes, a text, an image's pixels."""
-    h = hashlib.sha256()
-    if isinstance(obj, (str, Path)) and Path(obj).is_file():
-        h.update(Path(obj).read_bytes())
-    elif isinstance(obj, str):
-        h.update(b"text:" + obj.encode("utf-8"))
-    elif hasattr(obj, "tobytes") and hasattr(obj, "mode"):  # a PIL image
-        h.update(f"image:{obj.mode}:{obj.size}:".encode() + obj.tobytes())
-    elif isinstance(obj, dict) and "array" in obj:  # an in-memory waveform
-        import numpy as np
-
-        array = np.ascontiguousarray(obj["array"])
-        h.update(f"audio:{obj.get('sampling_rate')}:{array.dtype}:{array.shape}:".encode() + array.tobytes())
-    else:
-        raise TypeError(f"cannot key {type(obj).__name__} for the segment cache")
-    return h.hexdigest()
 
 
 class SegmentCache:
