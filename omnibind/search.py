@@ -37,7 +37,7 @@ import numpy as np
 from omnibind import modalities
 from omnibind.collection import RESULT_COLUMNS, Collection, CollectionError, sql_list
 from omnibind.inputs import to_input
-from omnibind.views.embed import calibration_group
+from omnibind.views.embed import calibration_group, describe
 
 MIN_SAMPLE = 20  # fewer items of a searched modality than this: too few to calibrate, rank on raw cosine
 
@@ -213,8 +213,7 @@ def _segment(row: dict[str, Any]) -> dict[str, Any]:
     chars = (row["char_start"], row["char_end"]) if row.get("char_start") is not None else None
     seg = Segment(row["kind"], text=row.get("text") or "", start=row.get("start"), end=row.get("end"),
                   page=row.get("page"), chars=chars)
-    return {"kind": seg.kind, "location": seg.location(), "start": seg.start, "end": seg.end, "page": seg.page,
-            "chars": list(chars) if chars else None, "text": row.get("text")}
+    return {**describe(seg), "text": row.get("text")}
 
 
 def _with_item_text(collection: Collection, hits: list[Hit]) -> list[Hit]:
