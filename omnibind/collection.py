@@ -429,6 +429,10 @@ class Collection:
         calibration sample is drawn from, so what says whether it is stale."""
         return self._row_counts()[1]
 
+    def has_segments(self) -> bool:
+        """Whether any item has segment rows (from the per-version counts: no table scan)."""
+        return sum(self.group_counts().values()) > sum(self.modality_counts().values())
+
     def _row_counts(self) -> tuple[dict[str, int], dict[str, int]]:
         version = self.table.version
         if self._counts is not None and self._counts[0] == version:

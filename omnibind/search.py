@@ -277,7 +277,7 @@ def _candidates(collection: Collection, q: np.ndarray, modality: str, where: str
     # Matryoshka column: fetch refine*k on the short vectors, re-score them at full dimension here.
     # Full-dimension index: LanceDB re-ranks refine*k quantised candidates with the exact vectors.
     # Items with segments own several rows: fetch more rows until k items are among them.
-    rows_per_item = SEGMENT_FETCH if collection.table.count_rows() > len(collection) else 1
+    rows_per_item = SEGMENT_FETCH if collection.has_segments() else 1
     limit = k * rows_per_item * (refine if short else 1)
     while True:
         builder = (collection.table.search(qv, vector_column_name=column).distance_type("cosine")
