@@ -124,19 +124,24 @@ def test_ten_thousand_tiny_characters_finish_in_bounded_time(check_side: int) ->
     assert len(lines) <= view.max_boxes
 
 
-def test_video_frames_give_timed_deduplicated_segments(view: OcrView, tmp_path: Path) -> None:
+def sign_video(path: Path, rate: int, frames: int) -> Path:
+    """An MP4 showing the sign 'EXIT NORTH' in every one of `frames` frames at `rate` frames/s."""
     av = pytest.importorskip("av")
-    path = tmp_path / "sign.mp4"
     frame = sign("EXIT NORTH", size=(320, 240), font_size=32)
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=4)
+        stream = out.add_stream("mpeg4", rate=rate)
         stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
         stream.bit_rate = 2_000_000
-        for _ in range(12):  # 3 s, the same sign throughout
+        for _ in range(frames):
             for packet in stream.encode(av.VideoFrame.from_image(frame)):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+    return path
+
+
+def test_video_frames_give_timed_deduplicated_segments(view: OcrView, tmp_path: Path) -> None:
+    path = sign_video(tmp_path / "sign.mp4", rate=4, frames=12)  # 3 s, the same sign throughout
     item = load_file(path)
     assert item.modality == "video"
     segments = view.segments(item)
@@ -202,17 +207,6 @@ def test_real_text_free_photos_gain_no_segments(view: OcrView) -> None:
 def test_a_video_segment_carries_the_time_of_the_frame_read(view: OcrView, tmp_path: Path) -> None:
     """Frames are picked at the first frame at or after each slice centre: the segment says when
     that frame was shown (1.0 s), not the centre it was picked for (0.917 s)."""
-    av = pytest.importorskip("av")
-    path = tmp_path / "slow.mp4"
-    frame = sign("EXIT NORTH", size=(320, 240), font_size=32)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=2)
-        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-        stream.bit_rate = 2_000_000
-        for _ in range(11):  # 5.5 s at 2 frames/s: slice centres 0.917, 2.75, 4.58
-            for packet in stream.encode(av.VideoFrame.from_image(frame)):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    path = sign_video(tmp_path / "slow.mp4", rate=2, frames=11)  # 5.5 s: slice centres 0.917, 2.75, 4.58
     segments = view.segments(load_file(path))
     assert len(segments) == 1 and segments[0].start == pytest.approx(1.0)
