@@ -61,10 +61,9 @@ class Calibration:
         path = self.path.with_name(f"reference-text-{space.fingerprint()[:16]}.npy")
         if path.exists():
             return np.load(path)
-        from importlib import resources
+        from omnibind.backbones.efficientnet import imagenet_class_names  # the one reader of that list
 
-        lines = resources.files("omnibind.data").joinpath("imagenet_classes.tsv").read_text("utf-8").splitlines()
-        names = [line.split("\t", 1)[1].split(",")[0] for line in lines if line and not line.startswith("#")]
+        names = [synonyms[0] for synonyms in imagenet_class_names()]
         vectors = space.embed(names[:: max(1, len(names) // REFERENCE_TEXTS)][:REFERENCE_TEXTS], views=())
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}.npy")
         np.save(tmp, vectors.astype(np.float32))
