@@ -105,15 +105,12 @@ def embed_with_views(space: "Space", items: Sequence["Input"], base: np.ndarray 
         segs, mine = [segs[j] for j in keep], mine[keep]
         vector = None if i in errors else _fold(space, None if base is None else base[i], segs, mine)
         if vector is None:
-            errors.setdefault(i, InputError(items[i].source, _why_empty(items[i], base)))
+            errors.setdefault(i, InputError(items[i].source, "no text found in the document" if base is None
+                                            else "embedding failed"))
             out.append(None)
             continue
         out.append(ItemEmbedding(vector, segs if keep_segments else [], mine if keep_segments else None, notes))
     return out, errors
-
-
-def _why_empty(item: "Input", base: np.ndarray | None) -> str:
-    return "no text found in the document" if base is None else "embedding failed"
 
 
 def _embed_segments(space: "Space", segments: list[Segment], batch_size: int) -> tuple[np.ndarray, dict[int, str]]:
