@@ -132,17 +132,23 @@ class ConSEHead(Head):
 class ResidualHead(Head):
     """A frozen bridge plus a trainable correction that starts at exactly zero.
 
-    output = bridge(features) + correction(features[input_key]). With the correction's last
-    layer zero-initialised, training starts from the bridge and only learns what improves on
+    output = bridge(features) + scale · correction(features[input_key]). With the correction's
+    last layer zero-initialised, training starts from the bridge and only learns what improves on
     it: on Tux Paint this beat plain linear/MLP heads, which fell below the bridge.
+
+    `scale` is WiSE-FT for this head: interpolating the correction's last layer between zero (the
+    bridge, scale 0) and its trained weights (scale 1) is exactly this multiplier. A scale below 1
+    keeps more of the training-free bridge where the trained correction does not generalise.
     """
 
     kind = "residual"
 
     def __init__(self, input_key: str, in_dim: int, out_dim: int, bridge: dict[str, Any],
-                 correction: str = "mlp", hidden: int = 512) -> None:
+                 correction: str = "mlp", hidden: int = 512, scale: float = 1.0) -> None:
         super().__init__(input_key, in_dim, out_dim)
-        self.bridge_config, self.correction_kind, self.hidden = bridge, correction, hidden
+        if not 0.0 <= scale <= 1.0:
+            raise SpaceError(f"residual scale must be in [0, 1], got {scale}")
+        self.bridge_config, self.correction_kind, self.hidden, self.scale = bridge, correction, hidden, float(scale)
         self.bridge = build_head(bridge)
         self.bridge.requires_grad_(False)
         if correction == "linear":
@@ -163,13 +169,15 @@ class ResidualHead(Head):
         return head
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "bridge": self.bridge_config, "correction": self.correction_kind, "hidden": self.hidden}
+        return {**super().config(), "bridge": self.bridge_config, "correction": self.correction_kind, "hidden": self.hidden,
+                "scale": self.scale}
 
     def forward(self, features: Features) -> torch.Tensor:
         with torch.no_grad():
             base = self.bridge(features)
         base = nn.functional.normalize(base.float(), dim=-1)  # corrections live on the bridge's unit scale
-        return base + self.correction(features[self.input_key].float())
+        correction = self.correction(features[self.input_key].float())
+        return base + correction if self.scale == 1.0 else base + self.scale * correction
 
 
 HEADS: dict[str, type[Head]] = {h.kind: h for h in (IdentityHead, LinearHead, MLPHead, ConSEHead, ResidualHead)}

@@ -75,3 +75,34 @@ def test_residual_head_starts_exactly_at_the_bridge_and_round_trips():
     rebuilt.load_state_dict(head.state_dict())
     assert torch.allclose(rebuilt(feats), head(feats))
     assert torch.allclose(rebuilt(feats), expected + 0.1)
+
+
+def test_residual_scale_is_wise_ft_between_the_bridge_and_the_trained_correction():
+    """scale 0 is the bridge, scale 1 the trained head, and scale s is exactly the head whose
+    correction's last layer was interpolated s of the way from zero (WiSE-FT), and it round-trips."""
+    from omnibind.errors import SpaceError
+    from omnibind.heads import ResidualHead
+
+    torch.manual_seed(0)
+    bridge = ConSEHead.from_classes("logits", torch.randn(7, 5), top_k=3)
+    trained = ResidualHead.around(bridge, "pooled", 12)
+    with torch.no_grad():
+        for p in trained.correction.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    feats = {"logits": torch.randn(4, 7), "pooled": torch.randn(4, 12)}
+    base = torch.nn.functional.normalize(bridge(feats), dim=-1)
+    half = build_head({**trained.config(), "scale": 0.5})
+    half.load_state_dict(trained.state_dict())
+    interpolated = build_head(trained.config())
+    interpolated.load_state_dict(trained.state_dict())
+    with torch.no_grad():
+        interpolated.correction[-1].weight.mul_(0.5)
+        interpolated.correction[-1].bias.mul_(0.5)
+    assert torch.allclose(half(feats), interpolated(feats), atol=1e-6)
+    assert not torch.allclose(half(feats), trained(feats), atol=1e-3)
+    zero = build_head({**trained.config(), "scale": 0.0})
+    zero.load_state_dict(trained.state_dict())
+    assert torch.allclose(zero(feats), base, atol=1e-6)
+    assert build_head(half.config()).scale == 0.5
+    with pytest.raises(SpaceError, match="scale"):
+        build_head({**trained.config(), "scale": 1.5})

@@ -69,6 +69,7 @@ class BindConfig:
     val_fraction: float = 0.2
     patience: int = 6
     seed: int = 0
+    unlabelled_weight: float = 0.5  # distillation toward the teacher on `bind(..., unlabelled=...)` media
 
     def default_losses(self, dim: int) -> list[L.BindLoss]:
         """The loss terms the fields `loss`, `temperature`, `matryoshka`, `teacher`, `distill`,
@@ -108,17 +109,22 @@ class _Data:
     anchors: torch.Tensor  # unique texts' anchor vectors
     teacher: torch.Tensor | None
     replay: np.ndarray  # bool per item: a replay pair (train only)
+    unlabelled: _Stacked | None = None  # media without captions, only distilled toward the teacher
+    unlabelled_teacher: torch.Tensor | None = None
 
 
 def bind(space: Space, pairs: Sequence[Pair], config: BindConfig, cache_root: Path | None = None,
          on_epoch: EpochCallback | None = None, on_features: CountCallback | None = None,
          manifest_hash: str | None = None, replay: Sequence[Pair] = (), nproc: int = 1,
-         losses: Sequence[nn.Module] | None = None) -> BindResult:
+         losses: Sequence[nn.Module] | None = None, unlabelled: Sequence[Any] = ()) -> BindResult:
     """Train `config.tower`'s head on `pairs`; return a new space (the input space is untouched).
 
     `replay` pairs are always trained on and never held out: general-domain pairs mixed into a
     narrow bind so the space keeps what it knew, or extra training data that must not pollute
-    the held-out measure of `pairs`. `nproc > 1` trains in that many processes on one global
+    the held-out measure of `pairs`. `unlabelled` media (paths, images, clips: no captions) are
+    plentiful where pairs are not: every batch also pulls the head's vectors of a sample of them
+    toward the teacher's (cosine, `config.unlabelled_weight`), so the head keeps the bridge's
+    behaviour on data unlike the pairs instead of drifting there (issue 15). `nproc > 1` trains in that many processes on one global
     batch (omnibind/scale/ddp.py): the same result, up to float summation order.
 
     `losses` replaces the loss terms the config describes (`BindConfig.default_losses`); copies
@@ -130,7 +136,11 @@ def bind(space: Space, pairs: Sequence[Pair], config: BindConfig, cache_root: Pa
                         f"anchor {space.anchor!r} is locked")
     terms = _loss_terms(config, space.dim, losses)
     manifest_hash = manifest_hash or manifest_sha256_of(pairs, replay)
+    if unlabelled and not config.teacher:
+        raise BindError("unlabelled media are distilled toward a teacher: set BindConfig.teacher")
     if nproc > 1 and not ddp.active():
+        if unlabelled:
+            raise BindError("unlabelled media are not supported with nproc > 1 yet")
         return _bind_in_processes(space, pairs, replay, config, losses, cache_root, manifest_hash, nproc)
     sources = (manifest_path(pairs), manifest_path(replay))
     everything = list(pairs) + list(replay)
@@ -141,6 +151,8 @@ def bind(space: Space, pairs: Sequence[Pair], config: BindConfig, cache_root: Pa
     needs_teacher = any(getattr(t, "uses_teacher", False) for t in terms)
     data, skipped = _prepare(space, tower, everything, config, cache_root, on_features, len(pairs), needs_teacher,
                              sources)  # backbones: all threads
+    if unlabelled:
+        _add_unlabelled(space, tower, config, data, unlabelled, cache_root)
     if ddp.rank() == 0:
         ddp.barrier()
     threads = torch.get_num_threads()
@@ -261,6 +273,7 @@ def _train(space: Space, tower: Tower, data: _Data, skipped: list[BadRow], pairs
     after = _evaluate(head, data, val_idx) if len(val_idx) else {}
     calibration = _refit_calibration(config, head, data, val_idx)
     metrics = {"pairs": len(data.text_ids), "replay": int(data.replay.sum()), "train": len(train_idx),
+               "unlabelled": len(data.unlabelled) if data.unlabelled is not None else 0,
                "held_out": len(val_idx), "best_epoch": best_epoch, "held_out_bridge": before,
                "held_out_trained": after, "skipped": len(skipped), "calibration_refit": calibration}
     new = _with_head(space, config, head, metrics, manifest_hash or _cells_sha256(pairs), objective.describe())
@@ -327,11 +340,33 @@ def _prepare(space: Space, tower: Tower, pairs: Sequence[Pair], config: BindConf
         teacher=None,
         replay=np.array([oriented[i][3] for i in keep], dtype=bool),
     )
-    data.teacher = _teacher_vectors(space, tower, config, data) if needs_teacher else None
+    data.teacher = _teacher_vectors(space, tower, config, data.feats) if needs_teacher else None
     return data, skipped
 
 
-def _teacher_vectors(space: Space, tower: Tower, config: BindConfig, data: _Data) -> torch.Tensor | None:
+def _add_unlabelled(space: Space, tower: Tower, config: BindConfig, data: _Data, media: Sequence[Any],
+                    cache_root: Path | None) -> None:
+    """Cached features and teacher vectors of the unlabelled media; one that fails to load is left
+    out (it has no pair to report), and none loading at all is an error."""
+    feats, _ = FeatureCache(tower.backbone, cache_root).features(list(media))
+    kept = [f for f in feats if f is not None]
+    if not kept:
+        raise BindError(f"none of the {len(media)} unlabelled media could be read")
+    data.unlabelled = _Stacked(kept)
+    data.unlabelled_teacher = _teacher_vectors(space, tower, config, data.unlabelled)
+
+
+def _unlabelled_loss(head: Head, data: _Data, n: int, weight: float, rng: np.random.Generator) -> torch.Tensor | None:
+    """Cosine distillation of a random sample of `n` unlabelled media toward the teacher."""
+    if data.unlabelled is None or weight <= 0:
+        return None
+    idx = np.sort(rng.choice(len(data.unlabelled), size=min(n, len(data.unlabelled)), replace=False))
+    student = nn.functional.normalize(_embed_items(head, data.unlabelled, idx), dim=-1)
+    teacher = nn.functional.normalize(data.unlabelled_teacher[idx], dim=-1)
+    return weight * (1.0 - (student * teacher).sum(-1)).mean()
+
+
+def _teacher_vectors(space: Space, tower: Tower, config: BindConfig, feats: _Stacked) -> torch.Tensor | None:
     """The teacher's vectors of every item, once (the teacher is frozen)."""
     if not config.teacher:
         return None
@@ -343,7 +378,7 @@ def _teacher_vectors(space: Space, tower: Tower, config: BindConfig, data: _Data
             raise BindError(f"teacher space {config.teacher} needs a {config.tower} tower on {tower.backbone_ref}")
         teacher_head = other.towers[config.tower].head
     with torch.no_grad():
-        return _embed_items(teacher_head.eval(), data.feats, range(len(data.feats)))
+        return _embed_items(teacher_head.eval(), feats, range(len(feats)))
 
 
 def _split(groups: list[str], fraction: float, seed: int,
@@ -461,6 +496,9 @@ def _train_epoch(head: Head, objective: _Objective, optimiser: torch.optim.Optim
     params = [p for g in optimiser.param_groups for p in g["params"]]
     for b, batch_idx in enumerate(batches):
         loss, parts = objective(_batch_outputs(head, data, batch_idx, train_idx, hard))
+        extra = _unlabelled_loss(head, data, len(batch_idx), config.unlabelled_weight, rng)
+        if extra is not None:
+            loss, parts = loss + extra, {**parts, "unlabelled": extra}
         # Caption-disjoint batches can be small (keyword captions: one pair per caption); they are
         # accumulated into one optimiser step of about batch_size pairs, each keeping its own negatives.
         weighted = loss * len(batch_idx)
