@@ -194,17 +194,17 @@ def merge(
     limit: Optional[int] = typer.Option(None, help="First N items of each task (default: all, as omnibind eval)."),
     cache: Optional[Path] = typer.Option(None, help="Feature cache folder (default: $OMNIBIND_CACHE/features)."),
     name: Optional[str] = typer.Option(None, help="Name of the merged space."),
+    pairs: Optional[Path] = typer.Option(None, help="Held-out pairs (a bind manifest) to refit calibration on."),
 ) -> None:
     """Merge two spaces of the same structure by weight interpolation (WiSE-FT), or sweep alpha."""
     from omnibind import merge as mg
-
     if alphas is None and alpha is None:
         _fail(ValueError("give --alpha, or --alphas with --eval-general and --eval-domain"))
     try:
         sweep_alphas = [float(x) for x in alphas.split(",") if x.strip()] if alphas is not None else []
         sa, sb = load_space(a), load_space(b)
         if alpha is not None:
-            merged = mg.merge_spaces(sa, sb, alpha, name=name)
+            merged = mg.merge_spaces(sa, sb, alpha, name=name, pairs=pairs)
             merged.save(out)
             console.print(f"wrote {out}: space {merged.name}, {', '.join(merged.towers)} towers, "
                           f"alpha={merged.provenance['alpha']:g} (A {sa.name}, B {sb.name}); {merged.provenance['calibration']}")

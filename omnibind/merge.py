@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from omnibind.errors import SpaceError
+from omnibind.errors import InputError, SpaceError
 from omnibind.evaluate.suite import FeatureCaches, score, task_names
 from omnibind.heads import build_head
 from omnibind.space import Space, heads_sha256
@@ -40,7 +40,7 @@ Row = dict[str, float]  # {"alpha": a, "<task>/<metric>": value, ...}
 # -- merging ------------------------------------------------------------------------------------
 
 
-def merge_spaces(a: Space, b: Space, alpha: float, name: str | None = None) -> Space:
+def merge_spaces(a: Space, b: Space, alpha: float, name: str | None = None, pairs: str | Path | None = None) -> Space:
     """The space whose head tensors are `(1 - alpha) * a + alpha * b`.
 
     `a` and `b` must share their structure: the same modalities, anchor and video fusion, and
@@ -48,7 +48,8 @@ def merge_spaces(a: Space, b: Space, alpha: float, name: str | None = None) -> S
     otherwise `SpaceError` names the first difference. Non-float buffers are copied and must be
     equal. `alpha=0` returns a's weights exactly, `alpha=1` b's. The space temperature is
     interpolated the same way. The provenance records both parents (name, a sha256 of their
-    heads' state, their own provenance) and alpha.
+    heads' state, their own provenance) and alpha. Calibration: the parents' fits that still hold
+    are kept; with `pairs` (a held-out bind manifest) the moved towers' fits are refit on them.
     """
     alpha = _check_alpha(alpha)
     _check_structure(a, b)
@@ -74,7 +75,7 @@ def merge_spaces(a: Space, b: Space, alpha: float, name: str | None = None) -> S
                         + (f"; dropped (the towers moved, no held-out pairs here to refit): {', '.join(dropped)}"
                            if dropped else "")),
     }
-    return Space(
+    merged = Space(
         towers,
         name=name or f"{a.name}+{b.name}@{alpha:g}",
         anchor=a.anchor,
@@ -85,6 +86,40 @@ def merge_spaces(a: Space, b: Space, alpha: float, name: str | None = None) -> S
         calibration=calibration,
         views=a.views_config(),
     )
+    if pairs is not None:
+        refit = refit_calibration(merged, pairs)
+        merged.provenance["calibration"] += f"; refit on {Path(pairs).name}: {', '.join(refit) or 'nothing (too few pairs)'}"
+    return merged
+
+
+def refit_calibration(space: Space, pairs_path: str | Path) -> list[str]:
+    """Refit `space`'s 'text-><m>' and '<m>-><text>' match-probability fits on held-out pairs (a
+    bind manifest: caption + medium per row) with the space's own vectors, in place; the refit
+    keys, sorted. A merge moves its towers, so the parents' fits no longer describe them: this is
+    how a merged space gets calibrated search back (pairs the heads never trained on, please)."""
+    from omnibind.bind.pairs import read_manifest
+    from omnibind.calibration_fit import refit_pairs
+    from omnibind.inputs import to_input
+
+    pairs, _ = read_manifest(pairs_path)
+    by_modality: dict[str, list[tuple[str, Any]]] = {}
+    for p in pairs:
+        text, medium = (p.a, p.b) if isinstance(p.a, str) else (p.b, p.a)
+        if isinstance(text, str) and not isinstance(medium, str):
+            try:
+                item = to_input(medium)
+            except InputError:
+                continue  # a bad file is left out of the fit, as bind leaves it out of training
+            by_modality.setdefault(item.modality, []).append((text, item))
+    refit: dict[str, list[float]] = {}
+    for modality, rows in sorted(by_modality.items()):
+        if modality not in space.towers or modality == space.anchor:
+            continue
+        captions = sorted({t for t, _ in rows})
+        match = np.array([[t == c for t, _ in rows] for c in captions])
+        refit.update(refit_pairs(modality, space.embed(captions), space.embed([m for _, m in rows]), match))
+    space.calibration = {**space.calibration, **refit}
+    return sorted(refit)
 
 
 def _merged_calibration(a: Space, b: Space, alpha: float) -> tuple[dict[str, list[float]], list[str]]:

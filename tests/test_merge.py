@@ -386,3 +386,33 @@ def test_cli_sweep_runs_the_library_sweep(pair, stub_tasks, tmp_path):
     bad = CliRunner().invoke(app, ["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out),
                                    "--alphas", "0,1", "--eval-general", "tux-test", "--eval-domain", "stub-domain"])
     assert bad.exit_code == 1 and "tux-test" in bad.output
+
+
+@pytest.mark.slow
+def test_merge_with_held_out_pairs_refits_the_moved_towers_calibration(tmp_path):
+    """`omnibind merge --pairs`: the moved image tower's fits are dropped by the merge, then refit
+    on the given pairs (Tux Paint *train* stamps, a manifest) with the merged space's vectors."""
+    from omnibind.cli import app
+    from omnibind.evaluate.datasets import DataMissingError, tuxpaint_images
+
+    try:
+        stamps = tuxpaint_images("train")[:40]
+    except DataMissingError as exc:
+        pytest.skip(str(exc))
+    a = load_space("default")
+    b = load_space("default")
+    with torch.no_grad():
+        b.towers["image"].head.correction[-1].weight.mul_(0.5)
+    manifest = tmp_path / "held.jsonl"
+    manifest.write_text("".join(json.dumps({"a": s.caption, "b": str(s.image)}) + "\n" for s in stamps))
+    plain = mg.merge_spaces(a, b, 0.5)
+    assert "text->image" not in plain.calibration and "image->text" not in plain.calibration
+    result = CliRunner().invoke(app, ["merge", str(a.save(tmp_path / "A")), str(b.save(tmp_path / "B")), "--alpha", "0.5",
+                                      "--out", str(tmp_path / "C"), "--pairs", str(manifest)])
+    assert result.exit_code == 0, result.output
+    merged = load_space(tmp_path / "C")
+    assert {"text->image", "image->text"} <= set(merged.calibration)
+    assert merged.calibration["text->audio"] == a.calibration["text->audio"]  # the audio tower did not move
+    slope, _ = merged.calibration["text->image"]
+    assert slope > 0 and "refit on held.jsonl: image->text, text->image" in merged.provenance["calibration"]
+    assert "refit on held.jsonl" in result.output
