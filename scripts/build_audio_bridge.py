@@ -33,7 +33,10 @@ F = torch.nn.functional
 
 def features() -> dict[str, object]:
     """Per exemplar: caption, group, is_gm, mean normalised aisfx embedding and aisfx logits (cached)."""
-    cache = sb.cache_root() / "proto-features.pt"
+    import hashlib
+
+    rows = "\n".join(f"{r.path}\t{r.caption}" for r in sb.rows())
+    cache = sb.cache_root() / f"proto-features-{hashlib.sha256(rows.encode()).hexdigest()[:12]}.pt"
     if cache.is_file():
         return torch.load(cache, weights_only=False)
     from omnibind.backbones import load_backbone
