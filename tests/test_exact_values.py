@@ -209,11 +209,11 @@ def test_conse_exemplar_mode_with_temperature():
 
 
 def test_shipped_audio_head_uses_its_temperature(space):
-    """The default's audio bridge (exemplar ConSE, T=0.1, k=3) on real features, against NumPy."""
+    """The default's audio bridge (exemplar ConSE, T=0.01, k=3) on real features, against NumPy."""
     import omnibind
 
     head = space.towers["audio"].head
-    assert (head.kind, head.top_k, head.temperature) == ("conse", 3, 0.1)
+    assert (head.kind, head.top_k, head.temperature) == ("conse", 3, 0.01)
     backbone = space.towers["audio"].backbone
     sound = omnibind.to_input({"array": two_window_sound(), "sampling_rate": AISFX_RATE})
     segment = next(iter(backbone.segments(sound)))
@@ -222,7 +222,7 @@ def test_shipped_audio_head_uses_its_temperature(space):
         got = head(feats).double().numpy()
     x = feats["embedding"].double().numpy()
     protos, classes = head.prototypes.double().numpy(), head.class_embeddings.double().numpy()
-    np.testing.assert_allclose(got, _conse_numpy(unit(x) @ unit(protos).T, classes, 3, 0.1), atol=1e-5)
+    np.testing.assert_allclose(got, _conse_numpy(unit(x) @ unit(protos).T, classes, 3, 0.01), atol=1e-5)
 
 
 # -- distillation ----------------------------------------------------------------------------------
