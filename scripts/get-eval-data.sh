@@ -21,6 +21,16 @@ APT_PACKAGES=(
   scratch                       # Scratch 1.4 photo backdrops: an out-of-domain image set (evaluate/ood_images.py)...
   palapeli-data                 # ...and puzzle photos beside the wallpapers
 )
+# Only to REBUILD the shipped spaces (scripts/build_bridge_space.py, train_default_space.py,
+# make_imagenet_class_texts.py): `BUILD=1 scripts/get-eval-data.sh`. About 1.4 GB; CI skips them.
+if [ -n "${BUILD:-}" ]; then
+  APT_PACKAGES+=(
+    wordnet-base                # ImageNet class texts (omnibind/data/imagenet_class_texts.tsv)
+    wesnoth-1.16-data widelands-data gcompris-qt-data hedgewars-data supertux-data freeciv-data
+    tuxpaint-data fluid-soundfont-gm   # the sound bank (docs/sound-bank.md)
+    gnome-backgrounds mate-backgrounds ukui-wallpapers lomiri-wallpapers-20.04  # unlabelled pictures
+  )
+fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
