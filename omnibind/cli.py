@@ -14,6 +14,7 @@ from rich.console import Console
 
 from omnibind import render
 from omnibind.errors import InputError, OmnibindError
+from omnibind.inputs import Text, from_argument
 from omnibind.extras import require
 from omnibind.space import load_space
 
@@ -40,11 +41,6 @@ def _home(home: Optional[Path]) -> Optional[Path]:  # the command's --home, else
     return home.expanduser().resolve() if home else HOME["home"]
 
 
-def _as_item(arg: str) -> Any:
-    """A CLI argument is a file if such a path exists, text otherwise."""
-    return Path(arg).expanduser() if Path(arg).expanduser().exists() else arg
-
-
 def _fail(exc: Exception) -> None:
     err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
     raise typer.Exit(1)
@@ -61,10 +57,10 @@ def embed(
     space: Optional[str] = SpaceOpt,
 ) -> None:
     """Embed files and texts into the shared space."""
-    objs = [_as_item(x) for x in (items or [])] + list(text)
-    if not objs:
+    if not items and not text:
         _fail(ValueError("nothing to embed: give files or texts, or --text"))
     try:
+        objs = [from_argument(x) for x in (items or [])] + [Text(t) for t in text]
         sp = load_space(space)
         result = sp.embed(objs, batch_size=batch_size, dim=dim, show_progress=len(objs) > 8, on_error="skip")
         if result.errors and not skip_errors:
@@ -89,7 +85,7 @@ def similarity(
 ) -> None:
     """Cosine similarity of two inputs of any modality."""
     try:
-        score = float(load_space(space).similarity([_as_item(a)], [_as_item(b)])[0, 0])
+        score = float(load_space(space).similarity([from_argument(a)], [from_argument(b)])[0, 0])
     except OmnibindError as exc:
         _fail(exc)
     console.print(f"{score:.4f}")
@@ -329,7 +325,7 @@ def classify(
 
     failed: list[InputError] = []
     try:
-        results = run_classify(load_space(space), [_as_item(f) for f in files], labels.split(","), errors=failed)
+        results = run_classify(load_space(space), [from_argument(f) for f in files], labels.split(","), errors=failed)
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
     for exc in failed:

@@ -35,3 +35,9 @@ class SpaceError(OmnibindError):
 
 class MislabelledInputWarning(UserWarning):
     """A file's name says one type, its content another; omnibind trusts the content."""
+
+
+class PathLikeTextWarning(UserWarning):
+    """A `str` that looks like a file path is embedded as text (str is text, as in
+    sentence-transformers); pass `pathlib.Path` / `omnibind.File` for the file, `omnibind.Text` for
+    the words. `warnings.simplefilter("error", PathLikeTextWarning)` makes it an error (strict mode)."""

@@ -10,6 +10,7 @@ the reason.
 from __future__ import annotations
 
 import mmap
+import re
 import os
 import stat
 import warnings
@@ -26,7 +27,7 @@ from omnibind.decoders import (  # noqa: F401  (re-exported: the public decoding
     check_ogg_complete, check_text, image_object, looks_like_bomless_utf16, looks_like_legacy_text, open_audio,
     open_video, sniff, to_rgb, video_from_frames,
 )
-from omnibind.errors import InputError, MislabelledInputWarning
+from omnibind.errors import InputError, MislabelledInputWarning, PathLikeTextWarning
 
 Payload = Union[str, Image.Image, AudioClip, VideoClip, Any]
 MAP_THRESHOLD = 16 * 1024**2  # files larger than this are memory-mapped, not copied into memory
@@ -149,16 +150,64 @@ def _check_stat(st: os.stat_result, source: str, limits: Limits) -> None:
         raise InputError(source, f"file is {st.st_size} bytes, over the limit of {limits.max_file_bytes}")
 
 
-def to_input(obj: Any, limits: Limits = DEFAULT_LIMITS) -> Input:
+class Text(str):
+    """Text, said explicitly: never taken for a file path, never warned about."""
+
+
+def File(path: str | os.PathLike[str]) -> Path:  # noqa: N802 - reads as the type it stands for
+    """A file, said explicitly: `omnibind.File("photo.jpg")` is `pathlib.Path("photo.jpg")`, `~` expanded."""
+    return Path(path).expanduser()
+
+
+def looks_like_path(text: str) -> bool:
+    """A one-line string naming a file: a media or document extension (`dog.ogg`, `notes.txt`)
+    or a leading `/`, `./`, `../`, `~/`. Sentences ("a photo of a dog") never look like one."""
+    s = text.strip()
+    if not s or "\n" in s or len(s) > 4096:
+        return False
+    if re.match(r"(~|\.{1,2})?[/\\][^\s/\\]+", s):
+        return True
+    return " " not in s and modalities.by_extension(s) is not None
+
+
+def from_argument(arg: str) -> Any:
+    """A command-line argument: an existing path is that file, a missing one that looks like a path
+    (`dgo.ogg`, `./x`) an `InputError` -- a typo must not be embedded as text -- else `Text`."""
+    path = Path(arg).expanduser()
+    if path.exists():
+        return path
+    if looks_like_path(arg):
+        raise InputError(arg, "no such file (an argument that looks like a path is never taken as text; reword it)")
+    return Text(arg)
+
+
+def warn_path_like(objs: Sequence[Any], stacklevel: int = 3) -> None:
+    """One `PathLikeTextWarning` for the plain strings among `objs` that look like file paths."""
+    suspects = [o for o in objs if type(o) is str and looks_like_path(o)]
+    if not suspects:
+        return
+    first = suspects[0]
+    where = "a file on disk" if Path(first).expanduser().exists() else "no such file"
+    count = f"{len(suspects)} strings look like file paths" if len(suspects) > 1 else "a string looks like a file path"
+    warnings.warn(f"{count} (first: {first!r}, {where}) but a str is embedded as text: pass "
+                  "pathlib.Path or omnibind.File(...) for files, omnibind.Text(...) for the words",
+                  PathLikeTextWarning, stacklevel=stacklevel)
+
+
+def to_input(obj: Any, limits: Limits = DEFAULT_LIMITS, warn_paths: bool = True) -> Input:
     """Turn a user object into an `Input`, following sentence-transformers' conventions.
 
     `str` is text, `pathlib.Path` is a file, `bytes` is file content, `PIL.Image.Image` is an
     image, `{"array": ndarray, "sampling_rate": int}` is audio, a list of images is a video.
+    A plain `str` that looks like a file path is still text, with a `PathLikeTextWarning`
+    (`warn_paths=False`: the caller warns once for a whole batch).
     """
     if isinstance(obj, Input):
         return obj
     if isinstance(obj, str):
-        return Input("text", check_text(obj, "<text>", limits), "<text>")
+        if warn_paths:
+            warn_path_like([obj], stacklevel=3)
+        return Input("text", check_text(str(obj), "<text>", limits), "<text>")
     if isinstance(obj, Path):
         return load_file(obj, limits)
     if isinstance(obj, (bytes, bytearray, memoryview)):

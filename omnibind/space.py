@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from omnibind.errors import InputError, SpaceError
 from omnibind.heads import build_head
-from omnibind.inputs import DEFAULT_LIMITS, Input, Limits, to_input
+from omnibind.inputs import DEFAULT_LIMITS, Input, Limits, to_input, warn_path_like
 from omnibind.tower import Tower, refuse_non_finite
 from omnibind.version import __version__
 from omnibind.video import VideoFusion, embed_videos
@@ -119,9 +119,10 @@ class Space:
         out = np.full((len(items), self.dim), np.nan, dtype=np.float32)
         errors: dict[int, InputError] = {}
         decoded: dict[str, list[tuple[int, Input]]] = {}
+        warn_path_like(items)
         for i, obj in enumerate(items):
             try:
-                item = to_input(obj, self.limits)
+                item = to_input(obj, self.limits, warn_paths=False)
                 if item.modality not in self.modalities:
                     raise InputError(item.source, f"this space has no {item.modality} tower (it has {', '.join(self.modalities)})")
             except InputError as exc:

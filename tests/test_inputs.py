@@ -303,8 +303,12 @@ def test_utf8_text_with_bom_and_a_character_cut_by_the_sniff_window(tmp_path):
 
 
 def test_str_is_text_not_a_path(tmp_path):
+    """str is text (sentence-transformers' convention), but one that names a file is warned about."""
+    from omnibind.errors import PathLikeTextWarning
+
     png = save_image(tmp_path / "x.png", "PNG")
-    item = to_input(str(png))
+    with pytest.warns(PathLikeTextWarning, match="a string looks like a file path .*a file on disk"):
+        item = to_input(str(png))
     assert item.modality == "text" and item.payload == str(png) and item.source == "<text>"
 
 

@@ -1,0 +1,66 @@
+"""Issue 16, the first hour: what a new user met on a folder of real files, one test per problem."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import omnibind
+from omnibind.inputs import from_argument, looks_like_path
+
+from conftest import draw_image
+
+
+# -- 2. a mistyped path never silently becomes text -------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("media/sounds/dgo.ogg", True), ("does_not_exist.jpg", True), ("notes.txt", True), ("./x", True),
+    ("~/photos/cat", True), ("/tmp/a b.png", True), ("a photo of a dog", False), ("rock/pop music", False),
+    ("what is a .png?", False), ("", False), ("line one\nline two.jpg", False), ("/ is a slash", False),
+])
+def test_what_looks_like_a_path(text: str, expected: bool):
+    assert looks_like_path(text) is expected
+
+
+def test_cli_refuses_a_missing_path_instead_of_classifying_its_name(tmp_path: Path):
+    from omnibind.cli import app
+
+    for argv in (["classify", str(tmp_path / "dgo.ogg"), "--labels", "dog,cow"],
+                 ["embed", "does_not_exist.jpg"],
+                 ["similarity", "a dog", str(tmp_path / "nope.png")]):
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 1, (argv, result.output)
+        assert "no such file" in result.output and "Traceback" not in result.output
+
+
+def test_cli_still_takes_words_and_existing_files(tmp_path: Path):
+    from omnibind.cli import app
+
+    image = tmp_path / "red.png"
+    draw_image("circle", 64, "red").save(image)
+    result = CliRunner().invoke(app, ["similarity", "a red ball", str(image)])
+    assert result.exit_code == 0, result.output
+    assert from_argument(str(image)) == image and isinstance(from_argument("a red ball"), omnibind.Text)
+    text = CliRunner().invoke(app, ["embed", "--text", "dgo.ogg"])  # --text: the words, even path-like
+    assert text.exit_code == 0, text.output
+
+
+def test_python_warns_once_for_path_like_strings_and_explicit_intent_is_quiet(space, tmp_path: Path):
+    image = tmp_path / "red.png"
+    draw_image("circle", 64, "red").save(image)
+    with pytest.warns(omnibind.PathLikeTextWarning, match=r"2 strings look like file paths \(first: '.*red.png', a file on disk\)") as caught:
+        as_text = space.embed([str(image), "a red ball", "nope.jpg"])
+    assert len([w for w in caught if issubclass(w.category, omnibind.PathLikeTextWarning)]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", omnibind.PathLikeTextWarning)  # strict mode: any such warning fails
+        explicit = space.embed([omnibind.File(image), omnibind.Text("a red ball"), omnibind.Text("nope.jpg")])
+        with pytest.raises(omnibind.PathLikeTextWarning):
+            space.embed(["nope.jpg"])
+    np.testing.assert_allclose(explicit[1:], as_text[1:], atol=1e-6)  # text is text either way
+    assert float(explicit[0] @ as_text[0]) < 0.9  # the file, not its name
+    np.testing.assert_allclose(explicit[0], space.embed([image])[0], atol=1e-6)
