@@ -27,6 +27,13 @@ def zscores(queries: np.ndarray, items: np.ndarray, rng: np.random.Generator) ->
     return np.stack([calibrate(q, items @ q, ref) for q in queries])
 
 
+def cosine_prior(queries: np.ndarray, items: np.ndarray) -> tuple[float, float]:
+    """(mean, std) of a query's cosines to items of a modality, typical over `queries`: the prior
+    search shrinks a small collection's per-query statistics toward (omnibind/search.py)."""
+    cos = np.asarray(queries, np.float64) @ np.asarray(items, np.float64).T
+    return float(cos.mean(axis=1).mean()), float(np.sqrt(cos.var(axis=1).mean()))
+
+
 def fit(z: np.ndarray, match: np.ndarray, ridge: float = 0.0) -> tuple[float, float, dict[str, Any]]:
     """Weighted one-feature logistic regression (Newton's method; two parameters); negatives
     weighted so that a share PRIOR of all pairs are matches. `ridge` pulls (a, b) toward (1, the
@@ -53,7 +60,8 @@ def fit(z: np.ndarray, match: np.ndarray, ridge: float = 0.0) -> tuple[float, fl
 def refit_pairs(modality: str, texts: np.ndarray, media: np.ndarray, match: np.ndarray,
                 seed: int = 0) -> dict[str, list[float]]:
     """'text-><modality>' and '<modality>->text' fits from held-out pairs: `texts` [t, d] unique
-    captions, `media` [m, d], `match` [t, m] True where a caption belongs to a medium. Empty when
+    captions, `media` [m, d], `match` [t, m] True where a caption belongs to a medium. Each fit is
+    [a, b, mean, std]: the logistic map of z, then the cosine prior (`cosine_prior`). Empty when
     there are too few matches or no negatives to fit on."""
     match = np.asarray(match, dtype=bool)
     if match.sum() < MIN_MATCHES or match.all():
@@ -64,5 +72,5 @@ def refit_pairs(modality: str, texts: np.ndarray, media: np.ndarray, match: np.n
                                f"{modality}->text": (media, texts, match.T)}.items():
         a, b, _ = fit(zscores(q, items, rng), m, ridge=RIDGE)
         if np.isfinite([a, b]).all() and a > 0:  # a fit that does not rise with z says nothing
-            out[key] = [round(a, 5), round(b, 5)]
+            out[key] = [round(a, 5), round(b, 5), *(round(x, 5) for x in cosine_prior(q, items))]
     return out

@@ -20,9 +20,9 @@ from rich.table import Table
 from omnibind.errors import InputError
 
 SCORE_KINDS = {
-    "cosine": "raw cosine (too few items of some modality to calibrate; calibration starts at 20 per modality)",
-    "z": "standard deviations above the query's typical item of that modality",
-    "probability": "estimated probability of a match (the space's per-modality-pair calibration)",
+    "cosine": "raw cosine (uncalibrated)",
+    "strength": "match strength 0-1, one scale for every kind of item (strong >= 0.75, weak < 0.4; "
+                "--json adds cosine, z and probability)",
 }
 
 
@@ -108,7 +108,7 @@ def hits_table(title: str, hits: Sequence[Any], root: str | None = None) -> Tabl
     for col in columns:
         table.add_column(col, justify="left" if col in ("modality", "item") else "right")
     for n, h in enumerate(hits, 1):
-        cells = {"#": str(n), "score": f"{h.score:.3f}" if h.kind == "probability" else f"{h.score:.2f}",
+        cells = {"#": str(n), "score": f"{h.score:.2f}",
                  "cosine": f"{h.cosine:.3f}", "modality": h.modality, "item": _shown(h, root)}
         table.add_row(*(cells[c] for c in columns))
     return table
@@ -133,7 +133,9 @@ def _snippet(text: str, width: int = 60) -> str:
 
 def score_footer(hits: Sequence[Any]) -> str:
     kinds = sorted({h.kind for h in hits})
-    return "[dim]score: " + "; ".join(SCORE_KINDS[k] for k in kinds) + "[/]" if kinds else ""
+    note = getattr(hits, "note", None)
+    lines = ["[dim]score: " + "; ".join(SCORE_KINDS.get(k, k) for k in kinds) + "[/]"] if kinds else []
+    return "\n".join(lines + ([f"[yellow]{note}[/]"] if note else []))
 
 
 def ingest_summary(name: str, s: dict[str, Any]) -> str:
@@ -212,7 +214,7 @@ def print_bind(console: Console, err: Console, result: Any, tower: str, out: Pat
         console.print(table)
     refit = m.get("calibration_refit") or {}
     console.print(f"calibration refit on the {m['held_out']} held-out pairs: " +
-                  ", ".join(f"{k} P = sigmoid({a:.2f} z {b:+.2f})" for k, (a, b) in refit.items())
+                  ", ".join(f"{k} P = sigmoid({a:.2f} z {b:+.2f})" for k, (a, b, *_) in refit.items())
                   if refit else f"calibration: too few held-out pairs to refit the {tower} pairs; they are left "
                   "uncalibrated (search ranks them on z-scores)", soft_wrap=True)
     console.print(f"wrote {out}")

@@ -6,14 +6,20 @@ wider than text-to-image ones. omnibind calibrates in two steps:
 
 1. per query and item modality: the collection keeps a fixed random sample of each modality's
    vectors (`Collection.calibration`, omnibind/calibration.py, refreshed after each ingest), and a cosine becomes
-   z = (cos - mean) / std of the query's cosines to that sample: "how unusual for this query";
-2. per (query modality, item modality) pair: when the space carries a fitted calibration
-   (`Space.calibration`, fit on held-out matched pairs by scripts/fit_calibration.py), z becomes a
-   match probability, sigmoid(a * z + b). Without one (or for a vector query of unknown modality),
-   the score is z.
+   z = (cos - mean) / std of the query's cosines to that sample: "how unusual for this query". The
+   sample's mean and variance are shrunk toward the space's prior for the pair (the typical mean
+   and std its calibration fit measured on held-out data) with the weight of MIN_SAMPLE items, so
+   3 videos or 6 notes are calibrated too and never switch the whole list to raw cosine;
+2. the list is ranked on z and shown as one readable `strength(z)` in [0, 1]; the space's
+   per-pair fit (`Space.calibration`, scripts/fit_calibration.py) adds the match probability.
+   Ranking on that probability let a tower whose fit is weak (audio: near-prior probabilities for
+   every sound) fill mixed lists: on a held-out collection of 30 photos, 20 sounds, 3 videos and 6
+   notes, sounds filled 72% of a caption's top 10 and crowded 77% of lists; ranked on z, 20% and
+   none, with the photo in the top 5 for 73% of captions against 77% in an image-only search
+   (omnibind/evaluate/mixed.py, benchmarks/mixed_search.py).
 
-A searched modality with fewer than MIN_SAMPLE items cannot be standardised reliably: such a
-search ranks on raw cosine (`Hit.kind` says which score a hit carries).
+Only a modality with fewer than MIN_SAMPLE items and no prior in the space (a calibration fit
+before issue 16) is ranked on raw cosine, and `Hits.note` names it.
 
 Candidates are fetched per modality (so the ANN never has to rank across scales), re-scored with
 exact cosines, then merged on the calibrated score.
@@ -27,6 +33,7 @@ against mean-of-top-2 and the item vector alone in docs/views.md) and its hit na
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,14 +46,33 @@ from omnibind.collection import RESULT_COLUMNS, Collection, CollectionError, sql
 from omnibind.inputs import to_input
 from omnibind.views.embed import calibration_group, describe
 
-MIN_SAMPLE = 20  # fewer items of a searched modality than this: too few to calibrate, rank on raw cosine
+MIN_SAMPLE = 20  # a modality's sample weighs as much as the space's prior at this many items
+STRONG, FAIR = 0.75, 0.4  # strength words: strong / fair / weak; below FAIR at the top: "no confident match"
+
+
+def strength(z: float) -> float:
+    """One readable 0-1 scale for every modality and query: 0.5 at two standard deviations above
+    the query's typical item of that modality, 0.77 at three, 0.92 at four."""
+    return float(1.0 / (1.0 + np.exp(-1.2 * (z - 2.0))))
+
+
+def strength_word(value: float) -> str:
+    return "strong" if value >= STRONG else "fair" if value >= FAIR else "weak"
+
+
+class Hits(list):
+    """Search results, best first; `note` says what a reader should know about the whole list
+    (nothing stands out, or a modality could not be calibrated), else None."""
+
+    note: str | None = None
 
 
 @dataclass
 class Hit:
-    """One result. `kind` says what `score` is: "probability" (of a match, from the space's pair
-    calibration), "z" (standard deviations above the query's typical item of that modality) or
-    "cosine" (uncalibrated: equal to `cosine`)."""
+    """One result. `kind` says what `score` is: "strength" (`strength(z)`, one 0-1 scale across
+    modalities: what a person reads) or "cosine" (uncalibrated: equal to `cosine`). `z` is the
+    standard deviations above the query's typical item of that modality (what the list is ranked
+    on) and `probability` the space's estimated match probability, where it has a fit."""
 
     id: str
     source: str | None
@@ -56,11 +82,17 @@ class Hit:
     fields: dict[str, Any] = field(default_factory=dict)
     kind: str = "cosine"
     segment: dict[str, Any] | None = None  # the segment that matched (kind, location, text), if not the whole item
+    z: float | None = None
+    probability: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         shown = {k: v for k, v in self.fields.items() if k not in ("vector", "thumbnail", *SEGMENT_COLUMNS)}
+        if isinstance(shown.get("metadata"), str):  # stored as JSON text; the CLI and HTTP both give the object
+            shown["metadata"] = json.loads(shown["metadata"] or "{}")
+        strong = {"strength": self.score, "match": strength_word(self.score)} if self.kind == "strength" else {}
         return {"id": self.id, "source": self.source, "modality": self.modality, "score": self.score,
-                "score_kind": self.kind, "cosine": self.cosine, **shown, "segment": self.segment}
+                "score_kind": self.kind, **strong, "cosine": self.cosine, "z": self.z,
+                "probability": self.probability, **shown, "segment": self.segment}
 
 
 SEGMENT_COLUMNS = ("item", "kind", "start", "end", "page", "char_start", "char_end")
@@ -96,12 +128,35 @@ def pair_calibration(space: Any, query_modality: str | None, item_modality: str)
     return (float(ab[0]), float(ab[1])) if ab else None
 
 
-def calibrate(query: np.ndarray, cosines: np.ndarray, sample: np.ndarray | None) -> np.ndarray:
-    """z-scores of `cosines` against the query's cosines to a reference sample of one modality."""
-    if sample is None or len(sample) < 2:
+def pair_prior(space: Any, query_modality: str | None, item_modality: str) -> tuple[float, float] | None:
+    """(mean, std) of a query's cosines to items of a modality, as the space's calibration measured
+    them on held-out data (the 3rd and 4th numbers of a fit; absent in fits made before issue 16)."""
+    table = getattr(space, "calibration", None) or {}
+    if query_modality is None:
+        return None
+    q, m = (modalities.get(x).calibration_name for x in (query_modality, item_modality))
+    fit = table.get(f"{q}->{m}")
+    return (float(fit[2]), float(fit[3])) if fit and len(fit) >= 4 else None
+
+
+def calibrate(query: np.ndarray, cosines: np.ndarray, sample: np.ndarray | None,
+              prior: tuple[float, float] | None = None, weight: float = MIN_SAMPLE) -> np.ndarray:
+    """z-scores of `cosines` against the query's cosines to a reference sample of one modality.
+
+    With a `prior` (the space's typical mean and std for this pair), the sample's mean and variance
+    are shrunk toward it with the weight of `weight` items: 3 videos get mostly the prior, 500
+    images almost only their own sample, and no sample at all the prior alone."""
+    n = 0 if sample is None else len(sample)
+    if prior is None and n < 2:
         return cosines.astype(np.float64)
-    ref = sample @ query
-    return (cosines - float(ref.mean())) / max(float(ref.std()), 1e-6)
+    mean, var = 0.0, 0.0
+    if n:
+        ref = sample @ query
+        mean, var = float(ref.mean()), float(ref.var())
+    if prior is not None:
+        w = weight / (n + weight)
+        mean, var = (1 - w) * mean + w * prior[0], (1 - w) * var + w * prior[1] ** 2
+    return (cosines - mean) / max(float(np.sqrt(var)), 1e-6)
 
 
 # -- search --------------------------------------------------------------------------------------
@@ -134,10 +189,10 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     `modality` restricts item modalities; `where` is a LanceDB SQL filter on the row (e.g.
     "size > 1000", "source LIKE '%/2024/%'" or "metadata LIKE '%holiday%'"). `exact=None` uses the ANN index
     when there is one (and always re-scores its candidates with exact cosines), `True` forces a
-    flat scan. `rerank(query_vector, hits)` may reorder the merged list. With `calibrated`, a
-    hit's score is a match probability when the space has a calibration for every modality pair
-    of this search, else a z-score, and raw cosine when a searched modality has too few items to
-    calibrate (module docstring; `Hit.kind`). `Hit.cosine` is always the raw cosine.
+    flat scan. `rerank(query_vector, hits)` may reorder the merged list. With `calibrated`, hits
+    are ranked on z and scored by `strength(z)`; raw cosine without it, or when a searched modality
+    has too few items and no prior (module docstring; `Hit.kind`, `Hits.note`). `Hit.cosine` is
+    always the raw cosine.
     `query_modality` names the modality a vector query was embedded from (see `query_input`).
     """
     if k < 1:
@@ -152,14 +207,16 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     found = {m: _candidates(collection, q, m, where, fetch, exact, refine, nprobes, len(wanted) == 1 and
                             set(collection.modality_counts()) == {m}) for m in wanted}
     groups = {(m, calibration_group(m, row.get("kind"))) for m, rows in found.items() for row, _ in rows}
-    thin = any(len(samples.get(g, ())) < MIN_SAMPLE for m, g in groups if g == m or g in wanted)
-    samples = _with_reference(collection, samples, {g for m, g in groups if g != m and g not in wanted})
+    priors = {g: pair_prior(collection.space, query_modality, g) for _, g in groups}
+    thin = sorted({g for m, g in groups if (g == m or g in wanted) and len(samples.get(g, ())) < MIN_SAMPLE
+                   and priors[g] is None})
+    samples = _with_reference(collection, samples, {g for m, g in groups if g != m and g not in wanted and priors[g] is None})
     pairs = {g: pair_calibration(collection.space, query_modality, g) for _, g in groups}
-    kind = "cosine" if not calibrated or thin else "probability" if all(pairs.values()) else "z"
+    kind = "cosine" if not calibrated or thin else "strength"
     best: dict[str, tuple[float, Hit]] = {}
     where_in: dict[str, tuple[float, dict[str, Any]]] = {}  # the best segment of each item
     for m, rows in found.items():
-        for key, hit in _scored(q, m, rows, samples, pairs, kind):
+        for key, hit in _scored(q, m, rows, samples, pairs, kind, priors):
             if hit.id not in best or key > best[hit.id][0]:
                 best[hit.id] = (key, hit)
             if hit.segment is not None and (hit.id not in where_in or key > where_in[hit.id][0]):
@@ -169,7 +226,19 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     hits = [h for _, h in sorted(best.values(), key=lambda x: -x[0])]
     if rerank:
         hits = rerank(q, hits)
-    return _with_item_text(collection, hits[:k])
+    out = Hits(_with_item_text(collection, hits[:k]))
+    out.note = _note(out, calibrated, thin)
+    return out
+
+
+def _note(hits: list[Hit], calibrated: bool, thin: list[str]) -> str | None:
+    """What the footer and the page say about the list as a whole."""
+    if calibrated and thin:
+        return (f"raw cosine: too few {', '.join(thin)} items to calibrate (under {MIN_SAMPLE}) and no prior "
+                "for them in the space (refit its calibration: scripts/fit_calibration.py)")
+    if hits and hits[0].kind == "strength" and hits[0].score < FAIR:
+        return "no confident match: nothing stands out from the typical item of its kind"
+    return None
 
 
 def _with_reference(collection: Collection, samples: dict[str, np.ndarray], borrowed: set[str]) -> dict[str, np.ndarray]:
@@ -183,9 +252,11 @@ def _with_reference(collection: Collection, samples: dict[str, np.ndarray], borr
 
 
 def _scored(q: np.ndarray, modality: str, rows: list[tuple[dict[str, Any], float]], samples: dict[str, np.ndarray],
-            pairs: dict[str, tuple[float, float] | None], kind: str) -> list[tuple[float, Hit]]:
-    """(ranking key, hit) of each candidate row: cosine, z against its calibration group's sample,
-    or a match probability (ranked on its logit: probabilities near 1 would tie)."""
+            pairs: dict[str, tuple[float, float] | None], kind: str,
+            priors: dict[str, tuple[float, float] | None] | None = None) -> list[tuple[float, Hit]]:
+    """(ranking key, hit) of each candidate row: raw cosine, or z against its calibration group's
+    sample (shrunk toward the space's prior), shown as `strength(z)`, with the match probability
+    where the space has a fit for the pair."""
     out: list[tuple[float, Hit]] = []
     group = np.array([calibration_group(modality, row.get("kind")) for row, _ in rows], dtype=object)
     cos = np.array([c for _, c in rows], dtype=np.float64)
@@ -193,16 +264,17 @@ def _scored(q: np.ndarray, modality: str, rows: list[tuple[dict[str, Any], float
     if kind != "cosine":
         for g in set(group.tolist()):
             mask = group == g
-            z[mask] = calibrate(q, cos[mask], samples.get(g))
+            z[mask] = calibrate(q, cos[mask], samples.get(g), (priors or {}).get(g))
     for n, (row, c) in enumerate(rows):
-        key = score = float(z[n])
-        if kind == "probability":
-            a, b = pairs[group[n]]  # type: ignore[misc]
-            key = a * score + b
-            score = float(1.0 / (1.0 + np.exp(-np.clip(key, -60.0, 60.0))))
+        key = float(z[n])
         item = row.get("item") or row["id"]
         segment = None if row.get("kind") in (None, "item") else _segment(row)
-        out.append((key, Hit(item, row.get("source"), modality, score, float(c), row, kind, segment)))
+        if kind == "cosine":
+            out.append((key, Hit(item, row.get("source"), modality, key, float(c), row, kind, segment)))
+            continue
+        ab = pairs.get(group[n])
+        p = float(1.0 / (1.0 + np.exp(-np.clip(ab[0] * key + ab[1], -60.0, 60.0)))) if ab else None
+        out.append((key, Hit(item, row.get("source"), modality, strength(key), float(c), row, kind, segment, key, p)))
     return out
 
 

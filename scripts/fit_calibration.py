@@ -3,7 +3,8 @@
 For each pair, matched examples the evaluation never uses: Tux Paint *train* stamps (caption <->
 photo-like image, caption <-> natural sound) and STS-B *dev* paraphrases (gold >= 4). Each cosine
 is standardised per query against a sample of the item modality (as search does), then a
-one-feature logistic regression maps z to P(match). Negatives are weighted so that 1 item in 100
+one-feature logistic regression maps z to P(match). Each fit also keeps the typical mean and std
+of a query's cosines to that modality: the prior search shrinks a small collection toward. Negatives are weighted so that 1 item in 100
 is a match: the probabilities of different pairs then mean the same thing, so a mixed result list
 sorts on them. Written into the space's space.json (`calibration`); vectors are unchanged.
 
@@ -25,7 +26,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from omnibind.calibration_fit import PRIOR, fit, zscores  # noqa: E402
+from omnibind.calibration_fit import PRIOR, cosine_prior, fit, zscores  # noqa: E402
 from omnibind.evaluate import datasets as ds  # noqa: E402
 from omnibind.space import load_space  # noqa: E402
 
@@ -68,18 +69,19 @@ def main() -> None:
     texts = np.concatenate([img_cap, pb])  # the text items an image query is ranked against
     eye = lambda n: np.eye(n, dtype=bool)  # noqa: E731
     pad = lambda m, n: np.concatenate([m, np.zeros((m.shape[0], n), bool)], axis=1)  # noqa: E731
-    problems = {
-        "text->image": (zscores(img_cap, img, rng), eye(len(images))),
-        "text->audio": (zscores(snd_cap, snd, rng), eye(len(sounds))),
-        "text->text": (zscores(pa, pb, rng), eye(len(para))),
-        "image->text": (zscores(img, texts, rng), pad(eye(len(images)), len(pb))),
-        "audio->text": (zscores(snd, np.concatenate([snd_cap, pb]), rng), pad(eye(len(sounds)), len(pb))),
+    problems = {  # pair: (queries, items, match)
+        "text->image": (img_cap, img, eye(len(images))),
+        "text->audio": (snd_cap, snd, eye(len(sounds))),
+        "text->text": (pa, pb, eye(len(para))),
+        "image->text": (img, texts, pad(eye(len(images)), len(pb))),
+        "audio->text": (snd, np.concatenate([snd_cap, pb]), pad(eye(len(sounds)), len(pb))),
     }
     calibration, report = {}, {}
-    for pair, (z, match) in problems.items():
-        a_, b_, stats = fit(z, match)
-        calibration[pair] = [round(a_, 5), round(b_, 5)]
-        report[pair] = {"a": a_, "b": b_, **stats}
+    for pair, (queries, items, match) in problems.items():
+        a_, b_, stats = fit(zscores(queries, items, rng), match)
+        mean, std = cosine_prior(queries, items)  # search's prior for collections with few such items
+        calibration[pair] = [round(a_, 5), round(b_, 5), round(mean, 5), round(std, 5)]
+        report[pair] = {"a": a_, "b": b_, "cosine_mean": mean, "cosine_std": std, **stats}
         print(f"{pair:12} P = sigmoid({a_:.3f} z {b_:+.3f})   matched z {stats['z_pos_mean']:.2f} "
               f"(n={stats['positives']}), others {stats['z_neg_mean']:.2f} ± {stats['z_neg_std']:.2f}")
     if args.write:

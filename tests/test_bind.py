@@ -847,7 +847,7 @@ def test_bind_refits_the_bound_towers_calibration_and_search_uses_it(space, line
     refit = linear_result.metrics["calibration_refit"]
     assert set(refit) == {"text->image", "image->text"}
     assert new.calibration["text->image"] == refit["text->image"] != space.calibration.get("text->image")
-    assert all(a > 0 for a, _ in refit.values())
+    assert all(fit[0] > 0 and len(fit) == 4 for fit in refit.values())  # a, b, cosine mean, std
     assert {k: v for k, v in new.calibration.items() if "image" not in k} == \
         {k: v for k, v in space.calibration.items() if "image" not in k}
     c = Collection.open(tmp_path / "c", new)
@@ -857,9 +857,10 @@ def test_bind_refits_the_bound_towers_calibration_and_search_uses_it(space, line
                                           "chess", "glue", "ink", "jazz", "kites", "lamps", "moss", "nuts", "owls", "pens",
                                           "quilts", "rust")])
     hits = search(c, shape_pairs[0].a, k=5, modality="image")
-    assert {h.kind for h in hits} == {"probability"}
+    a, b, *_ = refit["text->image"]
+    assert all(h.probability == pytest.approx(1 / (1 + np.exp(-(a * h.z + b))), rel=1e-6) for h in hits)
     c.space.calibration = {k: v for k, v in new.calibration.items() if "image" not in k}
-    assert {h.kind for h in search(c, shape_pairs[0].a, k=5, modality="image")} == {"z"}  # without the refit
+    assert all(h.probability is None for h in search(c, shape_pairs[0].a, k=5, modality="image"))  # without the refit
 
 
 def test_a_stale_fit_is_never_carried_into_a_bound_space():

@@ -261,7 +261,7 @@ def test_calibrated_scores_put_modalities_on_one_scale(home, space):
     assert [h.modality for h in raw] == ["text"] * 5
     cal = search(coll, q, k=5)
     assert cal[0].id == "match" and cal[0].cosine == pytest.approx(0.5, abs=1e-5)
-    assert cal[0].score > 4  # standard deviations above the query's typical image
+    assert cal[0].z > 4 and cal[0].score > 0.95  # standard deviations above the query's typical image; its strength
     sample = np.array([[0.5, 0.0], [0.1, 0.0], [0.3, 0.0]])
     assert calibrate(np.array([1.0, 0.0]), np.array([0.5]), sample)[0] == pytest.approx((0.5 - 0.3) / np.std([0.5, 0.1, 0.3]))
 
@@ -358,18 +358,22 @@ def test_cli_ingest_search_collections_classify(home, folder: Path):
 
 
 def test_space_pair_calibration_maps_z_scores_to_match_probabilities(ingested: Collection, monkeypatch):
+    """Ranked on z, shown as strength(z), with the pair fit's match probability attached; a thin
+    modality is calibrated through the fit's cosine prior, and only without one falls to cosine."""
     import omnibind.search as search_mod
-    from omnibind.search import pair_calibration
+    from omnibind.search import pair_calibration, pair_prior, strength
 
     fits = {"text->text": [2.0, -6.0], "text->image": [3.0, -9.0], "text->audio": [1.5, -4.0]}
     monkeypatch.setattr(ingested.space, "calibration", fits)
-    thin = search(ingested, "heavy rain on the roof", k=20)  # 1-5 items per modality: too few to calibrate
+    thin = search(ingested, "heavy rain on the roof", k=20)  # 1-5 items per modality, fits without priors
     assert {h.kind for h in thin} == {"cosine"} and all(h.score == h.cosine for h in thin)
     assert [h.cosine for h in thin] == sorted((h.cosine for h in thin), reverse=True)
+    assert "too few" in thin.note and "image" in thin.note  # the footer names the modality
     monkeypatch.setattr(search_mod, "MIN_SAMPLE", 1)
     monkeypatch.setattr(ingested.space, "calibration", {})
     z = {h.id: h for h in search(ingested, "heavy rain on the roof", k=20)}
-    assert {h.kind for h in z.values()} == {"z"}
+    assert {h.kind for h in z.values()} == {"strength"} and all(h.probability is None for h in z.values())
+    assert all(h.score == pytest.approx(strength(h.z)) for h in z.values())
     monkeypatch.setattr(ingested.space, "calibration", fits)
     assert pair_calibration(ingested.space, "text", "video") == (3.0, -9.0)  # a video is calibrated as an image
     assert pair_calibration(ingested.space, None, "image") is None and pair_calibration(ingested.space, "image", "audio") is None
@@ -377,14 +381,15 @@ def test_space_pair_calibration_maps_z_scores_to_match_probabilities(ingested: C
     assert len(hits) == len(z) == 11
     for h in hits:
         a, b = pair_calibration(ingested.space, "text", h.modality)
-        assert h.kind == "probability" and 0 < h.score < 1
-        assert h.score == pytest.approx(1 / (1 + np.exp(-(a * z[h.id].score + b))), rel=1e-6)
-        assert h.cosine == pytest.approx(z[h.id].cosine)
-    logits = [np.log(h.score / (1 - h.score)) for h in hits]
-    assert logits == sorted(logits, reverse=True)
-    monkeypatch.setattr(ingested.space, "calibration", {k: v for k, v in fits.items() if k != "text->audio"})
-    partial = search(ingested, "heavy rain on the roof", k=20)  # one pair unfitted: z-scores for the whole query
-    assert {h.id: h.score for h in partial} == pytest.approx({i: h.score for i, h in z.items()})
+        assert h.z == pytest.approx(z[h.id].z) and h.cosine == pytest.approx(z[h.id].cosine)
+        assert h.probability == pytest.approx(1 / (1 + np.exp(-(a * h.z + b))), rel=1e-6)
+    assert [h.z for h in hits] == sorted((h.z for h in hits), reverse=True)  # ranked on z, not on probability
+    monkeypatch.setattr(search_mod, "MIN_SAMPLE", 20)
+    with_priors = {k: [*v, 0.1, 0.05] for k, v in fits.items()}
+    monkeypatch.setattr(ingested.space, "calibration", with_priors)
+    assert pair_prior(ingested.space, "text", "video") == (0.1, 0.05)
+    primed = search(ingested, "heavy rain on the roof", k=20)  # the same thin collection, now calibrated
+    assert {h.kind for h in primed} == {"strength"} and primed.note is None or "no confident" in primed.note
 
 
 def test_unreadable_file_is_reported_even_as_root(home, space, tmp_path: Path, monkeypatch):

@@ -190,8 +190,16 @@ def test_a_few_words_among_many_images_do_not_switch_search_to_raw_cosine(space,
         ingest(c, folder, views="signs")
         assert c.group_counts() == {"image": 25, "text": 1}
         hits = search(c, "stop here", k=3)
-        assert hits[0].kind in ("z", "probability")  # the lone text group borrows a reference sample
+        assert hits[0].kind == "strength"  # the lone text group is calibrated through the space's prior
         assert hits[0].id.endswith("00.png") and hits[0].segment["text"] == "STOP HERE"
-        assert list(c.path.glob("reference-text-*.npy"))
+        assert not list(c.path.glob("reference-text-*.npy"))
+        full = c.space.calibration
+        c.space.calibration = {k: v[:2] for k, v in full.items()}  # fits made before priors existed
+        try:
+            again = search(c, "stop here", k=3)
+        finally:
+            c.space.calibration = full
+        assert again[0].kind == "strength" and again[0].id.endswith("00.png")
+        assert list(c.path.glob("reference-text-*.npy"))  # without a prior it borrows a reference sample
     finally:
         views.unregister("signs")

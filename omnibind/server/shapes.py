@@ -16,9 +16,7 @@ def with_links(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def hit_json(hit: Any) -> dict[str, Any]:
-    d = hit.to_dict()
-    d["metadata"] = json.loads(d.get("metadata") or "{}")
-    return with_links(d)
+    return with_links(hit.to_dict())  # to_dict parses the stored metadata JSON
 
 
 def item_json(row: dict[str, Any]) -> dict[str, Any]:

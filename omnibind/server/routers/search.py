@@ -39,7 +39,7 @@ async def search(request: Request, state: State, caller: CallerDep, background: 
     vector, modality = await state.gate.run(caller, lambda job: job.locked(query_input, state.collection, query))
     hits = await run_in_threadpool(_search, state.collection, vector, modality, k, body)
     return {"collection": state.collection.name, "query": files[0].filename if files else body.text,
-            "results": [hit_json(h) for h in hits]}
+            "results": [hit_json(h) for h in hits], "note": getattr(hits, "note", None)}
 
 
 def _search(coll: Collection, vector: Any, modality: str | None, k: int, body: SearchBody) -> list[Hit]:
