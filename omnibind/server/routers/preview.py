@@ -53,7 +53,7 @@ PREVIEW_WIDTH = 480
 MAX_FPS = 30
 TRANSCODE_BUDGET_S = 60.0  # wall time of one transcode; past it the preview ends where it got to
 QUEUE_WAIT_S = 30.0  # how long a request waits for the transcoder before a 503
-VIDEO_BITRATE = 800_000
+VIDEO_BITRATE = 600_000
 # What browsers play (Chromium, Firefox, Safari alike): containers by PyAV's format names, codecs by decoder name.
 PLAYABLE = {
     "mp4": ({"h264", "vp9", "av1"}, {"aac", "mp3", "opus", "flac"}),
@@ -254,13 +254,17 @@ def _pump(src: Any, streams: list[Any], vout: Any, aout: Any, start: float, out:
     """Decode from the (sought) position, encode what lies in [start, start + PREVIEW_SECONDS); frames written."""
     end, deadline = start + PREVIEW_SECONDS, time.monotonic() + TRANSCODE_BUDGET_S
     finished: set[int] = set()
+    expected: dict[int, float] = {}  # where the next frame of each stream should be (for frames without a time)
     last_video, written = -math.inf, 0
     for packet in src.demux(*streams):
         if time.monotonic() > deadline or len(finished) == len(streams):
             break
-        for frame in packet.decode():
-            t = frame.time
-            if t is None or t < start - 1e-3:
+        for frame in _decoded(packet):
+            t = frame.time if frame.time is not None else expected.get(packet.stream.index)
+            if t is None:
+                continue
+            expected[packet.stream.index] = t + _length(frame, packet.stream)
+            if t < start - 1e-3:
                 continue
             if t >= end:
                 finished.add(packet.stream.index)
@@ -272,15 +276,31 @@ def _pump(src: Any, streams: list[Any], vout: Any, aout: Any, start: float, out:
                 frame = frame.reformat(width=vout.width, height=vout.height, format="yuv420p")
                 frame.pts, frame.time_base = round((t - start) * 1000), Fraction(1, 1000)
                 out.mux(vout.encode(frame))
-                written += 1
             else:
                 frame.pts = None  # the encoder counts samples (and resamples to 48 kHz)
                 out.mux(aout.encode(frame))
-                written += 1
+            written += 1
     for stream in (vout, aout):
         if stream is not None:
             out.mux(stream.encode())
     return written
+
+
+def _decoded(packet: Any) -> list[Any]:
+    """The packet's frames; none for a damaged packet (players skip those too)."""
+    import av
+
+    try:
+        return list(packet.decode())
+    except av.InvalidDataError:
+        return []
+
+
+def _length(frame: Any, stream: Any) -> float:
+    """How long a decoded frame lasts, in seconds."""
+    if stream.type == "audio":
+        return frame.samples / (frame.sample_rate or 48000)
+    return 1 / float(stream.average_rate or stream.guessed_rate or 25)
 
 
 def poster(fd: int, target: Path, start: float) -> None:
