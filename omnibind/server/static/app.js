@@ -1,27 +1,19 @@
-// omnibind search page: text or file queries against /v1/search, results as a grid.
+// omnibind search page: text or file queries against /v1/search, results as a grid, a viewer for one
+// result (full image / player / note, its path, a download link), clear states for an unreachable
+// server and an empty collection, keyboard navigation. Nothing inline (the CSP forbids it).
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
 const results = $("#results");
 const status = $("#status");
 const queryLine = $("#query-line");
+const noteLine = $("#note");
+const viewer = $("#viewer");
 let lastQuery = null; // {text} or {file}
-
-function modalities() {
-  return [...document.querySelectorAll(".chip")]
-    .filter((c) => c.getAttribute("aria-pressed") === "true")
-    .map((c) => c.dataset.modality);
-}
-
-async function health() {
-  try {
-    const r = await fetch("/healthz");
-    const h = await r.json();
-    status.textContent = `collection “${h.collection}” · ${h.items} items · space ${h.space}`;
-  } catch (e) {
-    status.textContent = "server unreachable";
-  }
-}
+let hits = []; // the rendered results
+let current = -1; // the result shown in the viewer
+let server = { up: null, collection: null, items: null }; // from /healthz
+let retry = null; // the health poll while the server is unreachable
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -29,26 +21,98 @@ function el(tag, attrs = {}, ...children) {
     if (k === "class") node.className = v;
     else node.setAttribute(k, v);
   }
-  for (const c of children) node.append(c);
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
   return node;
 }
 
+function modalities() {
+  return [...document.querySelectorAll(".chip")]
+    .filter((c) => c.getAttribute("aria-pressed") === "true")
+    .map((c) => c.dataset.modality);
+}
+
+// -- the server's state: up, unreachable, empty ----------------------------------------------------
+
+function ingestHint(name) {
+  return el("span", { class: "hint" }, "Add files with ",
+            el("code", {}, `omnibind ingest FOLDER -c ${name || "NAME"}`), " and search again.");
+}
+
+function showOffline() {
+  server.up = false;
+  document.body.classList.add("offline");
+  status.replaceChildren(el("span", { class: "error" }, "server unreachable"));
+  queryLine.replaceChildren(el("span", { class: "error" },
+    `Cannot reach the omnibind server at ${location.host}. Is `), el("code", {}, "omnibind serve"),
+    el("span", { class: "error" }, " still running? Retrying every 5 s…"));
+  results.replaceChildren();
+  noteLine.hidden = true;
+  if (!retry) retry = setInterval(health, 5000);
+}
+
+function showEmpty() {
+  results.replaceChildren(el("li", { class: "empty" },
+    el("strong", {}, `The collection “${server.collection}” is empty.`), " ", ingestHint(server.collection)));
+}
+
+async function health() {
+  let h;
+  try {
+    const r = await fetch("/healthz", { cache: "no-store" });
+    h = await r.json();
+    if (!r.ok) throw new Error(h.error || `HTTP ${r.status}`);
+  } catch (e) {
+    showOffline();
+    return false;
+  }
+  const wasDown = server.up === false;
+  server = { up: true, collection: h.collection, items: h.items };
+  if (retry) { clearInterval(retry); retry = null; }
+  document.body.classList.remove("offline");
+  const count = h.items === 0 ? "empty" : `${h.items} items`;
+  status.textContent = `collection “${h.collection}” · ${count} · space ${h.space}`;
+  if (h.items === 0) showEmpty();
+  else if (wasDown) { queryLine.textContent = "The server is back."; if (lastQuery) search(lastQuery); }
+  return true;
+}
+
+// -- scores --------------------------------------------------------------------------------------
+
+function hasStrength(hit) { return typeof hit.strength === "number" && isFinite(hit.strength); }
+
+function strengthWord(s) { return s >= 0.7 ? "strong" : s >= 0.4 ? "fair" : "weak"; }
+
 function scoreText(hit) {
+  if (hasStrength(hit)) return `${strengthWord(hit.strength)} match`;
   if (hit.score_kind === "probability") return `${(100 * hit.score).toFixed(1)}% match`;
   if (hit.score_kind === "z") return `z ${hit.score.toFixed(2)}`;
   return `cos ${hit.cosine.toFixed(3)}`;
 }
 
 function scoreShare(hit, best) {
+  if (hasStrength(hit)) return Math.min(1, Math.max(0.02, hit.strength));
   if (hit.score_kind === "probability") return Math.max(0.02, hit.score);
   return best > 0 ? Math.max(0.02, hit.score / best) : 0.02;
 }
 
+function scoreTitle(hit) {
+  const parts = [];
+  if (hasStrength(hit)) parts.push(`strength ${hit.strength.toFixed(2)}`);
+  if (typeof hit.score === "number") parts.push(`${hit.score_kind || "score"} ${hit.score.toFixed(3)}`);
+  if (typeof hit.cosine === "number" && hit.score_kind !== "cosine") parts.push(`cosine ${hit.cosine.toFixed(3)}`);
+  return parts.join(" · ");
+}
+
+// -- the grid ------------------------------------------------------------------------------------
+
+function fileName(hit) { return (hit.source || hit.id).split("/").pop(); }
+
 // The moment a hit matched: media start playing there (a W3C media fragment, #t=start,end).
-function mediaSrc(hit) {
+function fragment(hit, offset = 0) {
   const seg = hit.segment;
-  if (!seg || seg.start === null || seg.start === undefined) return hit.links.media;
-  return `${hit.links.media}#t=${seg.start.toFixed(2)}${seg.end ? "," + seg.end.toFixed(2) : ""}`;
+  if (!seg || seg.start === null || seg.start === undefined) return "";
+  const end = seg.end ? "," + Math.max(0, seg.end - offset).toFixed(2) : "";
+  return `#t=${Math.max(0, seg.start - offset).toFixed(2)}${end}`;
 }
 
 // Where in the item the match is, and the words that matched: "12:31–12:45 · “…the mitochondria…”".
@@ -63,17 +127,19 @@ function segmentLine(hit) {
 
 function mediaFor(hit) {
   const box = el("div", { class: "media" });
-  const name = (hit.source || hit.id).split("/").pop();
+  const name = fileName(hit);
   if (hit.modality === "image") {
-    box.append(el("img", { src: hit.links.thumbnail, alt: name, loading: "lazy" }));
+    box.append(el("img", { src: hit.links.thumbnail || hit.links.media, alt: name, loading: "lazy" }));
   } else if (hit.modality === "video") {
-    box.append(el("video", { src: mediaSrc(hit), poster: hit.links.thumbnail, controls: "", preload: "metadata",
-                             "aria-label": name }));
+    box.classList.add("video");
+    if (hit.links.thumbnail) box.append(el("img", { class: "poster", src: hit.links.thumbnail, alt: name, loading: "lazy" }));
+    box.append(el("span", { class: "play", "aria-hidden": "true" }, "▶"));
   } else if (hit.modality === "audio") {
     const seconds = hit.duration ? `${hit.duration.toFixed(1)} s` : "";
     box.classList.add("sound");
-    box.append(el("div", { class: "wave", "aria-hidden": "true" }, "♪"), el("div", { class: "dur" }, seconds),
-               el("audio", { src: mediaSrc(hit), controls: "", preload: "none", "aria-label": name }));
+    const audio = el("audio", { src: hit.links.media + fragment(hit), controls: "", preload: "none", "aria-label": name });
+    audio.addEventListener("error", () => audio.replaceWith(el("div", { class: "dur" }, "open to play")));
+    box.append(el("div", { class: "wave", "aria-hidden": "true" }, "♪"), el("div", { class: "dur" }, seconds), audio);
   } else {
     const words = hit.segment && hit.segment.text ? hit.segment.text : hit.text || "";
     box.append(el("div", { class: "note" }, words.slice(0, 260)));
@@ -81,27 +147,53 @@ function mediaFor(hit) {
   return box;
 }
 
+function card(hit, i, best) {
+  const fill = el("span");
+  fill.style.width = `${(100 * scoreShare(hit, best)).toFixed(0)}%`; // CSSOM, not a style attribute: the CSP allows no inline styles
+  const open = el("button", { type: "button", class: "name open", title: hit.source || hit.id,
+                              "aria-label": `Open result ${i + 1}: ${fileName(hit)}` }, `${i + 1}. ${fileName(hit)}`);
+  const meta = el("div", { class: "meta" }, open,
+    el("div", { class: "row" }, el("span", { class: `badge ${hit.modality}` }, hit.modality),
+       el("span", { class: "score", title: scoreTitle(hit) }, scoreText(hit))),
+    el("div", { class: "bar", title: scoreTitle(hit) }, fill), segmentLine(hit));
+  const li = el("li", { class: "card", "data-modality": hit.modality, "data-index": String(i) }, mediaFor(hit), meta);
+  li.addEventListener("click", (ev) => {
+    if (ev.target.closest("audio, a")) return; // their own controls
+    openViewer(i);
+  });
+  return li;
+}
+
 function render(data) {
   results.replaceChildren();
-  const hits = data.results || [];
+  hits = data.results || [];
+  noteLine.hidden = !data.note;
+  noteLine.textContent = data.note || "";
   if (!hits.length) {
-    results.append(el("li", { class: "empty" }, "No results."));
+    if (server.items === 0) { showEmpty(); return; }
+    const off = document.querySelectorAll('.chip[aria-pressed="false"]').length;
+    results.append(el("li", { class: "empty" }, "No results.",
+      off ? " Some kinds of items are switched off above." : " Try other words, or a file.",
+      server.items ? ` (${server.items} items in “${server.collection}”.)` : ""));
     return;
   }
   const best = Math.max(...hits.map((h) => h.score));
-  hits.forEach((hit, i) => {
-    const name = (hit.source || hit.id).split("/").pop();
-    const fill = el("span");
-    fill.style.width = `${(100 * scoreShare(hit, best)).toFixed(0)}%`; // CSSOM, not a style attribute: the CSP allows no inline styles
-    const bar = el("div", { class: "bar" }, fill);
-    const meta = el("div", { class: "meta" },
-      el("div", { class: "name", title: hit.source || hit.id }, `${i + 1}. ${name}`),
-      el("div", { class: "row" }, el("span", { class: `badge ${hit.modality}` }, hit.modality),
-         el("span", { class: "score" }, scoreText(hit))),
-      bar);
-    const where = segmentLine(hit);
-    if (where) meta.append(where);
-    results.append(el("li", { class: "card", "data-modality": hit.modality }, mediaFor(hit), meta));
+  hits.forEach((hit, i) => results.append(card(hit, i, best)));
+}
+
+// -- searching -----------------------------------------------------------------------------------
+
+async function post(query, wanted) {
+  if (query.file) {
+    const form = new FormData();
+    form.append("file", query.file);
+    form.append("k", "24");
+    form.append("modality", wanted.join(","));
+    return fetch("/v1/search", { method: "POST", body: form });
+  }
+  return fetch("/v1/search", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ text: query.text, k: 24, modality: wanted.join(",") }),
   });
 }
 
@@ -116,19 +208,13 @@ async function search(query) {
   queryLine.textContent = "Searching…";
   let response;
   try {
-    if (query.file) {
-      const form = new FormData();
-      form.append("file", query.file);
-      form.append("k", "24");
-      form.append("modality", wanted.join(","));
-      response = await fetch("/v1/search", { method: "POST", body: form });
-    } else {
-      response = await fetch("/v1/search", {
-        method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ text: query.text, k: 24, modality: wanted.join(",") }),
-      });
-    }
-    const data = await response.json();
+    response = await post(query, wanted);
+  } catch (e) { // no answer at all: the server is down or the network is
+    showOffline();
+    return;
+  }
+  try {
+    const data = await response.json().catch(() => ({ error: `the server answered HTTP ${response.status}` }));
     if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
     const what = query.file ? `the file “${query.file.name}”` : `“${query.text}”`;
     queryLine.textContent = `${data.results.length} results for ${what}`;
@@ -138,6 +224,140 @@ async function search(query) {
     results.replaceChildren();
   }
 }
+
+// -- the viewer ----------------------------------------------------------------------------------
+
+function message(text, link) {
+  const line = $("#viewer-message");
+  line.hidden = !text;
+  line.replaceChildren(...(text ? [text] : []));
+  if (link) line.append(" — ", el("a", { href: link, download: "" }, "download"));
+}
+
+function cannotPlay(stage, hit, reason, poster) {
+  const img = poster || hit.links.thumbnail;
+  stage.replaceChildren(img ? el("img", { class: "full", src: img, alt: fileName(hit) }) : el("div", { class: "no-preview" }, "▶"));
+  message(`Cannot play here${reason ? ` (${reason})` : ""}`, hit.links.media);
+}
+
+async function showPlayer(stage, hit) {
+  const tag = hit.modality === "video" ? "video" : "audio";
+  const start = hit.segment && hit.segment.start ? hit.segment.start : 0;
+  let info;
+  try {
+    const r = await fetch(`${hit.links.media.replace(/\/media$/, "/playback")}?start=${start}`);
+    info = await r.json();
+    if (!r.ok) throw new Error(info.error || `HTTP ${r.status}`);
+  } catch (e) {
+    cannotPlay(stage, hit, e.message);
+    return;
+  }
+  if (hits[current] !== hit) return; // moved on meanwhile
+  if (!info.src) { cannotPlay(stage, hit, info.reason, info.poster); return; }
+  const player = el(tag, { class: "full", controls: "", preload: "metadata", src: info.src + fragment(hit, info.preview_start),
+                           "aria-label": fileName(hit) });
+  if (info.poster) player.setAttribute("poster", info.poster);
+  player.addEventListener("error", () => cannotPlay(stage, hit, player.error && player.error.message, info.poster));
+  stage.replaceChildren(player);
+  if (!info.playable) {
+    const from = info.preview_start, to = from + (info.preview_seconds || 0);
+    message(`${info.reason}: playing a converted preview of ${clock(from)}–${clock(to)}.`, hit.links.media);
+    player.addEventListener("loadeddata", () => $("#viewer-message").classList.add("done"), { once: true });
+  }
+}
+
+function clock(s) { return `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`; }
+
+async function showNote(stage, hit) {
+  const pre = el("pre", { class: "full note-full" }, hit.text || (hit.segment && hit.segment.text) || "");
+  stage.replaceChildren(pre);
+  try {
+    const r = await fetch(hit.links.media);
+    if (r.ok && hits[current] === hit) pre.textContent = (await r.text()).slice(0, 200000);
+  } catch (e) { /* keep the stored words */ }
+}
+
+function fillViewer(hit) {
+  const stage = $("#viewer-stage");
+  message("");
+  $("#viewer-message").classList.remove("done");
+  $("#viewer-title").textContent = `${current + 1}. ${fileName(hit)}`;
+  $("#viewer-path").textContent = hit.source || hit.id;
+  const download = $("#viewer-download");
+  download.href = hit.links.media;
+  download.setAttribute("download", fileName(hit));
+  const detail = [hit.modality, hasStrength(hit) ? scoreText(hit) : "", scoreTitle(hit)];
+  if (hit.duration) detail.push(`${hit.duration.toFixed(1)} s`);
+  if (hit.segment) detail.push(`matched at ${hit.segment.location || hit.segment.kind}`);
+  $("#viewer-detail").textContent = detail.filter(Boolean).join(" · ");
+  $("#viewer-prev").disabled = current <= 0;
+  $("#viewer-next").disabled = current >= hits.length - 1;
+  if (hit.modality === "image") {
+    const img = el("img", { class: "full", src: hit.links.media, alt: fileName(hit) });
+    img.addEventListener("error", () => cannotPlay(stage, hit, "this browser cannot show this image"));
+    stage.replaceChildren(img);
+  } else if (hit.modality === "video" || hit.modality === "audio") {
+    stage.replaceChildren(el("div", { class: "loading" }, "Loading…"));
+    showPlayer(stage, hit);
+  } else if (hit.modality === "text") {
+    showNote(stage, hit);
+  } else {
+    const words = (hit.segment && hit.segment.text) || hit.text || "";
+    stage.replaceChildren(el("pre", { class: "full note-full" }, words));
+  }
+}
+
+function openViewer(i) {
+  if (i < 0 || i >= hits.length) return;
+  current = i;
+  fillViewer(hits[i]);
+  if (!viewer.open) viewer.showModal();
+  $("#viewer-close").focus();
+}
+
+function closeViewer() {
+  $("#viewer-stage").replaceChildren(); // stops playback
+  if (viewer.open) viewer.close();
+}
+
+viewer.addEventListener("close", () => {
+  $("#viewer-stage").replaceChildren();
+  const back = results.querySelector(`.card[data-index="${current}"] .open`);
+  if (back) back.focus();
+});
+viewer.addEventListener("click", (ev) => { if (ev.target === viewer) closeViewer(); }); // the backdrop
+viewer.addEventListener("keydown", (ev) => {
+  if (ev.target.closest("video, audio, a") && ev.key.startsWith("Arrow")) return; // seeking, not paging
+  if (ev.key === "ArrowRight") { ev.preventDefault(); openViewer(current + 1); }
+  if (ev.key === "ArrowLeft") { ev.preventDefault(); openViewer(current - 1); }
+});
+$("#viewer-close").addEventListener("click", closeViewer);
+$("#viewer-prev").addEventListener("click", () => openViewer(current - 1));
+$("#viewer-next").addEventListener("click", () => openViewer(current + 1));
+
+// -- keyboard in the grid: arrows move between results, Enter opens (the name is a button) ----------
+
+function columns() {
+  const cards = [...results.querySelectorAll(".card")];
+  if (!cards.length) return 1;
+  const top = cards[0].offsetTop;
+  return Math.max(1, cards.filter((c) => c.offsetTop === top).length);
+}
+
+results.addEventListener("keydown", (ev) => {
+  const li = ev.target.closest(".card");
+  if (!li || !ev.target.classList.contains("open")) return;
+  const i = Number(li.dataset.index);
+  const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns(), ArrowUp: -columns(),
+                 Home: -i, End: hits.length - 1 - i }[ev.key];
+  if (step === undefined) return;
+  ev.preventDefault();
+  const next = Math.min(hits.length - 1, Math.max(0, i + step));
+  const target = results.querySelector(`.card[data-index="${next}"] .open`);
+  if (target) target.focus();
+});
+
+// -- the form, the drop zone, the chips --------------------------------------------------------------
 
 $("#search").addEventListener("submit", (ev) => {
   ev.preventDefault();
