@@ -413,6 +413,6 @@ def test_merge_with_held_out_pairs_refits_the_moved_towers_calibration(tmp_path)
     merged = load_space(tmp_path / "C")
     assert {"text->image", "image->text"} <= set(merged.calibration)
     assert merged.calibration["text->audio"] == a.calibration["text->audio"]  # the audio tower did not move
-    slope, _ = merged.calibration["text->image"]
+    slope, *_ = merged.calibration["text->image"]
     assert slope > 0 and "refit on held.jsonl: image->text, text->image" in merged.provenance["calibration"]
     assert "refit on held.jsonl" in result.output

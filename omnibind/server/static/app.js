@@ -80,10 +80,10 @@ async function health() {
 
 function hasStrength(hit) { return typeof hit.strength === "number" && isFinite(hit.strength); }
 
-function strengthWord(s) { return s >= 0.7 ? "strong" : s >= 0.4 ? "fair" : "weak"; }
+function strengthWord(s, word) { return word || (s >= 0.75 ? "strong" : s >= 0.4 ? "fair" : "weak"); } // the server sends `match` (search.strength_word)
 
 function scoreText(hit) {
-  if (hasStrength(hit)) return `${strengthWord(hit.strength)} match`;
+  if (hasStrength(hit)) return `${strengthWord(hit.strength, hit.match)} match`;
   if (hit.score_kind === "probability") return `${(100 * hit.score).toFixed(1)}% match`;
   if (hit.score_kind === "z") return `z ${hit.score.toFixed(2)}`;
   return `cos ${hit.cosine.toFixed(3)}`;
