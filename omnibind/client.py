@@ -20,6 +20,8 @@ import http.client
 import ipaddress
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -161,13 +163,37 @@ def advertise(collection: Any, host: str, port: int, home: Path | None = None) -
         _write_private(file, json.dumps(record, indent=2) + "\n")
     except OSError:
         file = None  # type: ignore[assignment]  # an unwritable home: serve without advertising
+    previous = _on_terminate(lambda: _withdraw(file))
     try:
         yield file
     finally:
-        if file is not None:
-            with contextlib.suppress(OSError):
-                if json.loads(file.read_text("utf-8")).get("pid") == os.getpid():
-                    file.unlink()
+        _withdraw(file)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _withdraw(file: Path | None) -> None:
+    """Remove this process's record (not one a later server on the same port wrote)."""
+    with contextlib.suppress(OSError, ValueError):
+        if file is not None and json.loads(file.read_text("utf-8")).get("pid") == os.getpid():
+            file.unlink()
+
+
+def _on_terminate(cleanup: Callable[[], None]) -> Any:
+    """Run `cleanup` on SIGTERM, then die of it as before. uvicorn restores this handler after its
+    graceful shutdown and re-raises the signal, which would otherwise skip every `finally`.
+    Returns the previous handler (None outside the main thread, where no handler can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        cleanup()
+        signal.signal(signum, previous if callable(previous) else signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    return previous
 
 
 def _write_private(file: Path, text: str) -> None:

@@ -183,6 +183,39 @@ def test_search_through_the_server_prints_what_a_local_search_prints(served, arg
     assert any(h.segment for h in client.search("notes", "expedition glacier wolves", home=home).hits)
 
 
+def _search_keeps_unit_vectors() -> bool:
+    """Whether omnibind.search.query_input returns a unit vector bit for bit (the server embeds the
+    query, then searches with its vector: renormalising it moves the scores' last digits)."""
+    import numpy as np
+
+    from omnibind.search import query_input
+
+    stub = type("Coll", (), {"space": type("Space", (), {"dim": 384})()})()
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        v = rng.standard_normal(384).astype(np.float32)
+        v /= np.linalg.norm(v)
+        if not np.array_equal(v / np.float32(np.linalg.norm(v)), v):
+            return bool(np.array_equal(query_input(stub, v)[0], v))
+    return True
+
+
+@pytest.mark.xfail(not _search_keeps_unit_vectors(), strict=True,
+                   reason="omnibind.search.query_input renormalises unit vectors (the search.py diff of issue 16 item 7)")
+def test_served_scores_equal_local_ones_to_the_last_digit(served, space):
+    import numpy as np
+
+    home, coll, record = served
+    queries = ["violin", "glacier", "a storm over the harbour", "coffee", "a dog", "mountains", "jazz", "soup"]
+    vectors = space.embed(queries)
+    assert any(not np.array_equal(v / np.linalg.norm(v), v) for v in vectors)  # some would move if renormalised
+    for query in queries:
+        remote = client.search("notes", query, home=home)
+        local = client.search("notes", query, home=home, local=True)
+        assert remote.via == "server"
+        assert [h.to_dict() for h in remote.hits] == [h.to_dict() for h in local.hits], query
+
+
 def test_search_uses_the_server_only_when_it_serves_the_same_thing(served, tmp_path: Path, monkeypatch):
     home, coll, record = served
     calls = []
@@ -223,6 +256,21 @@ def test_stale_and_foreign_records_are_ignored(notes, tmp_path: Path):
     assert result.exit_code == 0 and "notes: soup" in result.output
     for file in servers.iterdir():
         file.unlink()
+
+
+def test_a_terminated_server_withdraws_its_record(notes):
+    home, coll = notes
+    code = ("import os, signal, sys, time\nfrom pathlib import Path\nfrom omnibind import client\n"
+            "coll = type('C', (), {'name': 'notes', 'path': Path(sys.argv[1]), 'meta': {'space': {'fingerprint': 'f'}}})()\n"
+            "with client.advertise(coll, '127.0.0.1', 8999, Path(sys.argv[2])) as record:\n"
+            "    print(record, flush=True)\n    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(coll.path), str(home)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    record = Path(proc.stdout.readline().strip())
+    assert record.exists()
+    proc.terminate()
+    assert proc.wait(30) == -15  # it still dies of the signal, as without a record
+    assert not record.exists()
 
 
 def test_advertise_only_loopback_and_cleans_up(notes):
