@@ -11,6 +11,7 @@ reads JSON only; any miss (new commit, new collection, unreadable cache) lists t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,6 +40,13 @@ def list_collections(home: Path | None = None) -> list[dict[str, Any]]:
         if key is not None and row is not None and "error" not in row:
             _write_cache(folder, key, row)
     return fresh
+
+
+def remember(collection: Any) -> None:
+    """Cache an open collection's stats now (after an ingest, say): the next listing reads JSON."""
+    key = state_key(collection.path)
+    if key is not None:
+        _write_cache(collection.path, key, collection.stats())
 
 
 def state_key(folder: Path) -> str | None:
@@ -74,4 +82,5 @@ def _write_cache(folder: Path, key: str, row: dict[str, Any]) -> None:
         tmp.write_text(json.dumps({"key": key, "row": row}, default=str) + "\n", encoding="utf-8")
         os.replace(tmp, folder / CACHE_FILE)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)

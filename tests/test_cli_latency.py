@@ -106,6 +106,9 @@ def test_collection_stats_cache_follows_every_commit(notes, tmp_path: Path):
     coll.delete(["extra"])
     (folder / catalog.CACHE_FILE).write_text("{not json")
     assert catalog.list_collections(home) == Collection.list(home)
+    (folder / catalog.CACHE_FILE).unlink()
+    catalog.remember(coll)  # what a writer may call after its last commit
+    assert catalog._cached(folder, catalog.state_key(folder)) == Collection.list(home)[0]
 
 
 @pytest.mark.parametrize("name", ["default", "bridge"])
