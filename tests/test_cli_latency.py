@@ -24,7 +24,7 @@ from omnibind.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 # What listing and describing must never import. transformers belongs here too once
-# render.quiet_libraries no longer imports it (see docs/usage.md, "Fast commands").
+# render.quiet_libraries no longer imports it (the render.py diff of issue 16 item 7).
 HEAVY = ("torch", "sentence_transformers", "lancedb", "pyarrow", "onnxruntime", "av")
 NOTES = ["a red sports car on a highway", "a recipe for tomato soup", "the cat sleeps on the sofa",
          "rain falling on a tin roof", "a violin concerto in D major", "how to change a bicycle tyre",
