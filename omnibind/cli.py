@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import typer
 from rich.console import Console
 
-from omnibind import render
+from omnibind import client, render
 from omnibind.errors import InputError, OmnibindError
 from omnibind.inputs import Text, from_argument
 from omnibind.extras import require
-from omnibind.space import load_space
+from omnibind.spaceinfo import describe, load_space  # load_space imports torch on first call
 
 app = typer.Typer(help="omnibind: text, images, audio and video in one embedding space, offline by default.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -97,8 +97,8 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print the full description as JSON."),
 ) -> None:
     """The space's towers, dimensions, and where each backbone's weights come from."""
-    try:
-        details = load_space(space).info()
+    try:  # the table needs no backbone (omnibind/spaceinfo.py); --json describes the loaded ones
+        details = (None if as_json else describe(space)) or load_space(space).info()
     except OmnibindError as exc:
         _fail(exc)
     console.print_json(json.dumps(details, default=str)) if as_json else render.print_info(console, details)
@@ -269,18 +269,16 @@ def search(
     raw: bool = typer.Option(False, "--raw", help="Rank by raw cosine instead of calibrated scores."),
     exact: bool = typer.Option(False, "--exact", help="Flat scan even when an ANN index exists."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of results, best first."),
+    local: bool = typer.Option(False, "--local", help="Search here even when `omnibind serve` runs for it."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """Search a collection with text or a file: any modality finds any modality."""
-    from omnibind.collection import Collection
-    from omnibind.search import search as run_search
-
     if (query is None) == (file is None):
         _fail(ValueError("give a text QUERY or --file (one of them)"))
-    try:
-        coll = Collection.open(collection, create=False, home=_home(home))
-        hits = run_search(coll, file.expanduser() if file else query, k=k, modality=modality, where=where,
-                          calibrated=not raw, exact=True if exact else None)
+    try:  # a running `omnibind serve` of this collection answers if there is one (omnibind/client.py)
+        coll = client.search(collection, file.expanduser() if file else query, k=k, modality=modality, where=where,
+                             raw=raw, exact=exact, local=local, home=_home(home), loading=client.spinner(err, "loading models"))
+        hits = coll.hits
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
     if as_json:
@@ -299,14 +297,15 @@ def collections(
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """List collections with their sizes and spaces, drop one, or repair one."""
-    from omnibind.collection import Collection
+    from omnibind.catalog import list_collections
 
     try:
         if drop or repair:
+            from omnibind.collection import Collection
             done = Collection.drop(drop, home=_home(home)) if drop else \
                 f"{repair}: {Collection.open(repair, create=False, home=_home(home)).repair()} duplicate rows removed"
             return console.print(f"dropped {done}" if drop else done)
-        rows = Collection.list(home=_home(home))
+        rows = list_collections(_home(home))  # cached stats: no LanceDB unless a table changed
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
     print(json.dumps(rows, indent=2)) if as_json else console.print(render.collections_table(rows))
@@ -391,4 +390,5 @@ def serve(
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
     render.serve_banner(err, host, port, app_.state.collection, token, created, server.token_path(settings.home))
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    with client.advertise(app_.state.collection, host, port, settings.home):  # `omnibind search` finds it
+        uvicorn.run(app_, host=host, port=port, log_level="warning")

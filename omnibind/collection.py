@@ -34,43 +34,16 @@ from omnibind import views as view_names
 from omnibind.calibration import Calibration
 from omnibind.errors import OmnibindError
 from omnibind.inputs import Input, load_file, to_input
+from omnibind.paths import HOME_ENV, META_FILE, CollectionError, collection_path, omnibind_home  # noqa: F401  (re-exported)
 from omnibind.space import Space, load_space
 from omnibind.views.embed import TEXT_KINDS, calibration_group
 from omnibind.writer import LOCK_FILE, WriterLock
 
-HOME_ENV = "OMNIBIND_HOME"
 TABLE = "items"
-META_FILE = "collection.json"
 FORMAT_VERSION = 2  # 2: segment rows beside item rows (`item`, `kind` and location columns)
 INDEX_THRESHOLD = 100_000  # below this many rows search is exact, in memory (3.8-5.2 ms at 100k: benchmarks/search.py)
 THUMBNAIL_PX = 160
 REPAIR_FILE = "repair-pending.parquet"
-
-
-class CollectionError(OmnibindError):
-    """A collection is missing, malformed, or was made by a different space."""
-
-
-def omnibind_home() -> Path:
-    """Where omnibind keeps user data: $OMNIBIND_HOME, else the platform's user data dir."""
-    env = os.environ.get(HOME_ENV)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("omnibind"))
-
-
-def collection_path(name_or_path: str | Path, home: Path | None = None) -> Path:
-    """A bare name is a folder under <home>/collections; anything with a slash is a path."""
-    text = str(name_or_path)
-    if not text.strip():
-        raise CollectionError("a collection needs a name or a path")
-    if isinstance(name_or_path, Path) or os.sep in text or text.startswith((".", "~")):
-        return Path(text).expanduser().resolve()
-    if text in (".", "..") or any(c in text for c in '\\:*?"<>|'):
-        raise CollectionError(f"bad collection name {text!r}: use letters, digits, '-', '_' or a folder path")
-    return (home or omnibind_home()) / "collections" / text
 
 
 def schema(dim: int, index_dim: int | None = None) -> pa.Schema:

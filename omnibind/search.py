@@ -175,7 +175,8 @@ def query_input(collection: Collection, query: Any, modality: str | None = None)
         v = query.astype(np.float32).reshape(-1)
         if v.shape[0] != collection.space.dim:
             raise CollectionError(f"query vector has {v.shape[0]} dims, the collection {collection.space.dim}")
-        return v / max(float(np.linalg.norm(v)), 1e-12), modality
+        norm = float(np.linalg.norm(v))
+        return (v if abs(norm - 1.0) < 1e-6 else v / max(norm, 1e-12)), modality  # a unit vector as it is: bit for bit
     item = to_input(query, collection.space.limits)
     return collection.space.embed([item])[0], item.modality
 

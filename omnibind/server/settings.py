@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from omnibind.collection import omnibind_home
+from omnibind.paths import omnibind_home
 from omnibind.inputs import Limits
 
 TOKEN_ENV = "OMNIBIND_TOKEN"
