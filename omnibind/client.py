@@ -52,19 +52,26 @@ class RemoteHit:
     fields: dict[str, Any] = field(default_factory=dict)
     kind: str = "cosine"
     segment: dict[str, Any] | None = None
+    z: float | None = None
+    probability: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict)  # the server's JSON, links left out: `to_dict()`
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "RemoteHit":
         d = {k: v for k, v in d.items() if k != "links"}
-        if "metadata" in d and not isinstance(d["metadata"], str):  # the server parses it; the row holds JSON text
-            d["metadata"] = json.dumps(d["metadata"])
-        core = ("id", "source", "modality", "score", "score_kind", "cosine", "segment")
+        core = ("id", "source", "modality", "score", "score_kind", "cosine", "segment", "z", "probability")
         return cls(d["id"], d.get("source"), d["modality"], float(d["score"]), float(d["cosine"]),
-                   {k: v for k, v in d.items() if k not in core}, d.get("score_kind", "cosine"), d.get("segment"))
+                   {k: v for k, v in d.items() if k not in core}, d.get("score_kind", "cosine"), d.get("segment"),
+                   d.get("z"), d.get("probability"), d)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "source": self.source, "modality": self.modality, "score": self.score,
-                "score_kind": self.kind, "cosine": self.cosine, **self.fields, "segment": self.segment}
+        return dict(self.raw)  # the server built it with Hit.to_dict: the same keys, order and values
+
+
+class _Hits(list):
+    """The server's hits and its `note` (search.Hits, without importing search and LanceDB)."""
+
+    note: str | None = None
 
 
 @dataclass
@@ -116,7 +123,8 @@ def server_search(collection: str, query: str, *, k: int = 10, modality: str | N
         answer = _post(record, "/v1/search", body)
         if answer is not None and answer.get("collection") == record.get("collection"):
             try:
-                hits = [RemoteHit.from_json(h) for h in answer["results"]]
+                hits = _Hits(RemoteHit.from_json(h) for h in answer["results"])
+                hits.note = answer.get("note")
             except (KeyError, TypeError, ValueError):
                 continue
             return Results(str(answer["collection"]), hits, "server", _url(record))
