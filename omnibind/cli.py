@@ -221,7 +221,8 @@ def ingest(
     collection: str = CollectionOpt,
     space: Optional[str] = typer.Option(None, "--space", "-s", help="Space for a new collection (default: the "
                                         "collection's own, or the offline default)."),
-    prune: bool = typer.Option(False, "--prune", help="Remove items whose files under FOLDER are gone."),
+    keep_missing: bool = typer.Option(False, "--keep-missing", help="Keep items whose files under FOLDER are gone "
+                                      "(default: removed and reported; moved files reported as renamed)."),
     reembed: bool = typer.Option(False, "--reembed", help="Re-embed every item with --space (resumable)."),
     batch_size: int = typer.Option(32, help="Files per batch (one commit per batch)."),
     index_dim: Optional[int] = typer.Option(None, help="New collection: index Matryoshka prefixes of this many "
@@ -248,14 +249,14 @@ def ingest(
         with render.progress_bar(err) as bar:
             redo = bar.add_task("re-embedding", total=len(coll), visible="pending_space" in coll.meta)
             task = bar.add_task("ingesting", total=None)
-            report = run_ingest(coll, folder, engine=engine, batch_size=batch_size, prune=prune, log=log,
+            report = run_ingest(coll, folder, engine=engine, batch_size=batch_size, prune=not keep_missing, log=log,
                                 exclude=exclude, address=address, actors=actors, links=links, views=views,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                                 reembed_progress=lambda n: bar.advance(redo, n))
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
     render.failures(err, report.failed)
-    console.print(render.ingest_summary(coll.name, report.summary()))
+    console.print(render.ingest_summary(coll.name, report.summary(), report.renamed))
 
 
 @app.command()

@@ -43,6 +43,8 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # stored, but a view could not read it all
     segments: int = 0  # segment rows written (words, pages, chunks, time windows)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (old, new): a vanished file's content came back
+    missing: int = 0  # items whose files under the root are gone, kept (prune=False)
     seconds: float = 0.0
     log: str | None = None
 
@@ -53,12 +55,13 @@ class IngestReport:
     def summary(self) -> dict[str, Any]:
         return {"root": self.root, "seen": self.seen, "added": self.added, "updated": self.updated,
                 "unchanged": self.unchanged, "removed": self.removed, "failed": len(self.failed),
-                "segments": self.segments, "notes": len(self.notes),
+                "segments": self.segments, "notes": len(self.notes), "renamed": len(self.renamed),
+                "missing": self.missing,
                 "seconds": round(self.seconds, 2), "log": self.log}
 
 
 def ingest(collection: Collection, source: str | Path, *, engine: str = "local", batch_size: int = 32,
-           prune: bool = False, progress: Callable[[int, int], None] | None = None, log: Path | None = None,
+           prune: bool = True, progress: Callable[[int, int], None] | None = None, log: Path | None = None,
            build_index: bool = True, exclude: Sequence[str] = (), reembed_progress: Callable[[int], None] | None = None,
            model_lock: AbstractContextManager | None = None, links: str = "inside", address: str | None = None,
            actors: int = 2, views: Sequence[str] | str | None = None, **ray_options: Any) -> IngestReport:
@@ -69,7 +72,9 @@ def ingest(collection: Collection, source: str | Path, *, engine: str = "local",
     space (`Collection.open(..., reembed=True)`) is re-embedded first (rows whose file is gone are
     dropped and reported). `progress(done, total)` is called after each batch; every failure is
     written to `log` (default: <collection>/logs/ingest-<time>.log). Files matching an `exclude`
-    glob are neither ingested nor, with `prune`, kept. A folder's symbolic links are followed only
+    glob are neither ingested nor, with `prune` (the default), kept: items whose files under the
+    root are gone are removed and reported, a file whose content reappears under another name as
+    renamed (`prune=False` keeps them and counts them as `missing`). A folder's symbolic links are followed only
     when they resolve inside it (`links`: "inside", "all" or "none"), and every file opened must
     still resolve inside it. `engine="ray"` runs the batches on a Ray cluster (`address`, `actors`;
     omnibind/scale/ray_ingest.py). `model_lock` (the server's) is held around each local batch's
@@ -172,9 +177,13 @@ def finish(collection: Collection, report: IngestReport, previous: set[str], pre
            build_index: bool, log: Path | None, start: float) -> IngestReport:
     """The end of an ingest, whatever engine embedded it: prune rows of vanished files under the
     root, keep the index and the calibration sample current, write the failure log."""
-    if prune:  # under the root by path components: pruning /data/media never touches /data/media2
-        gone = [i for i in previous if beneath(source_path(i), report.root) and i not in present]
+    # under the root by path components: pruning /data/media never touches /data/media2
+    gone = [i for i in previous if beneath(source_path(i), report.root) and i not in present]
+    if prune and gone:
+        report.renamed = _renamed(collection, gone, present)
         report.removed = collection.delete(gone)
+    elif gone:
+        report.missing = len(gone)
     if report.embedded or report.removed:
         if build_index:
             collection.ensure_index()
@@ -182,6 +191,13 @@ def finish(collection: Collection, report: IngestReport, previous: set[str], pre
     report.seconds = time.perf_counter() - start
     report.log = str(_write_log(collection, report, log)) if report.failed or report.notes else None
     return report
+
+
+def _renamed(collection: Collection, gone: list[str], present: set[str]) -> list[tuple[str, str]]:
+    """(old, new) pairs of a vanished item and a present one with the same content: a moved file."""
+    manifest = collection.manifest()
+    by_hash = {manifest[i][0]: i for i in sorted(present) if i in manifest}
+    return sorted((old, by_hash[manifest[old][0]]) for old in gone if old in manifest and manifest[old][0] in by_hash)
 
 
 def _write_log(collection: Collection, report: IngestReport, log: Path | None) -> Path:

@@ -134,12 +134,15 @@ def score_footer(hits: Sequence[Any]) -> str:
     return "\n".join(lines + ([f"[yellow]{note}[/]"] if note else []))
 
 
-def ingest_summary(name: str, s: dict[str, Any]) -> str:
+def ingest_summary(name: str, s: dict[str, Any], renamed: Sequence[tuple[str, str]] = ()) -> str:
+    moved = "".join(f"\nrenamed {os.path.relpath(old, s['root'])} -> {os.path.relpath(new, s['root'])}"
+                    for old, new in renamed[:20])
     return (f"{name}: {s['added']} added, {s['updated']} updated, {s['unchanged']} unchanged, {s['removed']} removed, "
             f"{s['failed']} failed of {s['seen']} files in {s['seconds']:.1f} s"
             + (f"; {s['segments']} segments (words, pages, moments)" if s.get("segments") else "")
             + (f"; {s['notes']} view notes" if s.get("notes") else "")
-            + (f"; failures logged to {s['log']}" if s["log"] else ""))
+            + (f"; failures logged to {s['log']}" if s["log"] else "")
+            + (f"; {s['missing']} items' files are gone (kept: --keep-missing)" if s.get("missing") else "") + moved)
 
 
 def collections_table(rows: Sequence[dict[str, Any]]) -> Table:

@@ -144,11 +144,11 @@ def test_ingest_is_incremental(ingested: Collection, folder: Path):
     draw_image("square", 96, "black").save(folder / "photos" / "0-red-circle.png")  # changed content
     (folder / "notes" / "rain.txt").unlink()
     (folder / "notes" / "new.txt").write_text("A brand new note.")
-    third = ingest(ingested, folder)
-    assert (third.added, third.updated, third.unchanged, third.removed) == (1, 1, 9, 0)
-    assert len(ingested) == 12  # the deleted note stays without --prune
-    pruned = ingest(ingested, folder, prune=True)
-    assert pruned.removed == 1 and len(ingested) == 11
+    third = ingest(ingested, folder, prune=False)
+    assert (third.added, third.updated, third.unchanged, third.removed, third.missing) == (1, 1, 9, 0, 1)
+    assert len(ingested) == 12  # the deleted note stays with prune=False (--keep-missing)...
+    pruned = ingest(ingested, folder)
+    assert pruned.removed == 1 and len(ingested) == 11  # ...and goes by default
     assert not ingested.get([str(folder / "notes" / "rain.txt")])
 
 
@@ -347,7 +347,7 @@ def test_cli_ingest_search_collections_classify(home, folder: Path):
     assert json.loads(r.output)[0]["items"] == 11
     bad.unlink()
     shutil.rmtree(folder / "notes")
-    r = runner.invoke(app, ["ingest", str(folder), "-c", "cli", "--prune"])
+    r = runner.invoke(app, ["ingest", str(folder), "-c", "cli"])  # pruning is the default
     assert "3 removed" in r.output
     r = runner.invoke(app, ["classify", "it is pouring with rain", str(folder / "photos" / "0-red-circle.png"),
                             "--labels", "rain,a red circle", "--json"])

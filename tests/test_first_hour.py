@@ -89,3 +89,28 @@ def test_mixed_list_keeps_the_photo_and_no_modality_crowds_it(space, tmp_path: P
     got = measure(search, c, data)
     assert got["mixed_top5"] >= got["image_top5"] - 10, got  # measured 73.3 vs 76.7
     assert got["crowding"] == 0.0, got  # measured 0 (sounds: 20% of a top 10)
+
+
+# -- 6. deleted and renamed files do not linger ------------------------------------------------------
+
+
+def test_reingest_removes_vanished_files_and_reports_renames(space, tmp_path: Path, monkeypatch):
+    from omnibind.cli import app
+
+    monkeypatch.setenv("OMNIBIND_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "media"
+    folder.mkdir()
+    for n, colour in enumerate(("red", "blue", "green")):
+        draw_image("circle", 64, colour).save(folder / f"{n}.png")
+    (folder / "note.txt").write_text("A note about the harbour at night.")
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(folder), "-c", "mine"]).exit_code == 0
+    (folder / "0.png").unlink()
+    (folder / "1.png").rename(folder / "blue.png")
+    kept = runner.invoke(app, ["ingest", str(folder), "-c", "mine", "--keep-missing"])
+    assert kept.exit_code == 0 and "2 items' files are gone (kept: --keep-missing)" in kept.output.replace("\n", " ")
+    again = runner.invoke(app, ["ingest", str(folder), "-c", "mine"])
+    out = again.output.replace("\n", " ")
+    assert again.exit_code == 0 and "2 removed" in out and "renamed 1.png -> blue.png" in out, again.output
+    hits = runner.invoke(app, ["search", "-c", "mine", "a red circle", "--json", "--local"])
+    assert str(folder / "0.png") not in hits.output and str(folder / "blue.png") in hits.output
