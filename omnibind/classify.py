@@ -21,6 +21,9 @@ from omnibind.errors import InputError
 from omnibind.inputs import to_input
 from omnibind.space import Space
 
+CLEAR, UNSURE = 0.5, 0.2  # margins (top minus runner-up probability) of a clear answer and of a guess
+
+
 @dataclass
 class Classification:
     """One input's result: probabilities over `labels`, best first in `ranked()`."""
@@ -38,9 +41,21 @@ class Classification:
         order = np.argsort(-self.probabilities, kind="stable")
         return [(self.labels[i], float(self.probabilities[i])) for i in order]
 
+    @property
+    def margin(self) -> float:
+        """How far the top label is ahead of the runner-up (probabilities; 1.0 with one label)."""
+        ranked = self.ranked()
+        return ranked[0][1] - (ranked[1][1] if len(ranked) > 1 else 0.0)
+
+    @property
+    def confidence(self) -> str:
+        """"clear", "likely" or "unsure": a softmax at temperature 0.05 turns small cosine gaps into
+        large probabilities, so a top label barely ahead of the next is said to be a guess."""
+        return "clear" if self.margin >= CLEAR else "likely" if self.margin >= UNSURE else "unsure"
+
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "modality": self.modality, "label": self.label,
-                "probabilities": dict(self.ranked())}
+                "margin": round(self.margin, 4), "confidence": self.confidence, "probabilities": dict(self.ranked())}
 
 
 def label_vectors(space: Space, labels: Sequence[str], modality: str,

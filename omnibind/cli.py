@@ -15,6 +15,7 @@ from rich.console import Console
 from omnibind import client, render
 from omnibind.errors import InputError, OmnibindError
 from omnibind.inputs import Text, from_argument
+from omnibind.paths import existing_collection
 from omnibind.extras import require
 from omnibind.spaceinfo import describe, load_space  # load_space imports torch on first call
 
@@ -279,19 +280,18 @@ def search(
     try:  # a running `omnibind serve` of this collection answers if there is one (omnibind/client.py)
         coll = client.search(collection, file.expanduser() if file else query, k=k, modality=modality, where=where,
                              raw=raw, exact=exact, local=local, home=_home(home), loading=client.spinner(err, "loading models"))
-        hits = coll.hits
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps([h.to_dict() for h in hits], indent=2))
-        return
-    console.print(render.hits_table(f"{coll.name}: {query if query is not None else file}", hits))
-    console.print(render.score_footer(hits))
+        return print(json.dumps([h.to_dict() for h in coll.hits], indent=2))
+    console.print(render.hits_table(f"{coll.name}: {query if query is not None else file}", coll.hits))
+    console.print(render.score_footer(coll.hits))
 
 
 @app.command()
 def collections(
-    drop: Optional[str] = typer.Option(None, "--drop", help="Delete this collection."),
+    drop: Optional[str] = typer.Option(None, "--drop", help="Delete this collection (asks first; --yes does not)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting."),
     repair: Optional[str] = typer.Option(None, "--repair", help="Keep one row per item in this collection "
                                          "(tables written by concurrent ingests of omnibind < 0.2 hold rows twice)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -301,6 +301,8 @@ def collections(
     from omnibind.catalog import list_collections
 
     try:
+        if drop and not yes and not typer.confirm(f"delete collection {drop} and every file in it?", err=True):
+            raise typer.Exit(1)
         if drop or repair:
             from omnibind.collection import Collection
             done = Collection.drop(drop, home=_home(home)) if drop else \
@@ -377,10 +379,12 @@ def serve(
     allowed_host: list[str] = typer.Option([], "--allowed-host", help="Another name clients reach the server by "
                                            "(repeatable; '*.lan', '*')."),
     max_upload_mb: int = typer.Option(50, help="Largest request body, in MiB."),
+    create: bool = typer.Option(False, "--create", help="Serve a new, empty collection if none has this name."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """Serve the HTTP API and the search page for a collection (write endpoints need the token)."""
     try:
+        _ = create or existing_collection(collection, _home(home))  # a typo is not a new empty collection
         uvicorn = require("uvicorn", "serve")
         server = require("omnibind.server", "serve")
         settings = server.ServerSettings(collection=collection, space=space, roots=list(root), home=_home(home),

@@ -40,3 +40,15 @@ def collection_path(name_or_path: str | Path, home: Path | None = None) -> Path:
     if text in (".", "..") or any(c in text for c in '\\:*?"<>|'):
         raise CollectionError(f"bad collection name {text!r}: use letters, digits, '-', '_' or a folder path")
     return (home or omnibind_home()) / "collections" / text
+
+
+def existing_collection(name_or_path: str | Path, home: Path | None = None) -> Path:
+    """The folder of a collection that exists; a `CollectionError` naming the ones that do, so a
+    typo is never served (or searched) as a new, empty collection."""
+    path = collection_path(name_or_path, home)
+    if (path / META_FILE).is_file():
+        return path
+    root = (home or omnibind_home()) / "collections"
+    have = sorted(p.name for p in root.glob("*") if (p / META_FILE).is_file()) if root.is_dir() else []
+    raise CollectionError(f"no collection {str(name_or_path)!r} (have: {', '.join(have) or 'none'}); fill it first: "
+                          f"omnibind ingest FOLDER -c {name_or_path}, or pass --create")

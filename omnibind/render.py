@@ -157,11 +157,18 @@ def collections_table(rows: Sequence[dict[str, Any]]) -> Table:
 
 
 def classify_table(results: Sequence[Any], top: int) -> Table:
+    """One row per input: its file name (the paths of one folder share a prefix that would fill
+    the column at 80 columns), the label, how sure (margin over the runner-up) and the top labels."""
     table = Table(title="zero-shot classification")
-    for col in ("input", "modality", "label", "top labels"):
-        table.add_column(col)
-    for r in results:
-        table.add_row(r.source, r.modality, r.label, ", ".join(f"{name} {p:.2f}" for name, p in r.ranked()[:top]))
+    for col in ("input", "label", "sure?", "top labels"):
+        table.add_column(col, overflow="fold")
+    names = [os.path.basename(r.source) if not r.source.startswith("<") else r.source for r in results]
+    if len(set(names)) < len(names):  # two files of one name in different folders: show the paths
+        names = [r.source for r in results]
+    for name, r in zip(names, results):
+        word = {"clear": "clear", "likely": "likely", "unsure": "[yellow]unsure[/]"}[r.confidence]
+        table.add_row(name, r.label, f"{word} {r.margin:+.2f}",
+                      ", ".join(f"{label} {p:.2f}" for label, p in r.ranked()[:top]))
     return table
 
 

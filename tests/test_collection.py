@@ -353,7 +353,9 @@ def test_cli_ingest_search_collections_classify(home, folder: Path):
                             "--labels", "rain,a red circle", "--json"])
     assert r.exit_code == 0, r.output
     assert [x["label"] for x in json.loads(r.output)] == ["rain", "a red circle"]
-    r = runner.invoke(app, ["collections", "--drop", "cli"])
+    r = runner.invoke(app, ["collections", "--drop", "cli"], input="n\n")  # asks first; no keeps it
+    assert r.exit_code == 1 and (home / "collections" / "cli").exists()
+    r = runner.invoke(app, ["collections", "--drop", "cli"], input="y\n")
     assert r.exit_code == 0 and not (home / "collections" / "cli").exists()
 
 

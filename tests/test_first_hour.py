@@ -114,3 +114,45 @@ def test_reingest_removes_vanished_files_and_reports_renames(space, tmp_path: Pa
     assert again.exit_code == 0 and "2 removed" in out and "renamed 1.png -> blue.png" in out, again.output
     hits = runner.invoke(app, ["search", "-c", "mine", "a red circle", "--json", "--local"])
     assert str(folder / "0.png") not in hits.output and str(folder / "blue.png") in hits.output
+
+
+# -- 3. classify says when its answer is a guess; 8. readable at 80 columns --------------------------
+
+
+def test_classify_shows_its_margin_and_says_unsure(tmp_path: Path):
+    from rich.console import Console
+
+    from omnibind.classify import Classification
+    from omnibind.render import classify_table
+
+    folder = tmp_path / "a-long-folder-name-shared-by-every-file" / "sounds"
+    results = [Classification(str(folder / "siren.ogg"), "audio", ["cow", "siren", "rain"], np.array([0.45, 0.40, 0.15])),
+               Classification(str(folder / "rain.ogg"), "audio", ["cow", "siren", "rain"], np.array([0.05, 0.05, 0.90]))]
+    assert [r.confidence for r in results] == ["unsure", "clear"]
+    assert results[0].to_dict()["margin"] == pytest.approx(0.05) and results[0].to_dict()["confidence"] == "unsure"
+    console = Console(width=80, record=True)
+    console.print(classify_table(results, top=2))
+    text = console.export_text()
+    assert "siren.ogg" in text and "rain.ogg" in text and "unsure +0.05" in text and "clear +0.85" in text
+    assert "a-long-folder-name" not in text  # file names, not the shared prefix
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+# -- 9. messages and behaviour that agree --------------------------------------------------------------
+
+
+def test_serve_refuses_a_collection_that_does_not_exist_and_drop_asks(tmp_path: Path, monkeypatch):
+    from omnibind.cli import app
+
+    monkeypatch.setenv("OMNIBIND_HOME", str(tmp_path / "home"))
+    runner = CliRunner()
+    (tmp_path / "n.txt").write_text("A note.")
+    assert runner.invoke(app, ["ingest", str(tmp_path / "n.txt"), "-c", "notes"]).exit_code == 0
+    typo = runner.invoke(app, ["serve", "-c", "ntoes"])
+    assert typo.exit_code == 1 and "no collection 'ntoes' (have: notes)" in typo.output.replace("\n", " ")
+    assert not (tmp_path / "home" / "collections" / "ntoes").exists()
+    kept = runner.invoke(app, ["collections", "--drop", "notes"], input="n\n")
+    assert kept.exit_code == 1 and (tmp_path / "home" / "collections" / "notes").exists()
+    gone = runner.invoke(app, ["collections", "--drop", "notes", "--yes"])
+    assert gone.exit_code == 0 and not (tmp_path / "home" / "collections" / "notes").exists()
+    assert "one of them" in runner.invoke(app, ["search", "-c", "notes"]).output  # no query: not "not both"
