@@ -6,6 +6,7 @@ library module prints. Kept apart from cli.py so the commands read as what they 
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -87,13 +88,16 @@ def print_info(console: Console, details: dict[str, Any]) -> None:
     for modality, tower in details["towers"].items():
         head = tower["head"]
         head_text = f"{head['kind']} {head['in_dim']}->{head['out_dim']} ({head['input_key']})"
-        table.add_row(modality, tower["backbone"], head_text, str(tower["weights"].get("weights", "")))
+        weights = str(tower["weights"].get("weights", ""))  # "X from package P (/long/site-packages/path)"
+        table.add_row(modality, tower["backbone"], head_text, weights.split(" (/")[0])  # the path: --json
     video = details["video"]
     table.add_row("video", "image + audio towers",
                   f"{video['frames']} frames, weights {video['image_weight']}/{video['audio_weight']}", "-")
     console.print(table)
     for key, value in details.get("provenance", {}).items():
-        console.print(f"[dim]{key}:[/] {value}")
+        shown = value if isinstance(value, str) else f"{len(value)} fields (omnibind info --json)" \
+            if isinstance(value, (dict, list)) else json.dumps(value)
+        console.print(f"[dim]{key}:[/] {shown}")
 
 
 def hits_table(title: str, hits: Sequence[Any], root: str | None = None) -> Table:

@@ -230,6 +230,10 @@ def choose_scale(space: Space, bridge: Space, train_score: dict[float, float]) -
     return best, {"ood_r5": table[best], "bridge_ood_r5": floor}
 
 
+def _sets(scores: dict[str, float]) -> str:
+    return ", ".join(f"{task.removeprefix('ood-')} {value:.1f}" for task, value in scores.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT, help="where to write the space (default: the shipped one)")
@@ -261,7 +265,7 @@ def main() -> None:
         f"WiSE-FT scale {scale}, {epochs} epochs, on all {len(train)} Tux Paint train photo-like stamps; chosen among "
         f"{len(scores)} candidates by held-out recall on group splits of the train stamps (seeds {SEEDS}) plus "
         f"zero-shot accuracy on {FASHION_SAMPLE} Fashion-MNIST train images (chosen: recall {chosen['recall']:.1f}, "
-        f"fashion {chosen['fashion']:.1f}; bridge fashion {bridge_fashion:.1f}); the scale picked on the out-of-domain image sets (mean R@5 {chosen['ood_r5']}, bridge {chosen['bridge_ood_r5']}); audio: the bridge's; whole space PCA-rotated"
+        f"fashion {chosen['fashion']:.1f}; bridge fashion {bridge_fashion:.1f}); the scale picked on the out-of-domain image sets (mean R@5 {_sets(chosen['ood_r5'])}; bridge {_sets(chosen['bridge_ood_r5'])}); audio: the bridge's; whole space PCA-rotated"
     )
     space.save(out)
     print(f"chose {name}, unlabelled {weight}, scale {scale}, {epochs} epochs; wrote {out}", file=sys.stderr)

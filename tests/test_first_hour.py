@@ -156,3 +156,14 @@ def test_serve_refuses_a_collection_that_does_not_exist_and_drop_asks(tmp_path: 
     gone = runner.invoke(app, ["collections", "--drop", "notes", "--yes"])
     assert gone.exit_code == 0 and not (tmp_path / "home" / "collections" / "notes").exists()
     assert "one of them" in runner.invoke(app, ["search", "-c", "notes"]).output  # no query: not "not both"
+
+
+def test_info_reads_at_80_columns():
+    from omnibind.cli import app
+
+    result = CliRunner().invoke(app, ["info"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "site-packages" not in result.output  # weight paths are in --json, not wrapped over 8 lines
+    assert "{'" not in result.output and "bind_image: 5 fields (omnibind info --json)" in result.output  # no dict reprs
