@@ -10,13 +10,19 @@ wider than text-to-image ones. omnibind calibrates in two steps:
    sample's mean and variance are shrunk toward the space's prior for the pair (the typical mean
    and std its calibration fit measured on held-out data) with the weight of MIN_SAMPLE items, so
    3 videos or 6 notes are calibrated too and never switch the whole list to raw cosine;
-2. the list is ranked on z and shown as one readable `strength(z)` in [0, 1]; the space's
-   per-pair fit (`Space.calibration`, scripts/fit_calibration.py) adds the match probability.
-   Ranking on that probability let a tower whose fit is weak (audio: near-prior probabilities for
-   every sound) fill mixed lists: on a held-out collection of 30 photos, 20 sounds, 3 videos and 6
-   notes, sounds filled 72% of a caption's top 10 and crowded 77% of lists; ranked on z, 20% and
-   none, with the photo in the top 5 for 73% of captions against 77% in an image-only search
-   (omnibind/evaluate/mixed.py, benchmarks/mixed_search.py).
+2. per (query modality, item modality) pair: the space's fit (`Space.calibration`,
+   scripts/fit_calibration.py) maps z to match log-odds a * z + b, and the list is ranked on them
+   (on z where a pair has no fit). One readable `strength` in [0, 1] is shown (`strength_of_logit`,
+   `strength`), the match probability and z ride along;
+3. no modality may fill more than CROWD_SHARE of the top k with matches that are not strong
+   (`_diverse`): a tower whose fit is weak gives every item a near-prior probability (sounds) and
+   would otherwise fill a mixed list with noise.
+
+Measured on held-out data: z alone lets text notes win wherever notes are many (1,000 STS-B
+sentences beside 223 photos and 52 sounds: notes 82% of a top 10, a caption's true item in the
+top 10 for 42.5% of queries, against 58.4% ranked on log-odds; scripts/eval_calibration.py);
+log-odds alone let sounds fill 72% of a caption's top 10 in a small collection (30 photos, 20
+sounds, 3 videos, 6 notes; benchmarks/mixed_search.py), the cap holds them to 59%.
 
 Only a modality with fewer than MIN_SAMPLE items and no prior in the space (a calibration fit
 before issue 16) is ranked on raw cosine, and `Hits.note` names it.
@@ -48,12 +54,19 @@ from omnibind.views.embed import calibration_group, describe
 
 MIN_SAMPLE = 20  # a modality's sample weighs as much as the space's prior at this many items
 STRONG, FAIR = 0.75, 0.4  # strength words: strong / fair / weak; below FAIR at the top: "no confident match"
+CROWD_SHARE = 0.6  # most of a top k one modality may fill with matches that are not strong
 
 
 def strength(z: float) -> float:
-    """One readable 0-1 scale for every modality and query: 0.5 at two standard deviations above
-    the query's typical item of that modality, 0.77 at three, 0.92 at four."""
+    """One readable 0-1 scale for every modality and query, from z where the space has no pair fit:
+    0.5 at two standard deviations above the query's typical item of that modality, 0.92 at four."""
     return float(1.0 / (1.0 + np.exp(-1.2 * (z - 2.0))))
+
+
+def strength_of_logit(logit: float) -> float:
+    """The same scale from a pair fit's match log-odds (what the list is ranked on when the space
+    has fits): 0.5 at a 10% match probability, 0.79 at 50%, 0.19 at the 1% prior."""
+    return float(1.0 / (1.0 + np.exp(-0.6 * (logit + 2.2))))
 
 
 def strength_word(value: float) -> str:
@@ -191,9 +204,9 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     "size > 1000", "source LIKE '%/2024/%'" or "metadata LIKE '%holiday%'"). `exact=None` uses the ANN index
     when there is one (and always re-scores its candidates with exact cosines), `True` forces a
     flat scan. `rerank(query_vector, hits)` may reorder the merged list. With `calibrated`, hits
-    are ranked on z and scored by `strength(z)`; raw cosine without it, or when a searched modality
-    has too few items and no prior (module docstring; `Hit.kind`, `Hits.note`). `Hit.cosine` is
-    always the raw cosine.
+    are ranked on match log-odds (z where a pair has no fit), scored by one 0-1 strength; raw
+    cosine without it, or when a searched modality has too few items and no prior (module
+    docstring; `Hit.kind`, `Hits.note`). `Hit.cosine` is always the raw cosine.
     `query_modality` names the modality a vector query was embedded from (see `query_input`).
     """
     if k < 1:
@@ -214,22 +227,43 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     samples = _with_reference(collection, samples, {g for m, g in groups if g != m and g not in wanted and priors[g] is None})
     pairs = {g: pair_calibration(collection.space, query_modality, g) for _, g in groups}
     kind = "cosine" if not calibrated or thin else "strength"
+    fitted = kind == "strength" and all(pairs.values())  # rank on match log-odds, else on z
     best: dict[str, tuple[float, Hit]] = {}
     where_in: dict[str, tuple[float, dict[str, Any]]] = {}  # the best segment of each item
     for m, rows in found.items():
-        for key, hit in _scored(q, m, rows, samples, pairs, kind, priors):
+        for key, hit in _scored(q, m, rows, samples, pairs if fitted else {}, kind, priors):
             if hit.id not in best or key > best[hit.id][0]:
                 best[hit.id] = (key, hit)
             if hit.segment is not None and (hit.id not in where_in or key > where_in[hit.id][0]):
                 where_in[hit.id] = (key, hit.segment)
     for item, (_, hit) in best.items():  # the whole item matched best: still say where in it
         hit.segment = hit.segment or (where_in[item][1] if item in where_in else None)
-    hits = [h for _, h in sorted(best.values(), key=lambda x: -x[0])]
+    hits = _diverse([h for _, h in sorted(best.values(), key=lambda x: -x[0])], k)
     if rerank:
         hits = rerank(q, hits)
     out = Hits(_with_item_text(collection, hits[:k]))
     out.note = _note(out, calibrated, thin)
     return out
+
+
+def _diverse(hits: list[Hit], k: int, share: float = CROWD_SHARE) -> list[Hit]:
+    """The ranked list with no modality holding more than `share` of the top k by items that are
+    not strong matches: the rest of such a modality moves below the top k, in order. A weak fit
+    (sounds: near-prior probabilities for every sound) otherwise fills a mixed list with noise."""
+    cap = max(1, int(share * k))
+    top: list[Hit] = []
+    later: list[Hit] = []
+    weak: dict[str, int] = {}
+    for h in hits:
+        if len(top) >= k or h.kind == "cosine" or h.score >= STRONG:
+            (top if len(top) < k else later).append(h)
+            continue
+        if weak.get(h.modality, 0) < cap:
+            weak[h.modality] = weak.get(h.modality, 0) + 1
+            top.append(h)
+        else:
+            later.append(h)
+    return top + later
 
 
 def _note(hits: list[Hit], calibrated: bool, thin: list[str]) -> str | None:
@@ -274,8 +308,13 @@ def _scored(q: np.ndarray, modality: str, rows: list[tuple[dict[str, Any], float
             out.append((key, Hit(item, row.get("source"), modality, key, float(c), row, kind, segment)))
             continue
         ab = pairs.get(group[n])
-        p = float(1.0 / (1.0 + np.exp(-np.clip(ab[0] * key + ab[1], -60.0, 60.0)))) if ab else None
-        out.append((key, Hit(item, row.get("source"), modality, strength(key), float(c), row, kind, segment, key, p)))
+        if ab is None:
+            out.append((key, Hit(item, row.get("source"), modality, strength(key), float(c), row, kind, segment, key)))
+            continue
+        logit = float(np.clip(ab[0] * key + ab[1], -60.0, 60.0))
+        p = float(1.0 / (1.0 + np.exp(-logit)))
+        out.append((logit, Hit(item, row.get("source"), modality, strength_of_logit(logit), float(c), row, kind,
+                               segment, key, p)))
     return out
 
 

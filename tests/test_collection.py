@@ -360,10 +360,11 @@ def test_cli_ingest_search_collections_classify(home, folder: Path):
 
 
 def test_space_pair_calibration_maps_z_scores_to_match_probabilities(ingested: Collection, monkeypatch):
-    """Ranked on z, shown as strength(z), with the pair fit's match probability attached; a thin
-    modality is calibrated through the fit's cosine prior, and only without one falls to cosine."""
+    """Ranked on the pair fits' match log-odds (on z without fits), shown as one strength, with z and
+    the probability attached; a thin modality is calibrated through the fit's cosine prior, and
+    only without one falls to cosine."""
     import omnibind.search as search_mod
-    from omnibind.search import pair_calibration, pair_prior, strength
+    from omnibind.search import pair_calibration, pair_prior, strength, strength_of_logit
 
     fits = {"text->text": [2.0, -6.0], "text->image": [3.0, -9.0], "text->audio": [1.5, -4.0]}
     monkeypatch.setattr(ingested.space, "calibration", fits)
@@ -375,7 +376,7 @@ def test_space_pair_calibration_maps_z_scores_to_match_probabilities(ingested: C
     monkeypatch.setattr(ingested.space, "calibration", {})
     z = {h.id: h for h in search(ingested, "heavy rain on the roof", k=20)}
     assert {h.kind for h in z.values()} == {"strength"} and all(h.probability is None for h in z.values())
-    assert all(h.score == pytest.approx(strength(h.z)) for h in z.values())
+    assert all(h.score == pytest.approx(strength(h.z)) for h in z.values())  # no fits: ranked and scored on z
     monkeypatch.setattr(ingested.space, "calibration", fits)
     assert pair_calibration(ingested.space, "text", "video") == (3.0, -9.0)  # a video is calibrated as an image
     assert pair_calibration(ingested.space, None, "image") is None and pair_calibration(ingested.space, "image", "audio") is None
@@ -385,7 +386,9 @@ def test_space_pair_calibration_maps_z_scores_to_match_probabilities(ingested: C
         a, b = pair_calibration(ingested.space, "text", h.modality)
         assert h.z == pytest.approx(z[h.id].z) and h.cosine == pytest.approx(z[h.id].cosine)
         assert h.probability == pytest.approx(1 / (1 + np.exp(-(a * h.z + b))), rel=1e-6)
-    assert [h.z for h in hits] == sorted((h.z for h in hits), reverse=True)  # ranked on z, not on probability
+        assert h.score == pytest.approx(strength_of_logit(a * h.z + b))
+    logits = [np.log(h.probability / (1 - h.probability)) for h in hits]
+    assert logits == sorted(logits, reverse=True)  # ranked on match log-odds (no modality crowds 11 hits)
     monkeypatch.setattr(search_mod, "MIN_SAMPLE", 20)
     with_priors = {k: [*v, 0.1, 0.05] for k, v in fits.items()}
     monkeypatch.setattr(ingested.space, "calibration", with_priors)
