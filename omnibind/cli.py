@@ -16,6 +16,7 @@ from omnibind import client, render
 from omnibind.errors import InputError, OmnibindError
 from omnibind.inputs import Text, from_argument
 from omnibind.paths import existing_collection
+from omnibind.cli_options import CollectionOpt, Flag, HomeOpt, SpaceOpt
 from omnibind.extras import require
 from omnibind.spaceinfo import describe, load_space  # load_space imports torch on first call
 
@@ -24,10 +25,6 @@ app = typer.Typer(help="omnibind: text, images, audio and video in one embedding
 console = Console()
 err = Console(stderr=True)
 
-SpaceOpt = typer.Option(None, "--space", "-s", help="Space folder or name (default: the offline default space).")
-CollectionOpt = typer.Option("default", "--collection", "-c",
-                             help="Collection name (under $OMNIBIND_HOME/collections) or folder path.")
-HomeOpt = typer.Option(None, "--home", help="Data folder (default: $OMNIBIND_HOME or the user data dir).")
 HOME: dict[str, Optional[Path]] = {"home": None}  # the global --home, set by the callback
 
 
@@ -54,7 +51,7 @@ def embed(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the vectors to this .npy file."),
     dim: Optional[int] = typer.Option(None, help="Keep only the first DIM dimensions (Matryoshka)."),
     batch_size: int = typer.Option(32, help="Inputs per batch."),
-    skip_errors: bool = typer.Option(False, "--skip-errors", help="Report bad inputs and embed the rest."),
+    skip_errors: bool = Flag("--skip-errors", help="Report bad inputs and embed the rest."),
     space: Optional[str] = SpaceOpt,
 ) -> None:
     """Embed files and texts into the shared space."""
@@ -95,7 +92,7 @@ def similarity(
 @app.command()
 def info(
     space: Optional[str] = SpaceOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print the full description as JSON."),
+    as_json: bool = Flag("--json", help="Print the full description as JSON."),
 ) -> None:
     """The space's towers, dimensions, and where each backbone's weights come from."""
     try:  # the table needs no backbone (omnibind/spaceinfo.py); --json describes the loaded ones
@@ -112,7 +109,7 @@ def demo(
     space: Optional[str] = SpaceOpt,
     collection: str = typer.Option("demo", "--collection", "-c", help="Collection the examples are ingested into."),
     k: int = typer.Option(5, "-k", help="Results per search."),
-    matrix: bool = typer.Option(False, "--matrix", help="Also print every caption against all media."),
+    matrix: bool = Flag("--matrix", help="Also print every caption against all media."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """Ingest the example media into a collection, search it across modalities, rank captions."""
@@ -222,9 +219,9 @@ def ingest(
     collection: str = CollectionOpt,
     space: Optional[str] = typer.Option(None, "--space", "-s", help="Space for a new collection (default: the "
                                         "collection's own, or the offline default)."),
-    keep_missing: bool = typer.Option(False, "--keep-missing", help="Keep items whose files under FOLDER are gone "
+    keep_missing: bool = Flag("--keep-missing", help="Keep items whose files under FOLDER are gone "
                                       "(default: removed and reported; moved files reported as renamed)."),
-    reembed: bool = typer.Option(False, "--reembed", help="Re-embed every item with --space (resumable)."),
+    reembed: bool = Flag("--reembed", help="Re-embed every item with --space (resumable)."),
     batch_size: int = typer.Option(32, help="Files per batch (one commit per batch)."),
     index_dim: Optional[int] = typer.Option(None, help="New collection: index Matryoshka prefixes of this many "
                                             "dims (results are re-scored with full vectors)."),
@@ -268,10 +265,10 @@ def search(
     k: int = typer.Option(10, "-k", help="Number of results."),
     modality: Optional[str] = typer.Option(None, help="Only these item modalities, e.g. image,audio."),
     where: Optional[str] = typer.Option(None, help="SQL filter on items, e.g. \"size > 10000\"."),
-    raw: bool = typer.Option(False, "--raw", help="Rank by raw cosine instead of calibrated scores."),
-    exact: bool = typer.Option(False, "--exact", help="Flat scan even when an ANN index exists."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of results, best first."),
-    local: bool = typer.Option(False, "--local", help="Search here even when `omnibind serve` runs for it."),
+    raw: bool = Flag("--raw", help="Rank by raw cosine instead of calibrated scores."),
+    exact: bool = Flag("--exact", help="Flat scan even when an ANN index exists."),
+    as_json: bool = Flag("--json", help="Print a JSON list of results, best first."),
+    local: bool = Flag("--local", help="Search here even when `omnibind serve` runs for it."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """Search a collection with text or a file: any modality finds any modality."""
@@ -291,10 +288,10 @@ def search(
 @app.command()
 def collections(
     drop: Optional[str] = typer.Option(None, "--drop", help="Delete this collection (asks first; --yes does not)."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting."),
+    yes: bool = Flag("--yes", "-y", help="Do not ask before deleting."),
     repair: Optional[str] = typer.Option(None, "--repair", help="Keep one row per item in this collection "
                                          "(tables written by concurrent ingests of omnibind < 0.2 hold rows twice)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = Flag("--json", help="Print JSON."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """List collections with their sizes and spaces, drop one, or repair one."""
@@ -320,7 +317,7 @@ def classify(
     labels: str = typer.Option(..., "--labels", "-l", help="Comma-separated labels, e.g. cat,dog,rain."),
     space: Optional[str] = SpaceOpt,
     top: int = typer.Option(3, help="Labels shown per input."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = Flag("--json", help="Print JSON."),
 ) -> None:
     """Zero-shot classification of any modality with prompt-template ensembles."""
     from omnibind.classify import classify as run_classify
@@ -379,7 +376,7 @@ def serve(
     allowed_host: list[str] = typer.Option([], "--allowed-host", help="Another name clients reach the server by "
                                            "(repeatable; '*.lan', '*')."),
     max_upload_mb: int = typer.Option(50, help="Largest request body, in MiB."),
-    create: bool = typer.Option(False, "--create", help="Serve a new, empty collection if none has this name."),
+    create: bool = Flag("--create", help="Serve a new, empty collection if none has this name."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """Serve the HTTP API and the search page for a collection (write endpoints need the token)."""

@@ -167,3 +167,13 @@ def test_info_reads_at_80_columns():
     assert max(len(line) for line in lines) <= 80
     assert "site-packages" not in result.output  # weight paths are in --json, not wrapped over 8 lines
     assert "{'" not in result.output and "bind_image: 5 fields (omnibind info --json)" in result.output  # no dict reprs
+
+
+def test_switches_are_flags_in_the_help():
+    """`--json` is a flag: the help must not promise `--json <bool>` (and `--json true` fail)."""
+    from omnibind.cli import app
+
+    for command in ("search", "ingest", "classify", "collections", "embed"):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "100"})
+        ours = [line for line in result.output.splitlines() if "--help" not in line]  # typer's own --help shows it
+        assert result.exit_code == 0 and not any("<bool>" in line for line in ours), (command, result.output)
