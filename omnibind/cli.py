@@ -381,7 +381,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API and the search page for a collection (write endpoints need the token)."""
     try:
-        _ = create or existing_collection(collection, _home(home))  # a typo is not a new empty collection
+        _ = create or existing_collection(collection, _home(home))  # a typo is not a new empty collection (--create)
         uvicorn = require("uvicorn", "serve")
         server = require("omnibind.server", "serve")
         settings = server.ServerSettings(collection=collection, space=space, roots=list(root), home=_home(home),

@@ -34,7 +34,8 @@ from omnibind import views as view_names
 from omnibind.calibration import Calibration
 from omnibind.errors import OmnibindError
 from omnibind.inputs import Input, load_file, to_input
-from omnibind.paths import HOME_ENV, META_FILE, CollectionError, collection_path, omnibind_home  # noqa: F401  (re-exported)
+from omnibind.paths import (HOME_ENV, META_FILE, CollectionError, collection_path, existing_collection,  # noqa: F401
+                            omnibind_home)  # (re-exported)
 from omnibind.space import Space, load_space
 from omnibind.views.embed import TEXT_KINDS, calibration_group
 from omnibind.writer import LOCK_FILE, WriterLock
@@ -233,7 +234,7 @@ class Collection:
             db = _connect(path)
             return cls(path, sp, meta, db.open_table(TABLE))
         if not create:
-            raise CollectionError(f"no collection at {path}")
+            existing_collection(name_or_path, home)  # raises, naming the collections that do exist
         sp = _resolve_space(space if space is not None else "default")
         if index_dim is not None and not 1 <= index_dim < sp.dim:
             raise CollectionError(f"index_dim must be between 1 and {sp.dim - 1}, got {index_dim}")
@@ -264,8 +265,7 @@ class Collection:
     def drop(name_or_path: str | Path, home: Path | None = None) -> Path:
         """Delete a collection folder (only folders that hold a collection)."""
         path = collection_path(name_or_path, home)
-        if not (path / META_FILE).exists():
-            raise CollectionError(f"no collection at {path}")
+        existing_collection(name_or_path, home)
         shutil.rmtree(path)
         return path
 

@@ -50,5 +50,5 @@ def existing_collection(name_or_path: str | Path, home: Path | None = None) -> P
         return path
     root = (home or omnibind_home()) / "collections"
     have = sorted(p.name for p in root.glob("*") if (p / META_FILE).is_file()) if root.is_dir() else []
-    raise CollectionError(f"no collection {str(name_or_path)!r} (have: {', '.join(have) or 'none'}); fill it first: "
-                          f"omnibind ingest FOLDER -c {name_or_path}, or pass --create")
+    raise CollectionError(f"no collection {str(name_or_path)!r} at {path} (have: {', '.join(have) or 'none'}); "
+                          f"fill it first: omnibind ingest FOLDER -c {name_or_path}")

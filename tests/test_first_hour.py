@@ -149,7 +149,10 @@ def test_serve_refuses_a_collection_that_does_not_exist_and_drop_asks(tmp_path: 
     (tmp_path / "n.txt").write_text("A note.")
     assert runner.invoke(app, ["ingest", str(tmp_path / "n.txt"), "-c", "notes"]).exit_code == 0
     typo = runner.invoke(app, ["serve", "-c", "ntoes"])
-    assert typo.exit_code == 1 and "no collection 'ntoes' (have: notes)" in typo.output.replace("\n", " ")
+    said = typo.output.replace("\n", " ")
+    assert typo.exit_code == 1 and "no collection 'ntoes'" in said and "(have: notes)" in said, typo.output
+    missing = runner.invoke(app, ["search", "-c", "default", "a note", "--local"])  # the default does not exist
+    assert missing.exit_code == 1 and "(have: notes)" in missing.output.replace("\n", " ")
     assert not (tmp_path / "home" / "collections" / "ntoes").exists()
     kept = runner.invoke(app, ["collections", "--drop", "notes"], input="n\n")
     assert kept.exit_code == 1 and (tmp_path / "home" / "collections" / "notes").exists()
