@@ -180,3 +180,13 @@ def test_switches_are_flags_in_the_help():
         result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "100"})
         ours = [line for line in result.output.splitlines() if "--help" not in line]  # typer's own --help shows it
         assert result.exit_code == 0 and not any("<bool>" in line for line in ours), (command, result.output)
+
+
+def test_cli_json_gives_metadata_as_an_object_like_http(space, tmp_path: Path):
+    from omnibind.collection import Collection
+    from omnibind.search import search
+
+    c = Collection.open(tmp_path / "c", space)
+    c.add(["a note about the harbour"], ids=["n1"], metadata=[{"tags": ["sea"]}])
+    hit = search(c, "harbour", k=1)[0].to_dict()
+    assert hit["metadata"] == {"tags": ["sea"]}  # was the JSON text '{"tags": ["sea"]}' on the CLI
