@@ -150,13 +150,17 @@ def ingest_summary(name: str, s: dict[str, Any], renamed: Sequence[tuple[str, st
 
 
 def collections_table(rows: Sequence[dict[str, Any]]) -> Table:
-    table = Table(title="collections")
-    for col in ("name", "items", "modalities", "space", "index", "path"):
-        table.add_column(col)
+    """Collections of one home share a folder: the title names it once and the path column is
+    relative to it, so the paths are not cut at 80 columns."""
+    root = os.path.commonpath([r["path"] for r in rows]) if len(rows) > 1 else \
+        (os.path.dirname(rows[0]["path"]) if rows else "")
+    table = Table(title=f"collections in {root}" if root else "collections", title_justify="left")
+    for col in ("name", "items", "modalities", "space", "index", "folder"):
+        table.add_column(col, overflow="fold")
     for r in rows:
         mods = ", ".join(f"{m} {n}" for m, n in r.get("modalities", {}).items())
         table.add_row(r["name"], str(r.get("items", "?")), mods or r.get("error", ""), str(r.get("space", "")),
-                      str(r.get("index") or "exact"), r["path"])
+                      str(r.get("index") or "exact"), os.path.relpath(r["path"], root) if root else r["path"])
     return table
 
 

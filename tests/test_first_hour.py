@@ -190,3 +190,18 @@ def test_cli_json_gives_metadata_as_an_object_like_http(space, tmp_path: Path):
     c.add(["a note about the harbour"], ids=["n1"], metadata=[{"tags": ["sea"]}])
     hit = search(c, "harbour", k=1)[0].to_dict()
     assert hit["metadata"] == {"tags": ["sea"]}  # was the JSON text '{"tags": ["sea"]}' on the CLI
+
+
+def test_collections_table_names_the_home_once_and_cuts_no_path(tmp_path: Path):
+    from rich.console import Console
+
+    from omnibind.render import collections_table
+
+    home = tmp_path / "a-rather-long-home-folder-name" / "collections"
+    rows = [{"name": n, "items": 3, "modalities": {"image": 3}, "space": "default", "index": None,
+             "path": str(home / n)} for n in ("holiday-photos", "field-recordings")]
+    console = Console(width=80, record=True)
+    console.print(collections_table(rows))
+    text = console.export_text()
+    assert "…" not in text and "holiday-photos" in text and "field-recordings" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
