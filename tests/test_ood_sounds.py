@@ -77,7 +77,7 @@ def test_rendering_is_deterministic_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("OMNIBIND_CACHE", str(tmp_path / "b"))
     second = ood.render_gm(items)
     assert [p.read_bytes() for p in first.values()] == [p.read_bytes() for p in second.values()]
-    monkeypatch.setattr(ood, "_fluidsynth", lambda *a: pytest.fail("cached items are rendered again"))
+    monkeypatch.setattr(ood, "render_midi", lambda *a: pytest.fail("cached items are rendered again"))
     assert ood.render_gm(items) == second
 
 

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import struct
-import subprocess
-import tempfile
 import zlib
 from dataclasses import dataclass
 from importlib import resources
@@ -31,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from omnibind.evaluate.datasets import DataMissingError
+from omnibind.evaluate.ood_sounds import RATE  # the rate ood_sounds.render_midi renders at
 
 if TYPE_CHECKING:
     from omnibind.heads import ConSEHead
@@ -38,7 +36,6 @@ if TYPE_CHECKING:
 VERSION = 1
 HEADER = ["package", "path", "caption", "group", "licence"]
 EXCLUDED_PACKAGES = frozenset({"sound-theme-freedesktop", "timgm6mb-soundfont", "tuxpaint-stamps-default"})
-RATE = 22050
 NOTE_SECONDS, NOTE_SLOT, DRUM_SECONDS, DRUM_SLOT = 1.5, 3.0, 0.5, 2.0
 
 
@@ -178,7 +175,7 @@ def render_gm(sounds: list[BankSound], skip_silent: bool = False) -> dict[str, P
 
     A note the soundfont renders as silence raises DataMissingError, or is left out of the result
     with `skip_silent` (how scripts/make_sound_bank.py keeps such notes out of the manifest)."""
-    from omnibind.evaluate.ood_sounds import _midi_file
+    from omnibind.evaluate.ood_sounds import _midi_file, render_midi
 
     out: dict[str, Path] = {}
     by_font: dict[str, list[BankSound]] = {}
@@ -195,7 +192,7 @@ def render_gm(sounds: list[BankSound], skip_silent: bool = False) -> dict[str, P
         out.update({s.path: p for s, p in zip(items, paths)})
         marker = folder / "done.json"
         if not marker.is_file():
-            audio = _fluidsynth(_midi_file(track), Path(sf2), sum(s for _, s in slots))
+            audio = render_midi(_midi_file(track), Path(sf2), sum(s for _, s in slots))
             silent = _write_clips(audio, slots, paths, folder)
             marker.write_text(json.dumps({"soundfont": sf2, "rate": RATE, "n": len(items), "silent": silent}))
         silent = set(json.loads(marker.read_text()).get("silent", []))
@@ -224,27 +221,6 @@ def _write_clips(audio: np.ndarray, slots: list[tuple[float, float]], paths: lis
         sf.write(str(tmp), clip, RATE, subtype="PCM_16")
         tmp.replace(path)
     return silent
-
-
-def _fluidsynth(midi: bytes, soundfont: Path, seconds: float) -> np.ndarray:
-    """Mono float audio of a MIDI file at RATE (reverb and chorus off: deterministic)."""
-    import soundfile as sf
-
-    if shutil.which("fluidsynth") is None:
-        raise DataMissingError("fluidsynth not found: run `apt-get install --no-install-recommends fluidsynth`")
-    with tempfile.TemporaryDirectory(prefix="omnibind-bank-") as tmp:
-        mid, wav = Path(tmp) / "all.mid", Path(tmp) / "all.wav"
-        mid.write_bytes(midi)
-        cmd = ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-r", str(RATE), "-O", "float", "-T", "wav",
-               "-F", str(wav), str(soundfont), str(mid)]
-        try:
-            subprocess.run(cmd, check=True, capture_output=True, timeout=max(60.0, seconds))
-        except (OSError, subprocess.SubprocessError) as e:
-            raise DataMissingError(f"fluidsynth failed to render {soundfont}: {e}") from None
-        audio, rate = sf.read(str(wav), dtype="float32", always_2d=True)
-    if rate != RATE:
-        raise DataMissingError(f"fluidsynth wrote {rate} Hz, expected {RATE}")
-    return audio.mean(1)
 
 
 def tux_train_exemplars() -> list[tuple[str, Path]]:

@@ -156,27 +156,28 @@ def render_gm(items: list[_Row]) -> dict[tuple[str, str], Path]:
     marker = folder / "done.json"
     if marker.is_file() and json.loads(marker.read_text()).get("stamp") == stamp and all(p.is_file() for p in paths.values()):
         return paths
-    if shutil.which("fluidsynth") is None:
-        raise DataMissingError("fluidsynth not found: run `apt-get install --no-install-recommends fluidsynth`")
-    audio = _fluidsynth(_midi_file(track), sum(s for _, s in slots))
+    audio = render_midi(_midi_file(track), SOUNDFONT, sum(s for _, s in slots))
     _write_clips(audio, slots, list(paths.values()), folder)
     marker.write_text(json.dumps({"stamp": stamp, "soundfont": str(SOUNDFONT), "rate": RATE, "n": len(items)}))
     return paths
 
 
-def _fluidsynth(midi: bytes, seconds: float) -> np.ndarray:
-    """Mono float audio of a MIDI file at RATE (reverb and chorus off: deterministic)."""
+def render_midi(midi: bytes, soundfont: Path, seconds: float) -> np.ndarray:
+    """Mono float audio of a MIDI file at RATE by fluidsynth (reverb and chorus off: deterministic);
+    also how the sound bank renders its General MIDI notes (omnibind/bind/sound_bank.py)."""
     import soundfile as sf
 
+    if shutil.which("fluidsynth") is None:
+        raise DataMissingError("fluidsynth not found: run `apt-get install --no-install-recommends fluidsynth`")
     with tempfile.TemporaryDirectory(prefix="omnibind-gm-") as tmp:
         mid, wav = Path(tmp) / "all.mid", Path(tmp) / "all.wav"
         mid.write_bytes(midi)
         cmd = ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-r", str(RATE), "-O", "float", "-T", "wav",
-               "-F", str(wav), str(SOUNDFONT), str(mid)]
+               "-F", str(wav), str(soundfont), str(mid)]
         try:
             subprocess.run(cmd, check=True, capture_output=True, timeout=max(60.0, seconds))
         except (OSError, subprocess.SubprocessError) as e:
-            raise DataMissingError(f"fluidsynth failed to render {SOUNDFONT}: {e}") from None
+            raise DataMissingError(f"fluidsynth failed to render {soundfont}: {e}") from None
         audio, rate = sf.read(str(wav), dtype="float32", always_2d=True)
     if rate != RATE:
         raise DataMissingError(f"fluidsynth wrote {rate} Hz, expected {RATE}")
