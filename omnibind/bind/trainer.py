@@ -361,9 +361,7 @@ def _unlabelled_loss(head: Head, data: _Data, n: int, weight: float, rng: np.ran
     if data.unlabelled is None or weight <= 0:
         return None
     idx = np.sort(rng.choice(len(data.unlabelled), size=min(n, len(data.unlabelled)), replace=False))
-    student = nn.functional.normalize(_embed_items(head, data.unlabelled, idx), dim=-1)
-    teacher = nn.functional.normalize(data.unlabelled_teacher[idx], dim=-1)
-    return weight * (1.0 - (student * teacher).sum(-1)).mean()
+    return weight * L.Distillation("cosine").compute(_embed_items(head, data.unlabelled, idx), data.unlabelled_teacher[idx])
 
 
 def _teacher_vectors(space: Space, tower: Tower, config: BindConfig, feats: _Stacked) -> torch.Tensor | None:
