@@ -129,27 +129,28 @@ def calibration(collection: Collection) -> dict[str, np.ndarray]:
     return collection.calibration.samples()
 
 
-def pair_calibration(space: Any, query_modality: str | None, item_modality: str) -> tuple[float, float] | None:
-    """(a, b) of the space's match-probability calibration for a modality pair, if fitted. A
-    modality may borrow another's fit (the table's `calibrate_as`: a video is calibrated like an
+def _pair_fit(space: Any, query_modality: str | None, item_modality: str) -> list[float]:
+    """The space's calibration fit for a modality pair ([a, b] or [a, b, mean, std]; [] if none).
+    A modality may borrow another's fit (the table's `calibrate_as`: a video is calibrated like an
     image, its vector is mostly the image tower's)."""
     table = getattr(space, "calibration", None) or {}
     if query_modality is None:
-        return None
+        return []
     q, m = (modalities.get(x).calibration_name for x in (query_modality, item_modality))
-    ab = table.get(f"{q}->{m}")
-    return (float(ab[0]), float(ab[1])) if ab else None
+    return list(table.get(f"{q}->{m}") or [])
+
+
+def pair_calibration(space: Any, query_modality: str | None, item_modality: str) -> tuple[float, float] | None:
+    """(a, b) of the space's match-probability calibration for a modality pair, if fitted."""
+    fit = _pair_fit(space, query_modality, item_modality)
+    return (float(fit[0]), float(fit[1])) if fit else None
 
 
 def pair_prior(space: Any, query_modality: str | None, item_modality: str) -> tuple[float, float] | None:
     """(mean, std) of a query's cosines to items of a modality, as the space's calibration measured
     them on held-out data (the 3rd and 4th numbers of a fit; absent in fits made before issue 16)."""
-    table = getattr(space, "calibration", None) or {}
-    if query_modality is None:
-        return None
-    q, m = (modalities.get(x).calibration_name for x in (query_modality, item_modality))
-    fit = table.get(f"{q}->{m}")
-    return (float(fit[2]), float(fit[3])) if fit and len(fit) >= 4 else None
+    fit = _pair_fit(space, query_modality, item_modality)
+    return (float(fit[2]), float(fit[3])) if len(fit) >= 4 else None
 
 
 def calibrate(query: np.ndarray, cosines: np.ndarray, sample: np.ndarray | None,
