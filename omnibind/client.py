@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omnibind.hits import Hit, Hits
 from omnibind.paths import META_FILE, collection_path, omnibind_home
 from omnibind.version import __version__
 
@@ -40,21 +41,11 @@ LOOPBACK_NAMES = {"localhost": "127.0.0.1"}
 
 
 @dataclass
-class RemoteHit:
-    """A hit as the server sent it, with the attributes and `to_dict()` of `omnibind.search.Hit`
-    (what the CLI renders), so printing it cannot tell where it came from."""
+class RemoteHit(Hit):
+    """A hit as the server sent it: an `omnibind.hits.Hit` whose `to_dict()` is the server's JSON
+    (built there by `Hit.to_dict`), so printing it cannot tell where it came from."""
 
-    id: str
-    source: str | None
-    modality: str
-    score: float
-    cosine: float
-    fields: dict[str, Any] = field(default_factory=dict)
-    kind: str = "cosine"
-    segment: dict[str, Any] | None = None
-    z: float | None = None
-    probability: float | None = None
-    raw: dict[str, Any] = field(default_factory=dict)  # the server's JSON, links left out: `to_dict()`
+    raw: dict[str, Any] = field(default_factory=dict)  # the server's JSON, links left out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "RemoteHit":
@@ -65,13 +56,7 @@ class RemoteHit:
                    d.get("z"), d.get("probability"), d)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.raw)  # the server built it with Hit.to_dict: the same keys, order and values
-
-
-class _Hits(list):
-    """The server's hits and its `note` (search.Hits, without importing search and LanceDB)."""
-
-    note: str | None = None
+        return dict(self.raw)
 
 
 @dataclass
@@ -123,7 +108,7 @@ def server_search(collection: str, query: str, *, k: int = 10, modality: str | N
         answer = _post(record, "/v1/search", body)
         if answer is not None and answer.get("collection") == record.get("collection"):
             try:
-                hits = _Hits(RemoteHit.from_json(h) for h in answer["results"])
+                hits = Hits(RemoteHit.from_json(h) for h in answer["results"])
                 hits.note = answer.get("note")
             except (KeyError, TypeError, ValueError):
                 continue
