@@ -22,30 +22,15 @@ import importlib.util
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from embed_throughput import interleaved  # noqa: E402  (benchmarks/, beside this script: the one interleaved timer)
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 BATCH = 32
-
-
-def interleaved(variants: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each variant, in rotating order, after one warm-up call each."""
-    names = list(variants)
-    for name in names:
-        variants[name]()
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            start = time.perf_counter()
-            variants[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def runners(images: list[Path]) -> tuple[dict[str, Callable[[], Any]], dict[str, Callable[[], Any]]]:

@@ -17,12 +17,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from embed_throughput import interleaved  # noqa: E402  (benchmarks/, beside this script)
 from omnibind.evaluate import datasets as ds  # noqa: E402
 from omnibind.space import Space, load_space  # noqa: E402
 
@@ -34,24 +34,13 @@ def inputs(n_text: int, n_images: int, n_sounds: int) -> dict[str, list[Any]]:
             "audio": [s.sound for s in ds.tuxpaint_sounds("test")[:n_sounds]]}
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def race(spaces: Sequence[Space], items: list[Any], rounds: int) -> tuple[float, float, float]:
-    """(median seconds of A, of B, median per-round ratio B/A), after one warm-up each; features
-    are recomputed every time (no cache: `space.embed`, views off)."""
-    for sp in spaces:
-        sp.embed(items[:4], views=())
-    times: list[list[float]] = [[], []]
-    for r in range(rounds):
-        order = (0, 1) if r % 2 == 0 else (1, 0)
-        for i in order:
-            times[i].append(timed(lambda: spaces[i].embed(items, views=())))
-    ratios = [b / a for a, b in zip(*times)]
-    return statistics.median(times[0]), statistics.median(times[1]), statistics.median(ratios)
+    """(median seconds of A, of B, median per-round ratio B/A), each warmed up once; features are
+    recomputed every time (no cache: `space.embed`, views off)."""
+    times = interleaved({"a": lambda: spaces[0].embed(items, views=()),
+                         "b": lambda: spaces[1].embed(items, views=())}, rounds)
+    ratios = [b / a for a, b in zip(times["a"], times["b"])]  # round r of each: the same rounds
+    return statistics.median(times["a"]), statistics.median(times["b"]), statistics.median(ratios)
 
 
 def main() -> None:
