@@ -19,11 +19,13 @@ from omnibind.paths import existing_collection
 from omnibind.cli_options import CollectionOpt, Flag, HomeOpt, SpaceOpt
 from omnibind.extras import require
 from omnibind.spaceinfo import describe, load_space  # load_space imports torch on first call
+from omnibind.cli_compose import compose_command  # `omnibind compose` (issue 17): its own module
 
 app = typer.Typer(help="omnibind: text, images, audio and video in one embedding space, offline by default.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 err = Console(stderr=True)
+app.command("compose")(compose_command)
 
 HOME: dict[str, Optional[Path]] = {"home": None}  # the global --home, set by the callback
 

@@ -208,9 +208,11 @@ def features(backbone: Any, items: Sequence[Any], batch_size: int = 32,
     inputs, rows = [], []
     for item in items:
         try:
-            inputs.append(to_input(item, warn_paths=False))
+            x = to_input(item, warn_paths=False)
         except InputError:
             continue
+        if x.modality == backbone.modality:  # a folder of mixed media: each tower takes its own
+            inputs.append(x)
     errors: dict[int, Any] = {}
     segments_of = lambda i: backbone.segments(inputs[i])  # noqa: E731
     for feats, _ in feature_batches(backbone, len(inputs), segments_of, batch_size, errors, tick):
