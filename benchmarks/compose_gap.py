@@ -67,9 +67,10 @@ def data(corpus_spec: str) -> dict[str, Any]:
     space = load_space("default")
     corpus = load_corpus(corpus_spec)
     key = f"{corpus.name}-{corpus.sha256[:8]}"
-    images, sounds = ds.tuxpaint_images("train"), ds.tuxpaint_sounds("train")
+    images = ds.tuxpaint_images("train")
+    sounds = [s for s in ds.tuxpaint_sounds("train") if s.image]  # image <-> audio needs both
     x, y = ds.fashion_mnist("train")
-    x, y = x[:1000], y[:1000]
+    x, y, x_mem = x[:1000], y[:1000], x[1000:1200]  # x_mem: unlabelled, the "own collection" memory
     prompts = [t.format(n) for n in ds.FASHION_MNIST_CLASSES for t in ("a photo of a {}.", "a black and white photo of a {}.",
                                                                         "a low resolution photo of a {}.")]
     emb = lambda items: space.embed(items, views=())  # noqa: E731
@@ -90,6 +91,7 @@ def data(corpus_spec: str) -> dict[str, Any]:
         "probe_snd": cached("src-probe-sounds", lambda: emb(probe_media("audio"))),
         "fm": cached("src-fmnist-train-1000", lambda: emb([Image.fromarray(255 - a).convert("RGB") for a in x])),
         "fm_y": y,
+        "fm_mem": cached("src-fmnist-train-memory-200", lambda: emb([Image.fromarray(255 - a).convert("RGB") for a in x_mem])),
         "fm_src": cached("src-fmnist-prompts", lambda: emb(prompts)),
         "fm_anc": cached("anc-fmnist-prompts", lambda: use_encode(prompts)),
     }
@@ -140,6 +142,10 @@ def score(d: dict[str, Any], method: str, noise: float, memory: str) -> dict[str
     mem_fm = {"none": None, "probes": d["probe_img"], "tux-half": d["img"]}[memory]
     cf = fit_connection(d["src_text"], d["anc_text"], method, media=mem_fm, noise=noise)
     out["fmnist-train zero-shot"] = round(fmnist_accuracy(cf.apply(d["fm"]), d["fm_anc"], d["fm_y"]), 1)
+    if memory != "none":  # centred on 200 other (unlabelled) Fashion-MNIST images: the user's own collection
+        own = fit_connection(d["src_text"], d["anc_text"], method, media=d["fm_mem"], noise=noise)
+        out["fmnist, own-domain memory"] = round(fmnist_accuracy(own.apply(d["fm"]), d["fm_anc"], d["fm_y"]), 1)
+    out["gap norm (image)"] = round(float(cf.details["gap_norm"] or 0.0), 3)
     out["text cos (held-out)"] = round(float(np.mean(quality)), 3)
     return out
 
@@ -178,12 +184,12 @@ def main() -> None:
               "chance_R@1": {k: round(v, 1) for k, v in chance.items()}, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    cols = [k for k in rows[0] if k not in ("method", "noise", "memory")]
+    cols = [k for k in rows[3] if k not in ("method", "noise", "memory")]
     print("| method | noise | memory | " + " | ".join(cols) + " |")
     print("|---|---|---|" + "---|" * len(cols))
     for r in rows:
         print(f"| {r['method']} | {r['noise'] if r['noise'] is not None else '-'} | {r['memory']} | "
-              + " | ".join(str(r[c]) for c in cols) + " |")
+              + " | ".join(str(r.get(c, "-")) for c in cols) + " |")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def compose_command(
                                "sts-b, or a file (one text per line)."),
     method: str = typer.Option("gap", help="gap (C-MCR noise + gap re-centring), pseudo (gap + pseudo-pairs "
                                "from --media), or ridge (plain regression)."),
-    noise: float = typer.Option(0.5, help="Input noise of the gap-aware map (relative to a unit vector)."),
+    noise: float = typer.Option(0.1, help="Input noise of the gap-aware map (relative to a unit vector)."),
     media: list[str] = typer.Option([], "--media", "-m", help="MODALITY=FOLDER of unpaired files of that "
                                     "modality (repeatable): the map centres on them (default: generated probes)."),
     pairs: Optional[Path] = typer.Option(None, help="Held-out pairs (a bind manifest) to fit calibration on."),

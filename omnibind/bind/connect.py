@@ -37,7 +37,8 @@ from omnibind.errors import OmnibindError
 
 METHODS = ("ridge", "gap", "pseudo")
 DEFAULT_METHOD = "gap"
-DEFAULT_NOISE = 0.5  # norm of the input noise relative to a unit vector (C-MCR's Gaussian noise)
+DEFAULT_NOISE = 0.1  # norm of the input noise relative to a unit vector (C-MCR's Gaussian noise); >= 0.5 hurt
+# (benchmarks/compose_gap.py); below ~0.2 the ridge floor dominates (LayerNorm leaves one dimension empty)
 RIDGE_FLOOR = 1e-4  # relative ridge of the plain fit: numerical only
 MIN_TEXTS = 50
 PSEUDO_TOP_K, PSEUDO_TEMPERATURE = 5, 0.05
@@ -132,7 +133,7 @@ def _fit(source_text: np.ndarray, anchor_text: np.ndarray, method: str, media: n
         targets = pseudo_targets(u_media - media_mean + text_mean, u_text, anchor_text)
         x, y = np.concatenate([x, u_media - media_mean]), np.concatenate([y, targets - target_mean])
         details["pseudo_pairs"] = len(u_media)
-    relative = RIDGE_FLOOR if method == "ridge" else noise ** 2 / d
+    relative = RIDGE_FLOOR if method == "ridge" else max(noise ** 2 / d, RIDGE_FLOOR)
     lam = relative * len(x)
     w = np.linalg.solve(x.T @ x + lam * np.eye(d), x.T @ y).T  # [D, d] on unit-scale inputs
     details.update(ridge_lambda=lam, noise=0.0 if method == "ridge" else noise,
