@@ -50,14 +50,24 @@ class IdentityHead(Head):
 
 
 class LinearHead(Head):
+    """`W x + b`; with `layer_norm`, `W · LayerNorm(x) + b` (no affine LayerNorm parameters): the
+    scale-free affine map that composition learns from text (omnibind/bind/connect.py)."""
+
     kind = "linear"
 
-    def __init__(self, input_key: str, in_dim: int, out_dim: int) -> None:
+    def __init__(self, input_key: str, in_dim: int, out_dim: int, layer_norm: bool = False) -> None:
         super().__init__(input_key, in_dim, out_dim)
+        self.layer_norm = bool(layer_norm)
         self.proj = nn.Linear(in_dim, out_dim)
 
+    def config(self) -> dict[str, Any]:  # the key only when set: older spaces keep their fingerprint
+        return {**super().config(), "layer_norm": True} if self.layer_norm else super().config()
+
     def forward(self, features: Features) -> torch.Tensor:
-        return self.proj(features[self.input_key])
+        x = features[self.input_key]
+        if self.layer_norm:
+            x = nn.functional.layer_norm(x.float(), (self.in_dim,))
+        return self.proj(x)
 
 
 class MLPHead(Head):
@@ -180,7 +190,56 @@ class ResidualHead(Head):
         return base + correction if self.scale == 1.0 else base + self.scale * correction
 
 
-HEADS: dict[str, type[Head]] = {h.kind: h for h in (IdentityHead, LinearHead, MLPHead, ConSEHead, ResidualHead)}
+class GatedMapHead(Head):
+    """The anchor's own vector and a second encoder's, mapped into the anchor, mixed by agreement.
+
+    For a text the anchor reads (English for MiniLM) the mapped vector agrees with the direct one
+    and the direct vector is kept alone: the space's English behaviour does not move. For a text
+    it cannot read (French, Chinese...) the two disagree and the mapped vector carries the meaning,
+    with the direct one added where they still half agree (names, cognates). With c the cosine of
+    the two unit vectors d (direct) and m (mapped):
+        keep = sigmoid(sharpness · (c − keep_threshold)),  add = sigmoid(sharpness · (c − threshold))
+        output = keep · d + (1 − keep) · (m + add · d)
+    """
+
+    kind = "gated"
+
+    def __init__(self, input_key: str, in_dim: int, out_dim: int, direct_key: str, map: dict[str, Any],
+                 threshold: float = 0.3, keep_threshold: float = 0.5, sharpness: float = 20.0) -> None:
+        super().__init__(input_key, in_dim, out_dim)
+        self.direct_key, self.map_config = direct_key, dict(map)
+        self.threshold, self.keep_threshold, self.sharpness = float(threshold), float(keep_threshold), float(sharpness)
+        self.map = build_head(self.map_config)
+        if (self.map.input_key, self.map.in_dim, self.map.out_dim) != (input_key, in_dim, out_dim):
+            raise SpaceError(f"gated head: its map reads {self.map.input_key} {self.map.in_dim}->{self.map.out_dim}, "
+                             f"expected {input_key} {in_dim}->{out_dim}")
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "direct_key": self.direct_key, "map": self.map_config,
+                "threshold": self.threshold, "keep_threshold": self.keep_threshold, "sharpness": self.sharpness}
+
+    def agreement(self, features: Features) -> torch.Tensor:
+        """Per-row cosine of the direct and the mapped vector (high for a text the anchor reads)."""
+        direct, mapped = self._parts(features)
+        return (direct * mapped).sum(-1)
+
+    def mapped(self, features: Features) -> torch.Tensor:
+        """The encoder's vector carried into the anchor space (unit rows)."""
+        return nn.functional.normalize(self.map(features).float(), dim=-1)
+
+    def _parts(self, features: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        return nn.functional.normalize(features[self.direct_key].float(), dim=-1), self.mapped(features)
+
+    def forward(self, features: Features) -> torch.Tensor:
+        direct, mapped = self._parts(features)
+        c = (direct * mapped).sum(-1, keepdim=True)
+        keep = torch.sigmoid(self.sharpness * (c - self.keep_threshold))
+        add = torch.sigmoid(self.sharpness * (c - self.threshold))
+        return keep * direct + (1 - keep) * (mapped + add * direct)
+
+
+HEADS: dict[str, type[Head]] = {h.kind: h for h in (IdentityHead, LinearHead, MLPHead, ConSEHead, ResidualHead,
+                                                    GatedMapHead)}
 
 
 def build_head(config: dict[str, Any]) -> Head:

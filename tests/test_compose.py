@@ -80,7 +80,7 @@ def test_a_wrong_map_fails_the_check(world):
     space = compose(world["anchor"], TOWERS, corpus=world["corpus"], media=world["memory"], noise=0.1)
     head = space.towers["image"].head
     with torch.no_grad():  # the map's outputs in a wrong order: a map that is not the known one
-        first = head.net[1]
+        first = head.proj
         perm = torch.randperm(first.weight.shape[0], generator=torch.Generator().manual_seed(0))
         first.weight.copy_(first.weight[perm])
         first.bias.copy_(first.bias[perm])
@@ -226,7 +226,7 @@ def test_cli_composes_real_tiny_hub_checkpoints(tmp_path):
     space = load_space(out)
     assert {m: t.backbone_ref for m, t in space.towers.items()} == {"text": f"st:{st}", "image": f"hf:{clip}",
                                                                     "audio": f"hf:{clap}"}
-    assert space.towers["image"].head.kind == "mlp" and space.dim == 32
+    assert space.towers["image"].head.kind == "linear" and space.dim == 32
     images, sounds, _, _ = tc.write_pairs(folder, 4, seed=1)
     vectors = space.embed(images + sounds)
     assert vectors.shape == (8, 32) and np.isfinite(vectors).all()

@@ -22,8 +22,7 @@ docs/composition.md):
   space, softmax-weighted, give it an anchor-space target; the map is fitted on both.
 
 The fitted map is affine on the model's features after a LayerNorm (scale-free, so a vector's
-norm does not matter), and is stored as an `MLPHead` whose state is set so it computes exactly
-that affine map (`to_head`): heads are rebuilt from `space.json` and this needs no new head kind.
+norm does not matter), and is stored as a `LinearHead` with `layer_norm` (`to_head`).
 """
 
 from __future__ import annotations
@@ -42,7 +41,6 @@ DEFAULT_NOISE = 0.1  # norm of the input noise relative to a unit vector (C-MCR'
 RIDGE_FLOOR = 1e-4  # relative ridge of the plain fit: numerical only
 MIN_TEXTS = 50
 PSEUDO_TOP_K, PSEUDO_TEMPERATURE = 5, 0.05
-GELU_SHIFT_MARGIN = 8.0  # pre-activations at or above this pass GELU unchanged (to 1e-15)
 
 
 class ConnectError(OmnibindError):
@@ -53,7 +51,7 @@ class ConnectError(OmnibindError):
 class Connection:
     """An affine map `y = W · norm(x) + b` from a model's features to an anchor space.
 
-    `norm` is a LayerNorm without affine parameters (what `MLPHead` applies first). `bias` is
+    `norm` is a LayerNorm without affine parameters (what `LinearHead(layer_norm=True)` applies first). `bias` is
     the bias for the media (`media_bias`) the map will serve; `text_bias` maps the model's text."""
 
     weight: np.ndarray  # [out, in]
@@ -77,8 +75,8 @@ class Connection:
         return _unit(y)
 
     def to_head(self, input_key: str = "embedding") -> Any:
-        """An `MLPHead` that computes `apply` exactly (see `affine_mlp_head`)."""
-        return affine_mlp_head(self.weight, self.bias, input_key)
+        """A `LinearHead` (with `layer_norm`) that computes `apply` exactly."""
+        return affine_head(self.weight, self.bias, input_key)
 
 
 def layer_norm(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
@@ -167,29 +165,17 @@ def text_quality(mapped: np.ndarray, anchor: np.ndarray) -> dict[str, float]:
             "R@1": round(100.0 * float(hits.mean()), 2), "chance_R@1": round(100.0 / len(sims), 2)}
 
 
-def affine_mlp_head(weight: np.ndarray, bias: np.ndarray, input_key: str = "embedding") -> Any:
-    """An `MLPHead` (LayerNorm -> Linear -> GELU -> Linear) computing `W · LayerNorm(x) + b`.
-
-    The LayerNorm keeps no affine effect (weight 1, bias 0); the first Linear holds (W, b + c),
-    the second (I, -c), with c so large that every pre-activation is >= GELU_SHIFT_MARGIN, where
-    GELU is the identity to 1e-15. So the head is affine, and loads like any saved MLP head."""
+def affine_head(weight: np.ndarray, bias: np.ndarray, input_key: str = "embedding") -> Any:
+    """A `LinearHead` with `layer_norm` computing `W · LayerNorm(x) + b` (loads like any saved head)."""
     import torch
 
-    from omnibind.heads import MLPHead
+    from omnibind.heads import LinearHead
 
     w, b = np.asarray(weight, np.float64), np.asarray(bias, np.float64)
-    out_dim, in_dim = w.shape
-    reach = np.linalg.norm(w, axis=1) * np.sqrt(in_dim) + np.abs(b)  # |W_i · LN(x)| <= |W_i| sqrt(d)
-    shift = float(GELU_SHIFT_MARGIN + reach.max())
-    head = MLPHead(input_key, in_dim, out_dim, hidden=out_dim, dropout=0.0)
-    norm, first, _, _, second = head.net
+    head = LinearHead(input_key, w.shape[1], w.shape[0], layer_norm=True)
     with torch.no_grad():
-        norm.weight.fill_(1.0)
-        norm.bias.zero_()
-        first.weight.copy_(torch.from_numpy(w))
-        first.bias.copy_(torch.from_numpy(b + shift))
-        second.weight.copy_(torch.eye(out_dim))
-        second.bias.fill_(-shift)
+        head.proj.weight.copy_(torch.from_numpy(w))
+        head.proj.bias.copy_(torch.from_numpy(b))
     return head.eval()
 
 
