@@ -74,6 +74,17 @@ def tuxpaint_stamps(root: Path = TUXPAINT_ROOT) -> list[Stamp]:
     return stamps
 
 
+def stamp_translations(stamp: Stamp, root: Path = TUXPAINT_ROOT) -> dict[str, str]:
+    """The stamp's caption in other languages: the `xx.utf8=` lines of its `.txt` (~60 languages,
+    written by Tux Paint's translators), by locale name (`fr`, `de`, `zh_CN`, `en_GB`...)."""
+    out: dict[str, str] = {}
+    for line in (root / stamp.key).with_suffix(".txt").read_text("utf-8", errors="replace").splitlines()[1:]:
+        lang, sep, text = line.strip().partition(".utf8=")
+        if sep and lang and " " not in lang and text.strip():
+            out[lang] = " ".join(text.split())
+    return out
+
+
 def tuxpaint_images(split: str | None = None, root: Path = TUXPAINT_ROOT) -> list[Stamp]:
     """Photo-like stamps (no symbols, no cartoons) that have a PNG; `split` = train/test/None."""
     return [s for s in tuxpaint_stamps(root) if s.image and s.photo_like and split in (None, s.split)]
