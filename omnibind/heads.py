@@ -204,18 +204,21 @@ class GatedMapHead(Head):
 
     kind = "gated"
 
-    def __init__(self, input_key: str, in_dim: int, out_dim: int, direct_key: str, map: dict[str, Any],
+    def __init__(self, input_key: str, in_dim: int, out_dim: int, direct: dict[str, Any], map: dict[str, Any],
                  threshold: float = 0.3, keep_threshold: float = 0.5, sharpness: float = 20.0) -> None:
         super().__init__(input_key, in_dim, out_dim)
-        self.direct_key, self.map_config = direct_key, dict(map)
+        self.direct_config, self.map_config = dict(direct), dict(map)
         self.threshold, self.keep_threshold, self.sharpness = float(threshold), float(keep_threshold), float(sharpness)
+        self.direct = build_head(self.direct_config)  # the anchor's own head, reading its backbone's feature
         self.map = build_head(self.map_config)
         if (self.map.input_key, self.map.in_dim, self.map.out_dim) != (input_key, in_dim, out_dim):
             raise SpaceError(f"gated head: its map reads {self.map.input_key} {self.map.in_dim}->{self.map.out_dim}, "
                              f"expected {input_key} {in_dim}->{out_dim}")
+        if self.direct.out_dim != out_dim:
+            raise SpaceError(f"gated head: its direct head gives {self.direct.out_dim} dimensions, expected {out_dim}")
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "direct_key": self.direct_key, "map": self.map_config,
+        return {**super().config(), "direct": self.direct_config, "map": self.map_config,
                 "threshold": self.threshold, "keep_threshold": self.keep_threshold, "sharpness": self.sharpness}
 
     def agreement(self, features: Features) -> torch.Tensor:
@@ -228,7 +231,7 @@ class GatedMapHead(Head):
         return nn.functional.normalize(self.map(features).float(), dim=-1)
 
     def _parts(self, features: Features) -> tuple[torch.Tensor, torch.Tensor]:
-        return nn.functional.normalize(features[self.direct_key].float(), dim=-1), self.mapped(features)
+        return nn.functional.normalize(self.direct(features).float(), dim=-1), self.mapped(features)
 
     def forward(self, features: Features) -> torch.Tensor:
         direct, mapped = self._parts(features)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,7 +90,7 @@ def print_info(console: Console, details: dict[str, Any]) -> None:
         head = tower["head"]
         head_text = f"{head['kind']} {head['in_dim']}->{head['out_dim']} ({head['input_key']})"
         weights = str(tower["weights"].get("weights", ""))  # "X from package P (/long/site-packages/path)"
-        table.add_row(modality, tower["backbone"], head_text, weights.split(" (/")[0])  # the path: --json
+        table.add_row(modality, tower["backbone"], head_text, re.sub(r" \(/[^)]*\)", "", weights))  # paths: --json
     video = details["video"]
     table.add_row("video", "image + audio towers",
                   f"{video['frames']} frames, weights {video['image_weight']}/{video['audio_weight']}", "-")

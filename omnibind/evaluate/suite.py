@@ -145,6 +145,29 @@ def tux_images(embed: CachedEmbedder, limit: int | None) -> TaskResult:
         **_source("debian", "tuxpaint-stamps-default")}, matryoshka=True)
 
 
+TUX_LANGUAGES = ("en", "fr", "de", "es", "it", "zh_CN", "ru", "ja")
+
+
+def tux_languages(embed: CachedEmbedder, limit: int | None) -> TaskResult:
+    """Caption -> image on test stamps with the caption in each language (the stamps' own
+    translations, by Tux Paint's translators); every language searches all test images, and
+    `share of en` says how much of the English R@10 a language keeps."""
+    stamps = ds.tuxpaint_images("test")[:limit]
+    imgs = embed([s.image for s in stamps], "image")
+    metrics: dict[str, dict[str, float]] = {}
+    for lang in TUX_LANGUAGES:
+        rows = [(j, s.caption if lang == "en" else ds.stamp_translations(s).get(lang)) for j, s in enumerate(stamps)]
+        rows = [(j, t) for j, t in rows if t]
+        found = M.retrieval_metrics(embed([t for _, t in rows], "text") @ imgs.T, np.array([j for j, _ in rows]))
+        metrics[f"{lang} caption->image"] = {**found, "queries": len(rows)}
+    english = metrics["en caption->image"]["R@10"]
+    for m in metrics.values():
+        m["share of en"] = round(100 * m["R@10"] / english, 1) if english else 0.0
+    return TaskResult("tux-languages", "retrieval", {
+        "name": "Tux Paint photo-like stamps, test split, captions in 8 languages", "n": len(stamps),
+        "languages": list(TUX_LANGUAGES), **_source("debian", "tuxpaint-stamps-default")}, metrics)
+
+
 def tux_sounds(embed: CachedEmbedder, limit: int | None) -> TaskResult:
     stamps = ds.tuxpaint_sounds("test")[:limit]
     caps, snds = embed([s.caption for s in stamps], "text"), embed([s.sound for s in stamps], "audio")
@@ -193,6 +216,7 @@ def sts_b(embed: CachedEmbedder, limit: int | None) -> TaskResult:
 TASKS: dict[str, Callable[[CachedEmbedder, int | None], TaskResult]] = {
     "tux-images": tux_images,
     "tux-sounds": tux_sounds,
+    "tux-languages": tux_languages,
     "asterisk-speech": asterisk,
     "fashion-mnist": fashion_mnist,
     "sts-b": sts_b,
