@@ -199,14 +199,22 @@ class GatedMapHead(Head):
     with the direct one added where they still half agree (names, cognates). With c the cosine of
     the two unit vectors d (direct) and m (mapped):
         keep = sigmoid(sharpness · (c − keep_threshold)),  add = sigmoid(sharpness · (c − threshold))
-        output = keep · d + (1 − keep) · (m + add · d)
+        output = keep · d + (1 − keep) · (m + add · d + translation_weight · use · t)
+    `t` is the best of the text's machine translations (`translation_keys`: features of the
+    `apertium:` backbone, read by the anchor and put through `direct`), the one that agrees most
+    with `m`; `use` = sigmoid(sharpness · (that agreement − translation_threshold)), so a wrong-
+    language "translation" (German through a Spanish pair) or a missing one (zero row) is left out.
     """
 
     kind = "gated"
 
     def __init__(self, input_key: str, in_dim: int, out_dim: int, direct: dict[str, Any], map: dict[str, Any],
-                 threshold: float = 0.3, keep_threshold: float = 0.5, sharpness: float = 20.0) -> None:
+                 threshold: float = 0.3, keep_threshold: float = 0.5, sharpness: float = 20.0,
+                 translation_keys: list[str] | tuple[str, ...] = (), translation_weight: float = 1.0,
+                 translation_threshold: float = 0.3) -> None:
         super().__init__(input_key, in_dim, out_dim)
+        self.translation_keys = list(translation_keys)
+        self.translation_weight, self.translation_threshold = float(translation_weight), float(translation_threshold)
         self.direct_config, self.map_config = dict(direct), dict(map)
         self.threshold, self.keep_threshold, self.sharpness = float(threshold), float(keep_threshold), float(sharpness)
         self.direct = build_head(self.direct_config)  # the anchor's own head, reading its backbone's feature
@@ -219,7 +227,9 @@ class GatedMapHead(Head):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "direct": self.direct_config, "map": self.map_config,
-                "threshold": self.threshold, "keep_threshold": self.keep_threshold, "sharpness": self.sharpness}
+                "threshold": self.threshold, "keep_threshold": self.keep_threshold, "sharpness": self.sharpness,
+                **({"translation_keys": self.translation_keys, "translation_weight": self.translation_weight,
+                    "translation_threshold": self.translation_threshold} if self.translation_keys else {})}
 
     def agreement(self, features: Features) -> torch.Tensor:
         """Per-row cosine of the direct and the mapped vector (high for a text the anchor reads)."""
@@ -238,7 +248,21 @@ class GatedMapHead(Head):
         c = (direct * mapped).sum(-1, keepdim=True)
         keep = torch.sigmoid(self.sharpness * (c - self.keep_threshold))
         add = torch.sigmoid(self.sharpness * (c - self.threshold))
-        return keep * direct + (1 - keep) * (mapped + add * direct)
+        out = mapped + add * direct
+        if self.translation_keys:
+            out = out + self.translation_weight * self._translation(features, mapped)
+        return keep * direct + (1 - keep) * out
+
+    def _translation(self, features: Features, mapped: torch.Tensor) -> torch.Tensor:
+        """use · t: the machine translation that agrees best with the mapped vector (zero rows,
+        i.e. no translation, never win)."""
+        key = self.direct.input_key
+        raw = torch.stack([features[k].float() for k in self.translation_keys], 1)  # [n, k, f]
+        cands = nn.functional.normalize(self.direct({key: raw}).float(), dim=-1)
+        agree = (cands * mapped[:, None, :]).sum(-1).masked_fill(raw.abs().sum(-1) == 0, -1.0)
+        best, which = agree.max(1)
+        use = torch.sigmoid(self.sharpness * (best - self.translation_threshold))
+        return use[:, None] * cands[torch.arange(len(which)), which]
 
 
 HEADS: dict[str, type[Head]] = {h.kind: h for h in (IdentityHead, LinearHead, MLPHead, ConSEHead, ResidualHead,

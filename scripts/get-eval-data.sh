@@ -20,6 +20,8 @@ APT_PACKAGES=(
   timgm6mb-soundfont            # ...from this 6 MB SoundFont (GPL-2)
   scratch                       # Scratch 1.4 photo backdrops: an out-of-domain image set (evaluate/ood_images.py)...
   palapeli-data                 # ...and puzzle photos beside the wallpapers
+  apertium apertium-eng-spa apertium-fr-es apertium-cat-ita apertium-eng-cat  # run time, optional: the
+                                # multilingual space translates Spanish, French and Italian texts (backbones/apertium.py)
 )
 # Only to REBUILD the shipped spaces (scripts/build_bridge_space.py, train_default_space.py,
 # make_imagenet_class_texts.py): `BUILD=1 scripts/get-eval-data.sh`. About 1.4 GB; CI skips them.

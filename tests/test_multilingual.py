@@ -177,3 +177,57 @@ def test_tux_languages_task_on_real_stamps(tmp_path):
     fr, en = "fr caption->image/R@10", "en caption->image/R@10"
     assert got["multilingual"][fr] > got["default"][fr] + 10, got
     assert abs(got["multilingual"][en] - got["default"][en]) <= 3, got
+
+
+def _translating_head(weight: float = 1.0) -> GatedMapHead:
+    """Identity map and direct head on 3-d features; translations under keys t1, t2."""
+    head = GatedMapHead("b", 3, 3, direct=IdentityHead("a", 3).config(), map=LinearHead("b", 3, 3).config(),
+                        translation_keys=["t1", "t2"], translation_weight=weight)
+    with torch.no_grad():
+        head.map.proj.weight.copy_(torch.eye(3))
+        head.map.proj.bias.zero_()
+    return head.eval()
+
+
+def test_the_translation_that_agrees_is_added_and_the_others_are_not():
+    head = _translating_head()
+    d, m = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 0.0, 1.0]])  # the anchor cannot read it
+    good = torch.nn.functional.normalize(torch.tensor([[0.0, 0.6, 1.0]]), dim=-1)  # agrees with m (0.86)
+    wrong = torch.tensor([[0.0, 1.0, 0.0]])  # a "translation" from the wrong language pair
+    out = head({"a": d, "b": m, "t1": wrong, "t2": good})
+    assert torch.allclose(out, m + good, atol=5e-3)
+    none = head({"a": d, "b": m, "t1": torch.zeros(1, 3), "t2": wrong})  # not installed / disagreeing
+    assert torch.allclose(none, m, atol=5e-3)
+    english = head({"a": d, "b": d, "t1": good, "t2": good})  # agreement 1: the anchor reads it
+    assert torch.allclose(english, d, atol=1e-3)
+    again = build_head(head.config())
+    again.load_state_dict(head.state_dict())
+    assert torch.allclose(again.eval()({"a": d, "b": m, "t1": wrong, "t2": good}), out)
+
+
+apertium = pytest.mark.skipif(not __import__("shutil").which("apertium"), reason="apertium is not installed")
+
+
+@apertium
+def test_apertium_translates_spanish_and_french_into_english_for_the_reader():
+    from omnibind.backbones.apertium import translate
+
+    assert translate(["Un gato negro.", "Un perro."], ("spa-eng",)) == ["A black cat.", "A dog."]
+    hostile = ["línea uno\nlínea dos", "^*$[]\\{}<b>", "", "x" * 5000]
+    out = translate(hostile, ("spa-eng",))
+    assert out is not None and len(out) == len(hostile)  # one line in, one line out, whatever the text
+    back = load_backbone("apertium:minilm", "text")
+    f = back.features(back.collate([next(back.segments(to_input(Text(t)))) for t in ("Un chat noir.", "A black cat.")]))
+    reader = load_backbone("minilm", "text")
+    cat = reader.features(reader.collate(["A black cat."]))["embedding"][0]
+    assert torch.nn.functional.cosine_similarity(f["fra-eng"][0], cat, dim=0) > 0.9
+
+
+def test_missing_apertium_gives_zero_rows_not_an_error(monkeypatch):
+    from omnibind.backbones import apertium as ap
+
+    monkeypatch.setattr(ap, "installed_modes", lambda: set())
+    with pytest.warns(UserWarning, match="apt-get install"):
+        back = ap.ApertiumBackbone("minilm")
+    f = back.features(["Un gato."])
+    assert set(f) == set(ap.CHAINS) and all(float(v.abs().sum()) == 0 for v in f.values())

@@ -29,6 +29,9 @@ class Backbone(ABC):
     # the tower then buffers `flush_batches` batches, sorts them by it and cuts batches of
     # similar length, as sentence-transformers' encode() does, so little compute goes to padding.
     flush_batches: int = 1
+    # Backbones with a fixed cost per call (Apertium starts its pipeline processes for each batch)
+    # ask for batches of at least `min_batch` segments, whatever the caller's batch size.
+    min_batch: int = 1
 
     def sort_key(self, segment: Any) -> int | None:
         return None

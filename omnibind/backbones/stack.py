@@ -31,6 +31,7 @@ class StackBackbone(Backbone):
         self.ref, self.modality = "stack:" + ",".join(refs), modality
         self.outputs = {feature_key(m.ref, k, m.outputs): w for m in self.members for k, w in m.outputs.items()}
         self.flush_batches = max(m.flush_batches for m in self.members)
+        self.min_batch = max(m.min_batch for m in self.members)
 
     def segments(self, item: Input) -> Iterator[Any]:
         cuts = [list(m.segments(item)) for m in self.members]
