@@ -102,7 +102,7 @@ def feature_batches(
     pending: list[Any] = []
     owners: list[int] = []
     ready = 0  # inputs whose segments are all queued but not yet reported done
-    batch_size = max(batch_size, backbone.min_batch)  # a backbone with a fixed cost per call asks for more
+    batch_size = max(batch_size, getattr(backbone, "min_batch", 1))  # a fixed cost per call asks for more
     buffer = batch_size * max(1, backbone.flush_batches)
 
     def drain() -> Iterator[tuple[dict[str, torch.Tensor], list[int]]]:
