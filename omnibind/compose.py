@@ -17,7 +17,6 @@ import datetime as _dt
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,7 @@ def load_corpus(spec: str | Path | Sequence[str] = "builtin") -> Corpus:
     if not isinstance(spec, (str, Path)):
         return Corpus("list", _unique(spec))
     key = str(spec)
-    if key in ("builtin", "class-names", "sound-bank", "sts-b"):
+    if key in CORPORA:
         texts: list[str] = []
         if key in ("builtin", "class-names"):
             texts += _class_texts()
@@ -88,9 +87,9 @@ def _class_texts() -> list[str]:
 
 
 def _sound_bank_captions() -> list[str]:
-    text = resources.files("omnibind.data").joinpath("sound_bank.tsv").read_text("utf-8")
-    rows = [line.split("\t") for line in text.splitlines() if line and not line.startswith("#")]
-    return [r[2] for r in rows[1:] if len(r) > 2]
+    from omnibind.bind import sound_bank
+
+    return [row.caption for row in sound_bank.rows()]
 
 
 def _sts_b_train() -> list[str]:
@@ -214,14 +213,18 @@ def features(backbone: Any, items: Sequence[Any], batch_size: int = 32,
         if x.modality == backbone.modality:  # a folder of mixed media: each tower takes its own
             inputs.append(x)
     errors: dict[int, Any] = {}
+    owners: list[int] = []
     segments_of = lambda i: backbone.segments(inputs[i])  # noqa: E731
-    for feats, _ in feature_batches(backbone, len(inputs), segments_of, batch_size, errors, tick):
+    for feats, batch_owners in feature_batches(backbone, len(inputs), segments_of, batch_size, errors, tick):
         if "embedding" not in feats:
             raise ComposeError(f"{backbone.ref} gives no 'embedding' feature ({', '.join(feats)})")
         rows.append(feats["embedding"].detach().double().cpu().numpy())
+        owners += batch_owners
     if not rows:
         return np.zeros((0, backbone.outputs.get("embedding", 0)))
-    out = np.concatenate(rows)
+    # Batches come sorted by the backbone's sort_key (length, for text): back to input order, so
+    # text row i stays the anchor's row i.
+    out = np.concatenate(rows)[np.argsort(owners, kind="stable")]
     return out[np.isfinite(out).all(axis=1)]
 
 

@@ -238,3 +238,29 @@ def test_cli_composes_real_tiny_hub_checkpoints(tmp_path):
     # Anchored on CLIP itself: its image half needs no map (the same model as the anchor's text).
     shared = compose(f"hf:{clip}", {"image": f"hf:{clip}", "audio": f"hf:{clap}"}, corpus=corpus)
     assert shared.towers["image"].head.kind == "identity" and "no map" in shared.provenance["tower image"]
+
+
+def test_features_keep_input_order_when_the_backbone_sorts_its_batches():
+    """A text backbone that batches longest-first (as sentence-transformers does) must still give
+    row i for text i: the map pairs it with the anchor's row i."""
+    from omnibind.backbones.base import Backbone
+    from omnibind.compose import features
+
+    class LengthSorted(Backbone):
+        ref, modality, outputs, flush_batches = "length-sorted", "text", {"embedding": 1}, 4
+
+        def segments(self, item):
+            yield item.payload
+
+        def sort_key(self, segment):
+            return -len(segment)
+
+        def collate(self, segments):
+            return list(segments)
+
+        def features(self, batch):
+            return {"embedding": torch.tensor([[float(len(t))] for t in batch])}
+
+    texts = ["a", "abcd", "ab", "abcdef", "abc", "abcde"]
+    got = features(LengthSorted(), texts, batch_size=2)
+    assert got[:, 0].tolist() == [float(len(t)) for t in texts]
