@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from omnibind import render
+from omnibind.bind.connect import DEFAULT_METHOD, DEFAULT_NOISE
 from omnibind.errors import OmnibindError
 
 console = Console()
@@ -27,9 +28,9 @@ def compose_command(
                                     "(repeatable), e.g. image=hf:openai/clip-vit-base-patch32."),
     corpus: str = typer.Option("builtin", help="Texts the maps learn from: builtin, class-names, sound-bank, "
                                "sts-b, or a file (one text per line)."),
-    method: str = typer.Option("gap", help="gap (C-MCR noise + gap re-centring), pseudo (gap + pseudo-pairs "
+    method: str = typer.Option(DEFAULT_METHOD, help="gap (C-MCR noise + gap re-centring), pseudo (gap + pseudo-pairs "
                                "from --media), or ridge (plain regression)."),
-    noise: float = typer.Option(0.1, help="Input noise of the gap-aware map (relative to a unit vector)."),
+    noise: float = typer.Option(DEFAULT_NOISE, help="Input noise of the gap-aware map (relative to a unit vector)."),
     media: list[str] = typer.Option([], "--media", "-m", help="MODALITY=FOLDER of unpaired files of that "
                                     "modality (repeatable): the map centres on them (default: generated probes)."),
     pairs: Optional[Path] = typer.Option(None, help="Held-out pairs (a bind manifest) to fit calibration on."),
