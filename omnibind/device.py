@@ -1,0 +1,95 @@
+"""Where models run and at what precision: one choice per process, made from the machine.
+
+`device="auto"` (the default everywhere) means the first CUDA GPU when torch sees one, else the
+CPU. Precision `auto` means int8 graphs on CPUs with fast int8 dot products (AVX-512 VNNI,
+AVX-VNNI or AMX), fp32 elsewhere and on GPUs; quantised towers are checked against fp32 (cosine
+mean >= 0.99) before they ship. Both can be forced: `OMNIBIND_DEVICE=cpu|cuda|cuda:N`,
+`OMNIBIND_PRECISION=fp32|int8` (the CLI's global `--device` / `--precision` set these).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from omnibind.errors import OmnibindError
+
+DEVICE_ENV = "OMNIBIND_DEVICE"
+PRECISION_ENV = "OMNIBIND_PRECISION"
+PRECISIONS = ("auto", "fp32", "int8")
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # CPUs where int8 GEMMs beat fp32 clearly
+
+
+class DeviceError(OmnibindError):
+    """A device or precision that does not exist or is not available here."""
+
+
+def resolve_device(device: str | None = None) -> str:
+    """'cpu', 'cuda' or 'cuda:N' for a request (None: $OMNIBIND_DEVICE, else 'auto')."""
+    wanted = (device or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    if wanted == "auto":
+        return "cuda" if _cuda_count() > 0 else "cpu"
+    if wanted == "cpu":
+        return "cpu"
+    if wanted == "cuda" or (wanted.startswith("cuda:") and wanted[5:].isdigit()):
+        index = int(wanted[5:]) if ":" in wanted else 0
+        if index >= _cuda_count():
+            raise DeviceError(f"device {wanted!r} asked for, but torch sees {_cuda_count()} CUDA device(s)")
+        return wanted
+    raise DeviceError(f"unknown device {wanted!r}: use auto, cpu, cuda or cuda:N")
+
+
+def resolve_precision(precision: str | None = None, device: str | None = None) -> str:
+    """'fp32' or 'int8' for a request (None: $OMNIBIND_PRECISION, else 'auto')."""
+    wanted = (precision or os.environ.get(PRECISION_ENV) or "auto").strip().lower()
+    if wanted not in PRECISIONS:
+        raise DeviceError(f"unknown precision {wanted!r}: use {', '.join(PRECISIONS)}")
+    if wanted != "auto":
+        return wanted
+    if resolve_device(device) != "cpu":
+        return "fp32"  # int8 ONNX graphs are CPU kernels; GPUs run the fp32 graph
+    return "int8" if fast_int8_cpu() else "fp32"
+
+
+def fast_int8_cpu() -> bool:
+    """Whether this CPU has the instructions that make int8 inference pay (VNNI or AMX)."""
+    return bool(cpu_flags() & set(INT8_FLAGS))
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def ort_providers(device: str | None = None) -> list[Any]:
+    """ONNX Runtime providers for a device: CUDA first when asked for and installed, CPU always."""
+    import onnxruntime as ort
+
+    resolved = resolve_device(device)
+    if resolved.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        index = int(resolved.split(":")[1]) if ":" in resolved else 0
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def machine() -> dict[str, Any]:
+    """What `omnibind info` and the benchmarks record about where models run."""
+    return {"device": resolve_device(), "precision": resolve_precision(),
+            "int8_flags": sorted(cpu_flags() & set(INT8_FLAGS)),
+            "bf16": "avx512_bf16" in cpu_flags() or "amx_bf16" in cpu_flags()}
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
