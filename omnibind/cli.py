@@ -16,7 +16,7 @@ from omnibind import client, render
 from omnibind.errors import InputError, OmnibindError
 from omnibind.inputs import Text, from_argument
 from omnibind.paths import existing_collection
-from omnibind.cli_options import CollectionOpt, Flag, HomeOpt, SpaceOpt
+from omnibind.cli_options import CollectionOpt, DeviceOpt, Flag, HomeOpt, PrecisionOpt, SpaceOpt
 from omnibind.extras import require
 from omnibind.spaceinfo import describe, load_space  # load_space imports torch on first call
 from omnibind.cli_compose import compose_command  # `omnibind compose` (issue 17): its own module
@@ -31,8 +31,8 @@ HOME: dict[str, Optional[Path]] = {"home": None}  # the global --home, set by th
 
 
 @app.callback()
-def setup(home: Optional[Path] = HomeOpt) -> None:
-    """Set the global --home; keep third-party chatter off the terminal (render.quiet_libraries)."""
+def setup(home: Optional[Path] = HomeOpt, device: Optional[str] = DeviceOpt, precision: Optional[str] = PrecisionOpt) -> None:
+    """Set the global --home (--device and --precision set themselves); keep library chatter quiet."""
     HOME["home"] = home.expanduser().resolve() if home else None
     render.quiet_libraries(err)
 

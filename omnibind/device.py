@@ -4,7 +4,8 @@
 CPU. Precision `auto` means int8 graphs on CPUs with fast int8 dot products (AVX-512 VNNI,
 AVX-VNNI or AMX), fp32 elsewhere and on GPUs; quantised towers are checked against fp32 (cosine
 mean >= 0.99) before they ship. Both can be forced: `OMNIBIND_DEVICE=cpu|cuda|cuda:N`,
-`OMNIBIND_PRECISION=fp32|int8` (the CLI's global `--device` / `--precision` set these).
+`OMNIBIND_PRECISION=fp32|int8`, or for this process `configure()` (the CLI's global `--device` /
+`--precision`).
 """
 
 from __future__ import annotations
@@ -20,15 +21,36 @@ DEVICE_ENV = "OMNIBIND_DEVICE"
 PRECISION_ENV = "OMNIBIND_PRECISION"
 PRECISIONS = ("auto", "fp32", "int8")
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # CPUs where int8 GEMMs beat fp32 clearly
+_CHOSEN: dict[str, str | None] = {"device": None, "precision": None}  # configure(): beats the environment
 
 
 class DeviceError(OmnibindError):
     """A device or precision that does not exist or is not available here."""
 
 
+def configure(device: str | None = None, precision: str | None = None) -> None:
+    """Choose device and precision for this process (what the CLI's --device / --precision do).
+    Takes effect for backbones loaded afterwards; checks the names without importing torch.
+    Worker processes (DDP ranks, Ray actors) read $OMNIBIND_DEVICE / $OMNIBIND_PRECISION."""
+    if device is not None:
+        name = device.strip().lower()
+        if not (name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
+            raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+        _CHOSEN["device"] = name
+    if precision is not None:
+        if precision.strip().lower() not in PRECISIONS:
+            raise DeviceError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+        _CHOSEN["precision"] = precision.strip().lower()
+
+
+def reset() -> None:
+    """Forget `configure`'s choice (tests)."""
+    _CHOSEN.update(device=None, precision=None)
+
+
 def resolve_device(device: str | None = None) -> str:
-    """'cpu', 'cuda' or 'cuda:N' for a request (None: $OMNIBIND_DEVICE, else 'auto')."""
-    wanted = (device or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    """'cpu', 'cuda' or 'cuda:N' for a request (None: `configure`'s, $OMNIBIND_DEVICE, else 'auto')."""
+    wanted = (device or _CHOSEN["device"] or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
     if wanted == "auto":
         return "cuda" if _cuda_count() > 0 else "cpu"
     if wanted == "cpu":
@@ -42,8 +64,8 @@ def resolve_device(device: str | None = None) -> str:
 
 
 def resolve_precision(precision: str | None = None, device: str | None = None) -> str:
-    """'fp32' or 'int8' for a request (None: $OMNIBIND_PRECISION, else 'auto')."""
-    wanted = (precision or os.environ.get(PRECISION_ENV) or "auto").strip().lower()
+    """'fp32' or 'int8' for a request (None: `configure`'s, $OMNIBIND_PRECISION, else 'auto')."""
+    wanted = (precision or _CHOSEN["precision"] or os.environ.get(PRECISION_ENV) or "auto").strip().lower()
     if wanted not in PRECISIONS:
         raise DeviceError(f"unknown precision {wanted!r}: use {', '.join(PRECISIONS)}")
     if wanted != "auto":

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from omnibind.device import machine
 from omnibind.errors import InputError, SpaceError
 from omnibind.heads import build_head
 from omnibind.inputs import DEFAULT_LIMITS, Input, Limits, to_input, warn_path_like
@@ -309,6 +310,7 @@ class Space:
         return {
             **{k: v for k, v in self.config().items() if k != "towers"},
             "towers": {m: {**t.config(), "weights": t.backbone.describe()} for m, t in self.towers.items()},
+            "runtime": machine(),  # device and precision the backbones were loaded for
         }
 
 

@@ -139,8 +139,9 @@ def test_cli_bind_nproc(tmp_path):
 
 
 def test_ddp_does_not_import_the_binder():
-    """The launcher runs a function it is handed: scale/ddp.py imports no omnibind module (imports
-    inside functions included), so binder and launcher do not import each other."""
+    """The launcher runs a function it is handed: scale/ddp.py imports no omnibind module but the
+    leaf omnibind.device (imports inside functions included), so binder and launcher do not import
+    each other."""
     import ast
     import inspect
 
@@ -148,7 +149,7 @@ def test_ddp_does_not_import_the_binder():
     imported = [n.module if isinstance(n, ast.ImportFrom) else a.name
                 for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
                 for a in n.names]
-    assert not [m for m in imported if m and m.startswith("omnibind")], imported
+    assert not [m for m in imported if m and m.startswith("omnibind") and m != "omnibind.device"], imported
 
 
 def test_bind_manifest_with_two_processes_names_the_manifest_of_skipped_rows(tmp_path):

@@ -17,6 +17,7 @@ import torch
 
 from omnibind.backbones.base import Backbone, Features
 from omnibind.backbones.registry import register
+from omnibind.device import resolve_device
 from omnibind.errors import BackboneError
 from omnibind.inputs import AudioClip, Input, to_rgb
 
@@ -86,6 +87,8 @@ class HFBackbone(Backbone):
 
     def __init__(self, model_id: str, modality: str) -> None:
         config, self.model, self.processor = _load(model_id, modality)
+        self.device = resolve_device()  # CUDA when there is one (omnibind.device), else CPU
+        self.model.to(self.device)
         kind = config.model_type
         self.ref, self.modality, self.kind, self.model_id = f"hf:{model_id}", modality, kind, model_id
         width = getattr(config, "projection_dim", None) or config.text_config.hidden_size
@@ -122,10 +125,10 @@ class HFBackbone(Backbone):
             tok = self.processor.tokenizer(
                 batch, padding=padding, truncation=True, max_length=self.max_tokens, return_tensors="pt"
             )
-            out = self.model.get_text_features(**tok)
+            out = self.model.get_text_features(**tok.to(self.device))
         elif self.modality == "image":
             pixels = self.processor.image_processor(batch, return_tensors="pt")["pixel_values"]
-            out = self.model.get_image_features(pixel_values=pixels)
+            out = self.model.get_image_features(pixel_values=pixels.to(self.device))
         else:
             feats = self.processor.feature_extractor(
                 [np.asarray(w, dtype=np.float32) for w in batch], sampling_rate=self.sampling_rate, return_tensors="pt"
@@ -133,9 +136,10 @@ class HFBackbone(Backbone):
             # No window is longer than the extractor's maximum, so none is "longer". The extractor
             # would otherwise mark a random window of the batch as longer (a training trick),
             # which makes fused CLAP models give batch-dependent, non-reproducible vectors.
-            is_longer = torch.zeros((len(batch), 1), dtype=torch.bool)
-            out = self.model.get_audio_features(input_features=feats["input_features"], is_longer=is_longer)
-        return {"embedding": _pooled(out).float()}
+            is_longer = torch.zeros((len(batch), 1), dtype=torch.bool, device=self.device)
+            out = self.model.get_audio_features(input_features=feats["input_features"].to(self.device),
+                                                is_longer=is_longer)
+        return {"embedding": _pooled(out).float().cpu()}
 
     def preprocess_config(self) -> dict[str, Any]:
         """The processor's own saved configuration for this modality (what the hub model ships)."""
@@ -146,7 +150,7 @@ class HFBackbone(Backbone):
         return {k: v for k, v in saved if not k.startswith("_") and isinstance(v, (int, float, str, bool, list, dict))}
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "weights": f"transformers {self.kind} {self.model_id}"}
+        return {**super().describe(), "weights": f"transformers {self.kind} {self.model_id}", "device": self.device}
 
 
 @register("hf:")

@@ -1,5 +1,10 @@
 """Data-parallel binding: N processes (gloo on CPU, nccl on GPU), one global contrastive batch.
 
+On GPUs (nccl) each rank owns one device (`torch.cuda.set_device(local_rank)`), and the
+collectives move their tensors to that device and back, so a rank whose head trains on the CPU
+(cached features; a 384-d head is cheap) still talks nccl correctly. The GPU path has not yet
+been run on a GPU machine (docs/scale.md); gloo on CPU is what the tests run.
+
 Each process embeds its slice of every batch; `gather_with_grad` concatenates the slices of all
 processes *with* their autograd history (open_clip's `gather_with_grad`), so every process
 computes the loss over the global batch, negatives from every process included. The backward
@@ -56,8 +61,8 @@ def gather_with_grad(local: torch.Tensor, total: int) -> torch.Tensor:
     padded = torch.cat([local, local.new_zeros((pad, *local.shape[1:]))]) if pad else local
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        parts = all_gather(padded)
-    return torch.cat([p[:n] for p, n in zip(parts, sizes)])
+        parts = all_gather(padded.to(comm_device()))  # .to() keeps autograd: grads come back
+    return torch.cat([p[:n].to(local.device) for p, n in zip(parts, sizes)])
 
 
 def average_gradients(params: list[torch.nn.Parameter]) -> None:
@@ -66,8 +71,9 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
     for p in params:
         if p.grad is None:  # this process's slice did not reach p: it still joins the collective
             p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-        p.grad /= n
+        grad = p.grad.to(comm_device())
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        p.grad.copy_(grad / n)
 
 
 def barrier() -> None:
@@ -75,10 +81,29 @@ def barrier() -> None:
         dist.barrier()
 
 
+def comm_device() -> torch.device:
+    """Where collectives need their tensors: this rank's GPU under nccl, else the CPU."""
+    if active() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def choose_backend(nproc: int) -> str:
+    """nccl when binding runs on CUDA (omnibind.device) with a GPU per process, else gloo."""
+    from omnibind.device import resolve_device
+
+    on_gpu = resolve_device().startswith("cuda") and torch.cuda.device_count() >= nproc
+    return "nccl" if on_gpu else "gloo"
+
+
 def init_from_env(backend: str | None = None) -> None:
-    """Join the process group torchrun (or `launch`) describes in the environment."""
+    """Join the process group torchrun (or `launch`) describes in the environment; under nccl,
+    this process takes the GPU of its LOCAL_RANK."""
     if not dist.is_initialized():
-        dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+        backend = backend or choose_backend(int(os.environ.get("WORLD_SIZE", "1")))
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
 
 
 def _free_port() -> int:
@@ -100,7 +125,9 @@ def _worker(local_rank: int, nproc: int, port: int, fn: Callable[..., None], arg
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(local_rank),
                       WORLD_SIZE=str(nproc), LOCAL_RANK=str(local_rank))
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # all processes are on this machine
-    backend = "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= nproc else "gloo"
+    backend = choose_backend(nproc)
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)  # one GPU per rank; collectives move tensors there
     dist.init_process_group(backend, rank=local_rank, world_size=nproc)
     try:
         fn(*args)
