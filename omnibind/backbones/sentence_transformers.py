@@ -20,13 +20,14 @@ class SentenceTransformerBackbone(Backbone):
     modality = "text"
     flush_batches = 32
 
-    def __init__(self, ref: str, model_id: str, source: str) -> None:
+    def __init__(self, ref: str, model_id: str, source: str, layers: int | None = None) -> None:
         from sentence_transformers import SentenceTransformer
 
         try:
             self.model = SentenceTransformer(model_id, device="cpu")
         except Exception as exc:
             raise BackboneError(f"cannot load sentence-transformers model {model_id!r}: {exc}") from exc
+        self.layers = truncate_layers(self.model, layers) if layers is not None else None
         self.model.eval()
         self.ref = ref
         self.source = source
@@ -59,11 +60,28 @@ class SentenceTransformerBackbone(Backbone):
         return {"embedding": vectors.float().cpu()}
 
     def preprocess_config(self) -> dict[str, Any]:
-        return {"max_seq_length": self.model.max_seq_length, "tokenizer": type(self.model.tokenizer).__name__,
-                "max_chars": self.max_chars}
+        config = {"max_seq_length": self.model.max_seq_length, "tokenizer": type(self.model.tokenizer).__name__,
+                  "max_chars": self.max_chars}
+        if self.layers is not None:
+            config["layers"] = self.layers  # a truncated encoder makes other features: never share a cache
+        return config
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "weights": self.source, "max_seq_length": self.model.max_seq_length}
+
+
+def truncate_layers(model: Any, layers: int) -> int:
+    """Keep only the first `layers` transformer layers of `model`'s encoder; the count kept."""
+    encoder_model = getattr(model[0], "auto_model", None)
+    encoder = getattr(encoder_model, "encoder", None)
+    stack = getattr(encoder, "layer", None)
+    if stack is None:
+        raise BackboneError("layers= needs a BERT-like encoder (model[0].auto_model.encoder.layer)")
+    if not 1 <= layers <= len(stack):
+        raise BackboneError(f"layers={layers}: the encoder has {len(stack)} layers")
+    encoder.layer = stack[:layers]
+    encoder_model.config.num_hidden_layers = layers
+    return layers
 
 
 @register("minilm", "text")
