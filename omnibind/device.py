@@ -43,6 +43,12 @@ def configure(device: str | None = None, precision: str | None = None) -> None:
         _CHOSEN["precision"] = precision.strip().lower()
 
 
+def chosen() -> dict[str, str | None]:
+    """What `configure` set in this process (None: not set), to hand to worker processes."""
+    return {"device": _CHOSEN["device"] or os.environ.get(DEVICE_ENV),
+            "precision": _CHOSEN["precision"] or os.environ.get(PRECISION_ENV)}
+
+
 def reset() -> None:
     """Forget `configure`'s choice (tests)."""
     _CHOSEN.update(device=None, precision=None)

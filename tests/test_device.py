@@ -111,3 +111,11 @@ def test_ddp_backend_follows_the_device(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv(device.DEVICE_ENV, "cpu")
     assert ddp.choose_backend(2) == "gloo"  # forced to the CPU
     assert ddp.comm_device() == torch.device("cpu")  # no process group: collectives stay on the CPU
+
+
+def test_workers_get_the_process_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Ray actors are handed (scale/ray_ingest.py): configure() first, then the environment."""
+    assert device.chosen() == {"device": None, "precision": None}
+    monkeypatch.setenv(device.DEVICE_ENV, "cpu")
+    device.configure(precision="fp32")
+    assert device.chosen() == {"device": "cpu", "precision": "fp32"}

@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from omnibind.collection import Collection
+from omnibind.device import chosen
 from omnibind.extras import require
 from omnibind.pipeline import BatchResult, embed_batch
 
@@ -34,12 +35,14 @@ class EmbedBatch:
     """A Ray Data actor: one space per actor, a batch of URIs in, the pipeline's result out."""
 
     def __init__(self, space_ref: str, fingerprint: str, known: Any, crash_marker: str | None = None,
-                 root: str | None = None, views: Sequence[str] = ()) -> None:
+                 root: str | None = None, views: Sequence[str] = (), runtime: dict[str, Any] | None = None) -> None:
         import ray
         import torch
 
+        from omnibind.device import configure
         from omnibind.space import load_space
 
+        configure(**(runtime or {}))  # the driver's --device / --precision (None: this worker's auto)
         torch.set_num_threads(1)  # one actor per core: more threads would only contend
         self.space = load_space(space_ref)
         if self.space.fingerprint() != fingerprint:
@@ -76,7 +79,7 @@ def ray_batches(collection: Collection, uris: Sequence[str], known: dict[str, st
         EmbedBatch, batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"space_ref": space_record["ref"], "fingerprint": space_record["fingerprint"],
                                "known": ray.put(known), "crash_marker": crash_marker,
-                               "root": root, "views": tuple(views)},
+                               "root": root, "views": tuple(views), "runtime": chosen()},
         num_cpus=num_cpus_per_actor,
     )  # Ray Data's actor pools restart dead actors and retry their batches (max_restarts / max_task_retries -1)
     waiting: list[dict[str, Any]] = []  # rows of items whose other rows are still on their way
