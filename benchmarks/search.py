@@ -5,9 +5,11 @@ and size, with k=10 and one query at a time (what a search box does):
 
 * exact top-10 by NumPy: the ground truth for recall@10;
 * FAISS `IndexFlatIP` (exact) and `IndexHNSWFlat` (M=32) at several efSearch values;
-* omnibind `search()` on a collection holding the same vectors: flat scan (exact=True), then
-  after `Collection.ensure_index(force=True)` (LanceDB IVF_HNSW_SQ) at several nprobes /
-  refine settings (refine re-ranks refine*k candidates with the exact vectors);
+* omnibind `search()` on a collection holding the same vectors: flat scan (exact=True); past
+  100k rows its in-memory ANN index (omnibind/ann.py, built by `Collection.ensure_index()`,
+  reloaded from disk) at several efSearch values, end to end and the ANN stage alone; then
+  (unless --settings '') LanceDB's IVF_HNSW_SQ at several nprobes / refine settings (refine
+  re-ranks refine*k candidates with the exact vectors), what collections use without FAISS;
 * LanceDB's own `table.search()` on the same index, to show what omnibind's layer adds.
 
 Prints p50/p95 latency, recall@10 and the ratio of each p50 to FAISS HNSW's p50 at its cheapest
