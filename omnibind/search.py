@@ -57,6 +57,8 @@ CROWD_SHARE = 0.6  # most of a top k one modality may fill with matches that are
 
 SEGMENT_FETCH = 8  # rows fetched per wanted hit when items have segments: k distinct items, not k rows
 MAX_FETCH = 65_536  # rows one LanceDB query may fetch while looking for k distinct items
+FILTER_FETCH = 16  # ANN rows fetched per wanted row when a `where` filter must be checked on them
+MAX_FILTER_FETCH = 4_096  # beyond this many ANN rows a filter is too selective: LanceDB's filtered search
 
 
 Rerank = Callable[[np.ndarray, list[Hit]], list[Hit]]
@@ -158,39 +160,40 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    collection.check_consistent()
-    q, query_modality = query_input(collection, query, query_modality)
-    if collection.calibration.stale(collection.group_counts()):  # added without an ingest, or one died early
-        collection.calibration.refresh()
-    samples = collection.calibration.samples()
-    wanted = _modalities(modality, collection.modality_counts())
-    fetch = k * (refine if rerank else 1)
-    found = {m: _candidates(collection, q, m, where, fetch, exact, refine, nprobes, len(wanted) == 1 and
-                            set(collection.modality_counts()) == {m}) for m in wanted}
-    groups = {(m, calibration_group(m, row.get("kind"))) for m, rows in found.items() for row, _ in rows}
-    priors = {g: pair_prior(collection.space, query_modality, g) for _, g in groups}
-    thin = sorted({g for m, g in groups if (g == m or g in wanted) and len(samples.get(g, ())) < MIN_SAMPLE
-                   and priors[g] is None})
-    samples = _with_reference(collection, samples, {g for m, g in groups if g != m and g not in wanted and priors[g] is None})
-    pairs = {g: pair_calibration(collection.space, query_modality, g) for _, g in groups}
-    kind = "cosine" if not calibrated or thin else "strength"
-    fitted = kind == "strength" and all(pairs.values())  # rank on match log-odds, else on z
-    best: dict[str, tuple[float, Hit]] = {}
-    where_in: dict[str, tuple[float, dict[str, Any]]] = {}  # the best segment of each item
-    for m, rows in found.items():
-        for key, hit in _scored(q, m, rows, samples, pairs if fitted else {}, kind, priors):
-            if hit.id not in best or key > best[hit.id][0]:
-                best[hit.id] = (key, hit)
-            if hit.segment is not None and (hit.id not in where_in or key > where_in[hit.id][0]):
-                where_in[hit.id] = (key, hit.segment)
-    for item, (_, hit) in best.items():  # the whole item matched best: still say where in it
-        hit.segment = hit.segment or (where_in[item][1] if item in where_in else None)
-    hits = _diverse([h for _, h in sorted(best.values(), key=lambda x: -x[0])], k)
-    if rerank:
-        hits = rerank(q, hits)
-    out = Hits(_with_item_text(collection, hits[:k]))
-    out.note = _note(out, calibrated, thin)
-    return out
+    with collection.pinned():  # one LanceDB version query per search, not ten
+        collection.check_consistent()
+        q, query_modality = query_input(collection, query, query_modality)
+        if collection.calibration.stale(collection.group_counts()):  # added without an ingest, or one died early
+            collection.calibration.refresh()
+        samples = collection.calibration.samples()
+        wanted = _modalities(modality, collection.modality_counts())
+        fetch = k * (refine if rerank else 1)
+        found = {m: _candidates(collection, q, m, where, fetch, exact, refine, nprobes, len(wanted) == 1 and
+                                set(collection.modality_counts()) == {m}) for m in wanted}
+        groups = {(m, calibration_group(m, row.get("kind"))) for m, rows in found.items() for row, _ in rows}
+        priors = {g: pair_prior(collection.space, query_modality, g) for _, g in groups}
+        thin = sorted({g for m, g in groups if (g == m or g in wanted) and len(samples.get(g, ())) < MIN_SAMPLE
+                       and priors[g] is None})
+        samples = _with_reference(collection, samples, {g for m, g in groups if g != m and g not in wanted and priors[g] is None})
+        pairs = {g: pair_calibration(collection.space, query_modality, g) for _, g in groups}
+        kind = "cosine" if not calibrated or thin else "strength"
+        fitted = kind == "strength" and all(pairs.values())  # rank on match log-odds, else on z
+        best: dict[str, tuple[float, Hit]] = {}
+        where_in: dict[str, tuple[float, dict[str, Any]]] = {}  # the best segment of each item
+        for m, rows in found.items():
+            for key, hit in _scored(q, m, rows, samples, pairs if fitted else {}, kind, priors):
+                if hit.id not in best or key > best[hit.id][0]:
+                    best[hit.id] = (key, hit)
+                if hit.segment is not None and (hit.id not in where_in or key > where_in[hit.id][0]):
+                    where_in[hit.id] = (key, hit.segment)
+        for item, (_, hit) in best.items():  # the whole item matched best: still say where in it
+            hit.segment = hit.segment or (where_in[item][1] if item in where_in else None)
+        hits = _diverse([h for _, h in sorted(best.values(), key=lambda x: -x[0])], k)
+        if rerank:
+            hits = rerank(q, hits)
+        out = Hits(_with_item_text(collection, hits[:k]))
+        out.note = _note(out, calibrated, thin)
+        return out
 
 
 def _diverse(hits: list[Hit], k: int, share: float = CROWD_SHARE) -> list[Hit]:
@@ -333,6 +336,10 @@ def _candidates(collection: Collection, q: np.ndarray, modality: str, where: str
         found = _exact_in_memory(collection, q, modality, k)
         if found is not None:
             return found
+    if exact is not True:  # a large collection: the in-memory ANN index (omnibind/ann.py)
+        found = _ann_candidates(collection, q, modality, where, k)
+        if found is not None:
+            return found
     # Matryoshka column: fetch refine*k on the short vectors, re-score them at full dimension here.
     # Full-dimension index: LanceDB re-ranks refine*k quantised candidates with the exact vectors.
     # Items with segments own several rows: fetch more rows until k items are among them.
@@ -356,6 +363,48 @@ def _candidates(collection: Collection, q: np.ndarray, modality: str, where: str
         limit *= 4
 
 
+def _ann_candidates(collection: Collection, q: np.ndarray, modality: str, where: str | None,
+                    k: int) -> list[tuple[dict[str, Any], float]] | None:
+    """Rows of the k best items of a modality from the in-memory ANN index (cosines exact: the
+    graph holds the full vectors); None when there is no index (small collection, no FAISS) or a
+    `where` filter passes too few of its candidates (then LanceDB's filtered search answers)."""
+    index = collection.ann() if collection.snapshot() is None else None
+    if index is None:
+        return None
+    fetch = k * (SEGMENT_FETCH if collection.has_segments() else 1) * (FILTER_FETCH if where else 1)
+    while True:
+        positions, cosines = index.search(q, modality, fetch)
+        rows = index.rows(positions)
+        if where:
+            passing = _passing(collection, [r["id"] for r in rows], where)
+            keep = [n for n, r in enumerate(rows) if r["id"] in passing]
+            rows, cosines = [rows[n] for n in keep], cosines[keep]
+        enough = len({r["item"] or r["id"] for r in rows}) >= k
+        if enough or len(positions) < fetch or fetch >= (MAX_FILTER_FETCH if where else MAX_FETCH):
+            break
+        fetch *= 4
+    if where and not enough and len(positions) == fetch:
+        return None
+    return _best_items([(r, float(c)) for r, c in zip(rows, cosines)], k)
+
+
+def _passing(collection: Collection, ids: list[str], where: str) -> set[str]:
+    """The ids among `ids` whose rows pass a `where` filter (one LanceDB query)."""
+    if not ids:
+        return set()
+    try:
+        return set(collection.column("id", where=f"id IN ({sql_list(ids)}) AND ({where})").column("id").to_pylist())
+    except Exception as exc:  # LanceDB reports SQL errors as ValueError/RuntimeError subclasses
+        raise CollectionError(f"search failed (is the filter valid SQL?): {exc}") from exc
+
+
+def _best_items(scored: list[tuple[dict[str, Any], float]], k: int) -> list[tuple[dict[str, Any], float]]:
+    """The rows (best first) of the k items whose best row is best."""
+    scored.sort(key=lambda x: -x[1])
+    items = set(list(dict.fromkeys(r.get("item") or r["id"] for r, _ in scored))[:k])
+    return [(r, c) for r, c in scored if (r.get("item") or r["id"]) in items]
+
+
 def _rescored(rows: list[dict[str, Any]], q: np.ndarray, k: int) -> list[tuple[dict[str, Any], float]]:
     """Rows with exact full-dimension cosines (the built-in rescoring step), those of the k best items."""
     scored = []
@@ -363,9 +412,7 @@ def _rescored(rows: list[dict[str, Any]], q: np.ndarray, k: int) -> list[tuple[d
         full = np.asarray(row.pop("vector"), dtype=np.float32)
         row.pop("_distance", None)
         scored.append((row, float(full @ q)))
-    scored.sort(key=lambda x: -x[1])
-    items = set(list(dict.fromkeys(r.get("item") or r["id"] for r, _ in scored))[:k])
-    return [(r, c) for r, c in scored if (r.get("item") or r["id"]) in items]
+    return _best_items(scored, k)
 
 
 def by_ids(collection: Collection, ids: Sequence[str]) -> str:
