@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -43,6 +44,7 @@ from omnibind.views.embed import TEXT_KINDS, calibration_group
 from omnibind.writer import LOCK_FILE, WriterLock
 
 TABLE = "items"
+STAMP_SLACK_NS = 50_000_000  # file clocks tick every few ms: a folder stamp this close to a reading may hide a commit
 FORMAT_VERSION = 2  # 2: segment rows beside item rows (`item`, `kind` and location columns)
 INDEX_THRESHOLD = 100_000  # below this many rows search is exact, in memory (3.8-5.2 ms at 100k: benchmarks/search.py)
 THUMBNAIL_PX = 160
@@ -206,6 +208,7 @@ class Collection:
         self._meta_stamp: int | None = None  # mtime of collection.json when last read by refresh()
         self._ann: Any = None  # omnibind.ann.AnnIndex, made at the first search over SNAPSHOT_MAX_ROWS
         self._pin = threading.local()  # .version: the table version a search in this thread reads at
+        self._seen: tuple[int, int, int] | None = None  # (_versions stamp, when read, version) of the last ask
 
     # -- opening ----------------------------------------------------------------------------------
 
@@ -280,6 +283,7 @@ class Collection:
         collection record (cheap when nothing changed). Writers do this when they take the lock;
         a long-lived reader (the server) before each request."""
         self.table.checkout_latest()
+        self._seen = None
         try:
             stamp = (self.path / META_FILE).stat().st_mtime_ns
         except FileNotFoundError:
@@ -373,16 +377,34 @@ class Collection:
         return kind
 
     def version(self) -> int:
-        """The table version: pinned for the length of a search (`pinned`), else asked of LanceDB
-        (~0.1 ms a call, ten calls a search: more than a graph walk of a million rows)."""
+        """The table version: pinned for the length of a search (`pinned`), else `_table_version`
+        (LanceDB takes ~0.1-0.7 ms a call, ten calls a search: more than a graph walk of 1M rows)."""
         pinned = getattr(self._pin, "version", None)
-        return int(self.table.version) if pinned is None else pinned
+        return self._table_version() if pinned is None else pinned
+
+    def _table_version(self) -> int:
+        """LanceDB's checked-out version, asked again only when the table's `_versions` folder
+        changed since the last answer: a stat (microseconds) instead of a hop to LanceDB's event
+        loop (0.1-0.7 ms). The checked-out version moves only by a commit, which writes a manifest
+        there, or by `refresh`, which forgets the answer. As git does with racy index stamps, a
+        folder stamp within STAMP_SLACK_NS of the reading is not trusted (coarse file clocks)."""
+        try:
+            stamp = (self.path / "db" / f"{TABLE}.lance" / "_versions").stat().st_mtime_ns
+        except OSError:
+            return int(self.table.version)
+        seen = self._seen
+        if seen is not None and seen[0] == stamp and seen[1] - stamp > STAMP_SLACK_NS:
+            return seen[2]
+        now = time.time_ns()
+        version = int(self.table.version)
+        self._seen = (stamp, now, version)
+        return version
 
     @contextmanager
     def pinned(self) -> Iterator["Collection"]:
         """Ask LanceDB for the table version once for a block of reads in this thread."""
         outer = getattr(self._pin, "version", None)
-        self._pin.version = int(self.table.version) if outer is None else outer
+        self._pin.version = self._table_version() if outer is None else outer
         try:
             yield self
         finally:
