@@ -33,6 +33,7 @@ from omnibind.video import VideoFusion, embed_videos
 FORMAT_VERSION = 1
 SPACE_FILE, HEADS_FILE = "space.json", "heads.safetensors"
 NAMED_SPACES = {"default": "default", "bridge": "bridge", "multilingual": "multilingual"}  # name -> folder under omnibind/data/spaces
+VARIANTS = {"fast": ("default", {"text": "minilm-l3"})}  # name -> (named space, modality -> backbone): see variant()
 # Views that fold into vectors unless a space says otherwise, and the weight of the words they
 # find (speech, ocr) against the tower's own vector: measured in docs/views.md.
 DEFAULT_VIEWS: dict[str, Any] = {"default": ["chunks", "pages", "speech", "ocr"],
@@ -332,13 +333,29 @@ def heads_sha256(space: Space) -> str:
 def load_space(path_or_name: str | Path | None = None) -> Space:
     """Load a space folder, or a named space shipped with omnibind (default: "default")."""
     key = str(path_or_name) if path_or_name is not None else "default"
+    if key in VARIANTS:
+        return variant(key)
     if key in NAMED_SPACES:
         folder = resources.files("omnibind.data").joinpath("spaces", NAMED_SPACES[key])
         return Space.load(Path(str(folder)))
     path = Path(key).expanduser()
     if not (path / SPACE_FILE).exists():
-        raise SpaceError(f"no space at {path} (expected {SPACE_FILE}); named spaces: {', '.join(NAMED_SPACES)}")
+        raise SpaceError(f"no space at {path} (expected {SPACE_FILE}); named spaces: "
+                         f"{', '.join([*NAMED_SPACES, *VARIANTS])}")
     return Space.load(path)
+
+
+def variant(name: str) -> Space:
+    """A named space that is a shipped one with other backbones under the same heads (`fast`: the
+    default space read by a cheaper text student that reproduces the anchor's features), so
+    no head weights are shipped twice."""
+    base, backbones = VARIANTS[name]
+    space = load_space(base)
+    for modality, ref in backbones.items():
+        space.towers[modality] = Tower(modality, ref, space.towers[modality].head)
+    space.name = name
+    space.provenance = {**space.provenance, "variant_of": base, "backbones": dict(backbones)}
+    return space
 
 
 def _read_config(path: Path) -> dict[str, Any]:
