@@ -12,9 +12,9 @@ recipe is a few tens of KB where an int8 model would be megabytes.
     python scripts/quantize_towers.py --only aisfx   # one backbone
 
 Calibration uses the even positions of the (sorted) train items; the check, int8 vs fp32 on the
-odd ones (default-space vectors for Lite0 and aisfx, raw outputs for Lite1/2), decides whether
-the recipe is used under precision "auto" (`"auto": true`: cosine mean >= 0.99 and min >= 0.97)
-or only when int8 is forced. No test stamp and no out-of-domain file is read here. Needs `apt-get install tuxpaint-stamps-default`.
+odd ones (default-space vectors for Lite0 and aisfx, raw outputs for Lite1/2), together with the
+real-data acceptance (`ACCEPTED`), decides whether the recipe is used under precision "auto"
+(`"auto": true`: cosine mean >= 0.99 and min >= 0.97) or only when int8 is forced. No test stamp and no out-of-domain file is read here. Needs `apt-get install tuxpaint-stamps-default`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ EXCLUDE: dict[str, tuple[str, ...]] = {name: () for name in IMAGES} | {"aisfx": 
 METHOD = "MinMax"
 SYNTHETIC = int(os.environ.get("QUANT_SYNTHETIC", "32"))  # generated calibration images per image backbone
 ACCEPT_MEAN, ACCEPT_MIN = 0.99, 0.97
+# Recipes that passed benchmarks/int8_acceptance.py (cosine mean >= 0.99, min >= 0.97 on Tux Paint test
+# and the OOD sets). None yet: results/int8-acceptance.json (2026-12-02) has image min 0.77 / 0.94 and
+# audio min 0.82 / 0.85 (test / OOD), though aisfx's held-out train check passed (min 1.0).
+ACCEPTED: set[str] = set()
 
 
 def train_inputs(name: str, backbone: Any, half: int) -> np.ndarray:
@@ -152,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({name: result}), file=sys.stderr)
         mean, low = (result.get("segment_vectors_cos_mean", result["outputs_cos_mean"]),
                      result.get("segment_vectors_cos_min", result["outputs_cos_min"]))
-        # On by default (precision auto) only if it keeps the space on held-out train items.
-        spec = {**spec, "auto": bool(mean >= ACCEPT_MEAN and low >= ACCEPT_MIN),
+        # On by default (precision auto) only if it keeps the space on held-out train items AND passed
+        # the one real-data acceptance (test + out-of-domain sets, benchmarks/int8_acceptance.py).
+        spec = {**spec, "auto": bool(mean >= ACCEPT_MEAN and low >= ACCEPT_MIN and name in ACCEPTED),
                 "check": {k: round(v, 5) for k, v in result.items()}}
         path = args.out / f"{name}.json"
         path.write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
