@@ -20,8 +20,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 def sets() -> dict[str, tuple[str, list[Path]]]:
     from omnibind.evaluate import ood_images, ood_sounds

@@ -6,9 +6,10 @@ same windows and memory stays bounded however long the file is. aisfx's own fron
 normalises each file by its peak; streaming cannot see the whole file first, so omnibind
 normalises each window by its own peak instead.
 
-The CNN runs on ONNX Runtime; where `omnibind.device.resolve_precision()` says int8, its int8
-graph (built from the shipped recipe, omnibind/data/quant/aisfx.json, checked against fp32 on
-generated sounds), with "precision" in `preprocess_config()` so the feature cache keeps them apart.
+The CNN runs on ONNX Runtime, at int8 when asked (`OMNIBIND_PRECISION=int8`; under "auto" only
+once its recipe passes the real-data acceptance, docs/speed.md): the graph is built from the
+shipped recipe (omnibind/data/quant/aisfx.json) and checked against fp32 on generated sounds, and
+"precision" enters `preprocess_config()` so the feature cache keeps int8 and fp32 apart.
 
 aisfx ships classifier heads for its training sets but no class names, so it offers no
 classes to a ConSE bridge (see heads.ConSEHead's exemplar mode for what the default uses).

@@ -5,10 +5,11 @@ the feature cache of every space built on it, so it never changes.
 
 The PyTorch module is the reference. For speed it is exported once to ONNX and run with ONNX
 Runtime (about 5x faster on CPU, see benchmarks/embed_throughput.py) through
-omnibind.backbones.onnx, which checks it against the module and falls back to PyTorch. Where
-`omnibind.device.resolve_precision()` says int8 (CPUs with VNNI/AMX), the int8 graph built from
-the shipped recipe (omnibind/data/quant/) runs instead, checked against fp32 on generated images;
-"precision" then enters `preprocess_config()`, so int8 features never pass for fp32 ones.
+omnibind.backbones.onnx, which checks it against the module and falls back to PyTorch. When int8
+is asked for (`OMNIBIND_PRECISION=int8`; under "auto" only once a recipe passes the real-data
+acceptance, docs/speed.md), the int8 graph built from the shipped recipe (omnibind/data/quant/)
+runs instead, checked against fp32 on generated images; "precision" then enters
+`preprocess_config()`, so int8 features never pass for fp32 ones.
 """
 
 from __future__ import annotations
