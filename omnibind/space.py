@@ -12,6 +12,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
@@ -157,10 +158,14 @@ class Space:
 
         chosen = applicable([v for v in views if shapes_vector(v)] or (["pages"] if modality == "document" else []),
                             modality)  # a document has no vector but its pages
-        base, failed = self._tower_vectors(modality, items, batch_size, None if chosen else tick)
         if not chosen:
-            return base, failed
-        done, errors = embed_with_views(self, items, base, chosen, batch_size, keep_segments=False)
+            return self._tower_vectors(modality, items, batch_size, tick)
+        with ThreadPoolExecutor(1, thread_name_prefix="omnibind-views") as pool:
+            ahead = pool.submit(_find_all, self, items, chosen)  # OCR / ASR run while the tower does
+            base, failed = self._tower_vectors(modality, items, batch_size, None)
+            found = ahead.result()
+        done, errors = embed_with_views(self, items, base, chosen, batch_size, keep_segments=False,
+                                        find=lambda item: _replay(found[id(item)]))
         tick(len(items))
         out = np.full((len(items), self.dim), np.nan, dtype=np.float32)
         for j, got in enumerate(done):
@@ -328,6 +333,25 @@ def heads_sha256(space: Space) -> str:
             h.update(f"{modality}.{key}|{t.dtype}|{tuple(t.shape)}|".encode())
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def _find_all(space: Space, items: list[Input], views: list[str]) -> dict[int, Any]:
+    """Each item's view segments (or the exception finding them raised), by the item's id()."""
+    from omnibind.views.embed import find_segments
+
+    found: dict[int, Any] = {}
+    for item in items:
+        try:
+            found[id(item)] = find_segments(space, item, views)
+        except Exception as exc:  # noqa: BLE001 - raised again, in order, by _replay
+            found[id(item)] = exc
+    return found
+
+
+def _replay(result: Any) -> Any:
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def load_space(path_or_name: str | Path | None = None) -> Space:
