@@ -5,6 +5,7 @@ reach the graph and its cache key, and every failure falls back instead of faili
 from __future__ import annotations
 
 import logging
+import pickle
 
 import numpy as np
 import pytest
@@ -137,6 +138,7 @@ def test_sorted_padded_batches_equal_single_rows(tiny: str) -> None:
     assert [len(segments[j].ids) for j in order] == sorted((len(s.ids) for s in segments), reverse=True)
     shuffled = b.features([segments[j] for j in order])["embedding"].numpy()
     assert np.abs(shuffled[np.argsort(order)] - alone).max() < 1e-5
+    assert pickle.loads(pickle.dumps(segments[0])).ids == segments[0].ids
     many = TEXTS * 9  # more rows than one graph call takes
     assert np.abs(b.graph.embed(many) - np.tile(alone, (9, 1))).max() < 1e-5
 

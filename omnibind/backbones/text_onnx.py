@@ -196,6 +196,9 @@ class Tokenized(str):
         obj.ids = ids
         return obj
 
+    def __reduce__(self) -> tuple[Any, tuple[str, list[int]]]:
+        return Tokenized, (str(self), self.ids)  # pickles (process pools, Ray) keep the ids
+
 
 class TextGraph:
     """One ST model as an ONNX Runtime session: texts -> sentence vectors (float32 numpy)."""
