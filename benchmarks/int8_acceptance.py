@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     space = omnibind.load_space()
     make = {"image": lambda p: EfficientNetLite(space.towers["image"].backbone_ref, precision=p),
             "audio": lambda p: AisfxBackbone(precision=p)}
-    out: dict[str, Any] = {"space": "default"}
+    from omnibind.device import cpu_flags, machine
+
+    out: dict[str, Any] = {"space": "default", "machine": {**machine(), "cpu_flags": sorted(
+        f for f in cpu_flags() if f.startswith(("avx", "amx")))}}
+    print("machine", out["machine"], file=sys.stderr)
     for name, (modality, paths) in sets().items():
         vectors = {}
         for precision in ("fp32", "int8"):

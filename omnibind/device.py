@@ -69,11 +69,18 @@ def resolve_device(device: str | None = None) -> str:
     raise DeviceError(f"unknown device {wanted!r}: use auto, cpu, cuda or cuda:N")
 
 
-def resolve_precision(precision: str | None = None, device: str | None = None) -> str:
-    """'fp32' or 'int8' for a request (None: `configure`'s, $OMNIBIND_PRECISION, else 'auto')."""
+def requested_precision(precision: str | None = None) -> str:
+    """What was asked for: 'auto', 'fp32' or 'int8' (argument, `configure`, $OMNIBIND_PRECISION).
+    Backbones whose int8 graph is opt-in run it only when it was asked for by name."""
     wanted = (precision or _CHOSEN["precision"] or os.environ.get(PRECISION_ENV) or "auto").strip().lower()
     if wanted not in PRECISIONS:
         raise DeviceError(f"unknown precision {wanted!r}: use {', '.join(PRECISIONS)}")
+    return wanted
+
+
+def resolve_precision(precision: str | None = None, device: str | None = None) -> str:
+    """'fp32' or 'int8' for a request (None: `configure`'s, $OMNIBIND_PRECISION, else 'auto')."""
+    wanted = requested_precision(precision)
     if wanted != "auto":
         return wanted
     if resolve_device(device) != "cpu":

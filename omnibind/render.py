@@ -95,10 +95,6 @@ def print_info(console: Console, details: dict[str, Any]) -> None:
     table.add_row("video", "image + audio towers",
                   f"{video['frames']} frames, weights {video['image_weight']}/{video['audio_weight']}", "-")
     console.print(table)
-    if "runtime" in details:
-        run = details["runtime"]
-        console.print(f"[dim]runs on:[/] {run['device']}, {run['precision']} (int8 CPU flags: "
-                      f"{', '.join(run['int8_flags']) or 'none'}; override with --device / --precision)")
     for key, value in details.get("provenance", {}).items():
         shown = value if isinstance(value, str) else f"{len(value)} fields (omnibind info --json)" \
             if isinstance(value, (dict, list)) else json.dumps(value)

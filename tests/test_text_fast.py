@@ -62,13 +62,30 @@ def test_int8_graph_keeps_the_space(tiny: str) -> None:
 
 def test_precision_flag_is_honoured(tiny: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("omnibind.device.fast_int8_cpu", lambda: True)
-    assert backbone(tiny).precision == "int8"  # auto on a VNNI CPU
+    assert backbone(tiny).precision == "fp32"  # auto on a VNNI CPU: text int8 is opt-in (batch-dependent)
+    monkeypatch.setattr("omnibind.backbones.sentence_transformers.INT8_BY_DEFAULT", True)
+    assert backbone(tiny).precision == "int8"  # ... unless a recipe is accepted for auto
+    monkeypatch.setattr("omnibind.backbones.sentence_transformers.INT8_BY_DEFAULT", False)
+    monkeypatch.setenv("OMNIBIND_PRECISION", "int8")
+    assert backbone(tiny).precision == "int8"  # asked for by name
     monkeypatch.setenv("OMNIBIND_PRECISION", "fp32")
     b = backbone(tiny)
     assert b.precision == "fp32" and "fp32" in b.graph.path.name
     monkeypatch.setattr("omnibind.device.fast_int8_cpu", lambda: False)
     monkeypatch.delenv("OMNIBIND_PRECISION")
+    monkeypatch.setattr("omnibind.backbones.sentence_transformers.INT8_BY_DEFAULT", True)
     assert backbone(tiny).precision == "fp32"  # auto elsewhere
+
+
+
+def test_int8_vectors_depend_on_the_batch_which_is_why_auto_keeps_fp32(tiny: str) -> None:
+    """Dynamic int8 scales activations by the batch's range: the reason INT8_BY_DEFAULT is False.
+    The fp32 graph gives a sentence the same vector alone and in any batch."""
+    for precision, same in (("fp32", True), ("int8", False)):
+        b = backbone(tiny, precision=precision)
+        alone = b.features(TEXTS[:1])["embedding"].numpy()[0]
+        batched = b.features(TEXTS)["embedding"].numpy()[0]
+        assert (np.abs(alone - batched).max() < 1e-5) == same, precision
 
 
 def test_layers_truncate_both_paths(tiny: str, monkeypatch: pytest.MonkeyPatch) -> None:

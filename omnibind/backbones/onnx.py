@@ -225,9 +225,9 @@ def try_onnx(module: torch.nn.Module, name: str, weights: str, probe: np.ndarray
     ships a recipe for `name` (used under auto only if the recipe passed its real-data check) and
     the graph agrees with fp32 on `quant_probe` (default `probe`); otherwise the fp32 runner, with a
     logged warning. The runner's `precision` says which one runs."""
-    from omnibind.device import PRECISION_ENV, resolve_precision
+    from omnibind.device import requested_precision, resolve_precision
 
-    requested = (precision or os.environ.get(PRECISION_ENV) or "auto").strip().lower()
+    requested = requested_precision(precision)
     resolved = resolve_precision(precision, device)
     if onnx_disabled():
         return None

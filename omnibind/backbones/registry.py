@@ -95,7 +95,9 @@ def _import_family(name: str) -> None:
         matches = [ep for ep in _entry_points() if ep.name == name]
         if matches:
             for ep in matches:
-                ep.load()
+                module = ep.load()
+                if name not in _FACTORIES and f"{name}:" not in _FACTORIES and hasattr(module, "__name__"):
+                    importlib.reload(module)  # imported before, its registrations since dropped (tests)
         elif not _entry_points():  # a source tree that was never installed: import every family
             for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
                 if info.name not in ("base", "registry", "onnx"):

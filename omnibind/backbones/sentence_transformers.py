@@ -18,7 +18,7 @@ from omnibind.backbones.base import Backbone, Features
 from omnibind.backbones.onnx import onnx_disabled
 from omnibind.backbones.registry import register
 from omnibind.backbones.text_onnx import TextGraph, Tokenized, UnsupportedModel
-from omnibind.device import ort_providers, resolve_device, resolve_precision
+from omnibind.device import ort_providers, requested_precision, resolve_device, resolve_precision
 from omnibind.errors import BackboneError
 from omnibind.inputs import Input
 
@@ -47,7 +47,7 @@ class SentenceTransformerBackbone(Backbone):
         width = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") \
             else self.model.get_sentence_embedding_dimension()
         self.outputs = {"embedding": int(width)}
-        self.graph = fast_graph(self.model, self.device, resolve_precision(precision, self.device))
+        self.graph = fast_graph(self.model, self.device, text_precision(precision, self.device))
         self.runtime = "onnx" if self.graph is not None else "torch"
         self.precision = self.graph.precision if self.graph is not None else "fp32"
 
@@ -90,6 +90,20 @@ class SentenceTransformerBackbone(Backbone):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "weights": self.source, "max_seq_length": self.model.max_seq_length,
                 "device": self.device, "checks": self.graph.check if self.graph is not None else {}}
+
+
+# Dynamic int8 scales each activation by its batch's range: a sentence's vector moves (cosine
+# > 0.99) with the batch it lands in, so ingest on Ray and locally, or a re-embed, would not give
+# the same vector. The fp32 graph is bit-stable; int8 runs when asked for by name (docs/speed.md).
+INT8_BY_DEFAULT = False
+
+
+def text_precision(precision: str | None, device: str) -> str:
+    """'int8' only when asked for by name (or when INT8_BY_DEFAULT and the machine suits it)."""
+    resolved = resolve_precision(precision, device)
+    if resolved == "int8" and requested_precision(precision) == "auto" and not INT8_BY_DEFAULT:
+        return "fp32"
+    return resolved
 
 
 def fast_graph(model: Any, device: str, precision: str) -> TextGraph | None:
