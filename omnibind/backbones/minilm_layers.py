@@ -25,7 +25,7 @@ from omnibind.backbones.sentence_transformers import SentenceTransformerBackbone
 from omnibind.bind.layer_student import file_sha256, load_adapter, load_distilled
 from omnibind.errors import BackboneError
 
-STUDENTS = ("minilm-l1", "minilm-l2", "minilm-l3", "minilm-l4", "minilm-l3-distil")
+STUDENTS = ("minilm-l1", "minilm-l2", "minilm-l3", "minilm-l4", "minilm-l2-distil", "minilm-l3-distil")
 MANIFEST = "manifest.json"
 
 
