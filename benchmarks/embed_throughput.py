@@ -13,10 +13,13 @@ What it measures, in one process:
   the same input-order chunks of 32 that omnibind's tower hands it, and omnibind fed sentences
   pre-sorted by length. Vectors are compared (max abs diff) so the race is apples to apples.
 * image - `space.embed` on Tux Paint photo-like stamps; decode+preprocess alone; the backbone
-  alone on one preprocessed batch, ONNX Runtime (`features`) against eager PyTorch
-  (`torch_features`), with the max abs diff between the two.
+  alone on one preprocessed batch: eager PyTorch fp32 (`torch_features`), ONNX Runtime fp32 and
+  int8 (forced), with the max abs diff fp32 ONNX vs PyTorch and the cosine of int8 to fp32.
 * audio - `space.embed` on Tux Paint sounds: items/s, audio-seconds/s, windows/s; decode and
-  windowing alone; the backbone alone on the same windows.
+  windowing alone; the backbone alone on the same windows: eager PyTorch, ONNX Runtime fp32 and
+  int8, with the cosine of int8 to fp32 (raw outputs and the space's segment vectors).
+* `--before DIR` - image and audio `space.embed` of another checkout (today's main) against this
+  one (as it runs, without the decode overlap, with int8 forced), each in its own process.
 * video - `space.embed` on opencv-doc's vtest.avi and Megamind.avi, repeated; frame sampling alone.
 
 Every variant is warmed up once, then the variants of one comparison are timed in interleaved
@@ -170,6 +173,7 @@ def bench_image(space: Any, report: Report, n: int, repeats: int, backbone_round
     tower = space.towers["image"]
     backbone = tower.backbone
     report.checks["image_runtime"] = getattr(backbone, "runtime", "?")
+    report.checks["image_precision"] = getattr(backbone, "precision", "?")
     report.checks["image_files"] = n
 
     def embed() -> np.ndarray:
@@ -183,22 +187,55 @@ def bench_image(space: Any, report: Report, n: int, repeats: int, backbone_round
     report.row("image", "part: decode + preprocess only", n, "items", times["decode"],
                vs="omnibind space.embed", vs_times=times["embed"])
 
-    batch = backbone.collate(decode()[:BATCH])  # one preprocessed batch, as the tower sees it
+    segments = decode()
+    batch = backbone.collate(segments[:BATCH])  # one preprocessed batch, as the tower sees it
     k = batch.shape[0]
-    ort, ref = backbone.features(batch), backbone.torch_features(batch)
+    fp32, int8 = precision_pair(backbone)
+    ort, ref = fp32.features(batch), backbone.torch_features(batch)
     report.checks["image_max_abs_diff_pooled_onnx_vs_torch"] = float((ort["pooled"] - ref["pooled"]).abs().max())
     report.checks["image_max_abs_diff_logits_onnx_vs_torch"] = float((ort["logits"] - ref["logits"]).abs().max())
     report.checks["image_max_abs_diff_space_vectors_onnx_vs_torch"] = float(
         np.abs(tower.project(ort) - tower.project(ref)).max())
-    times = interleaved({"onnx": lambda: backbone.features(batch), "torch": lambda: backbone.torch_features(batch),
-                         "head": lambda: tower.project(ort)}, backbone_rounds)
-    label = "backbone: ONNX Runtime (features)" if backbone.runtime == "onnxruntime" else \
-        f"backbone: features() [runtime={backbone.runtime}, ONNX off]"
-    report.row("image", "backbone: PyTorch eager (torch_features)", k, "items", times["torch"])
-    report.row("image", label, k, "items", times["onnx"], vs="backbone: PyTorch eager (torch_features)",
-               vs_times=times["torch"])
-    report.row("image", "part: head + normalise only (ConSE)", k, "items", times["head"], vs=label,
-               vs_times=times["onnx"])
+    variants = {"torch": lambda: backbone.torch_features(batch), "fp32": lambda: fp32.features(batch),
+                "head": lambda: tower.project(ort)}
+    if int8 is not None:
+        variants["int8"] = lambda: int8.features(batch)
+        agree_int8(report, "image", tower, fp32, int8, [backbone.collate(segments[i:i + BATCH])
+                                                        for i in range(0, len(segments), BATCH)])
+    times = interleaved(variants, backbone_rounds)
+    eager = "backbone: PyTorch eager fp32 (torch_features)"
+    report.row("image", eager, k, "items", times["torch"])
+    report.row("image", "backbone: ONNX Runtime fp32", k, "items", times["fp32"], vs=eager, vs_times=times["torch"])
+    if int8 is not None:
+        report.row("image", "backbone: ONNX Runtime int8", k, "items", times["int8"], vs=eager, vs_times=times["torch"])
+        report.row("image", "backbone: int8 / fp32 ONNX Runtime", k, "items", times["int8"],
+                   vs="backbone: ONNX Runtime fp32", vs_times=times["fp32"])
+    report.row("image", "part: head + normalise only (ConSE)", k, "items", times["head"],
+               vs="backbone: ONNX Runtime fp32", vs_times=times["fp32"])
+
+
+def precision_pair(backbone: Any) -> tuple[Any, Any]:
+    """The same backbone at fp32 and at int8 (forced; None where no int8 graph loads), ONNX Runtime."""
+    kind = type(backbone)
+    make = (lambda p: kind(backbone.ref, precision=p)) if hasattr(backbone, "variant") else \
+        (lambda p: kind(precision=p))
+    fp32, int8 = make("fp32"), make("int8")
+    return fp32, (int8 if int8.precision == "int8" else None)
+
+
+def agree_int8(report: Report, section: str, tower: Any, fp32: Any, int8: Any, batches: list[Any]) -> None:
+    """Cosine (mean, min) of int8 vs fp32: raw backbone outputs and the space's segment vectors."""
+    from omnibind.backbones.onnx import agreement
+
+    ref = [fp32.features(b) for b in batches]
+    got = [int8.features(b) for b in batches]
+    keys = list(ref[0])
+    raw = agreement([np.concatenate([r[k].numpy() for r in ref]) for k in keys],
+                    [np.concatenate([g[k].numpy() for g in got]) for k in keys])
+    vec = agreement([np.concatenate([tower.project(r) for r in ref])], [np.concatenate([tower.project(g) for g in got])])
+    report.checks[f"{section}_int8_vs_fp32_outputs_cos_mean_min"] = [round(x, 4) for x in raw]
+    report.checks[f"{section}_int8_vs_fp32_space_vectors_cos_mean_min"] = [round(x, 4) for x in vec]
+    report.checks[f"{section}_int8_compared_segments"] = int(sum(len(r[keys[0]]) for r in ref))
 
 
 def bench_audio(space: Any, report: Report, n: int, repeats: int) -> None:
@@ -230,19 +267,33 @@ def bench_audio(space: Any, report: Report, n: int, repeats: int) -> None:
             backbone.torch_features(backbone.collate(windows[i : i + BATCH]))
 
     first = backbone.collate(windows[:BATCH])
+    fp32, int8 = precision_pair(backbone)
     report.checks["audio_runtime"] = getattr(backbone, "runtime", "?")
-    report.checks["audio_max_abs_diff_onnx_vs_torch"] = float(
-        (backbone.features(first)["embedding"] - backbone.torch_features(first)["embedding"]).abs().max())
-    times = interleaved({"embed": embed, "decode": decode, "features": features, "torch": torch_features}, repeats)
+    report.checks["audio_precision"] = getattr(backbone, "precision", "?")
+    report.checks["audio_max_abs_diff_onnx_fp32_vs_torch"] = float(
+        (fp32.features(first)["embedding"] - backbone.torch_features(first)["embedding"]).abs().max())
+    batches = [backbone.collate(windows[i : i + BATCH]) for i in range(0, w, BATCH)]
+    variants = {"embed": embed, "decode": decode, "features": features, "torch": torch_features,
+                "fp32": lambda: [fp32.features(b) for b in batches]}
+    if int8 is not None:
+        variants["int8"] = lambda: [int8.features(b) for b in batches]
+        agree_int8(report, "audio", space.towers["audio"], fp32, int8, batches)
+    times = interleaved(variants, repeats)
     extra = {"audio_seconds": seconds, "windows": w}
     report.row("audio", "omnibind space.embed", n, "items", times["embed"], extra=extra)
     report.row("audio", "part: decode + resample + window only", n, "items", times["decode"],
                vs="omnibind space.embed", vs_times=times["embed"], extra=extra)
     report.row("audio", "part: backbone only (batches of 32 windows)", w, "windows", times["features"],
                vs="omnibind space.embed", vs_times=times["embed"], extra={"audio_seconds": seconds})
-    report.row("audio", "backbone: PyTorch eager (torch_features)", w, "windows", times["torch"])
-    report.row("audio", f"backbone: features() (runtime {backbone.runtime})", w, "windows", times["features"],
-               vs="backbone: PyTorch eager (torch_features)", vs_times=times["torch"])
+    eager = "backbone: PyTorch eager fp32 (torch_features)"
+    report.row("audio", eager, w, "windows", times["torch"])
+    report.row("audio", f"backbone: features() (runtime {backbone.runtime}, {backbone.precision})", w, "windows",
+               times["features"], vs=eager, vs_times=times["torch"])
+    report.row("audio", "backbone: ONNX Runtime fp32", w, "windows", times["fp32"], vs=eager, vs_times=times["torch"])
+    if int8 is not None:
+        report.row("audio", "backbone: ONNX Runtime int8", w, "windows", times["int8"], vs=eager, vs_times=times["torch"])
+        report.row("audio", "backbone: int8 / fp32 ONNX Runtime", w, "windows", times["int8"],
+                   vs="backbone: ONNX Runtime fp32", vs_times=times["fp32"])
 
 
 def bench_video(space: Any, report: Report, names: tuple[str, ...], repeats: int) -> None:
@@ -267,6 +318,70 @@ def bench_video(space: Any, report: Report, names: tuple[str, ...], repeats: int
     report.row("video", "omnibind space.embed", n, "videos", times["embed"], extra={"frames": n * frames})
     report.row("video", f"part: probe + sample {frames} frames only", n, "videos", times["sample"],
                vs="omnibind space.embed", vs_times=times["embed"])
+
+
+# -- this checkout against another (today's code), each in its own process ---------------------
+
+
+def worker(sections: str, images: int, sounds: int) -> int:
+    """Serve timings of `load_space().embed` (of whatever omnibind PYTHONPATH gives) on stdin cues."""
+    import omnibind
+    from omnibind.evaluate.datasets import tuxpaint_images, tuxpaint_sounds
+
+    space = omnibind.load_space()
+    paths = {"image": [s.image for s in tuxpaint_images()[:images]],
+             "audio": [s.sound for s in (tuxpaint_sounds()[:sounds] if sounds else tuxpaint_sounds())]}
+    for section in sections.split(","):
+        space.towers[section].backbone
+    print("ready", flush=True)
+    for line in sys.stdin:
+        section, _, views = line.strip().partition(":")  # "image" or "image:none" (the towers alone)
+        start = time.perf_counter()
+        space.embed(paths[section], batch_size=BATCH, **({"views": ()} if views == "none" else {}))
+        print(time.perf_counter() - start, flush=True)
+    return 0
+
+
+def bench_vs_before(report: Report, before: Path, sections: list[str], images: int, sounds: int, repeats: int) -> None:
+    """`space.embed` of `before` (e.g. a worktree of today's main) and of this checkout (as it runs by
+    default, without overlap, with int8 forced), each in a process of its own, in interleaved rounds."""
+    import subprocess
+
+    here = Path(__file__).resolve().parents[1]
+    setups = {"today (--before)": (before, {}), "this checkout": (here, {}),
+              "this checkout, no overlap": (here, {"OMNIBIND_DECODE_THREADS": "0"}),
+              "this checkout, int8 forced": (here, {"OMNIBIND_PRECISION": "int8"})}
+    procs = {}
+    for name, (root, extra) in setups.items():
+        env = {**os.environ, **extra, "PYTHONPATH": str(root)}
+        cmd = [sys.executable, __file__, "--worker", ",".join(sections), "--images", str(images), "--sounds", str(sounds)]
+        procs[name] = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    for proc in procs.values():
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("a benchmark worker failed to start")
+
+    def ask(proc: Any, section: str) -> float:
+        proc.stdin.write(section + "\n")
+        return float(proc.stdout.readline())
+
+    try:
+        # Audio with its default views is mostly the speech view's ASR: race the towers alone there.
+        labels = {"image": "image vs today", "image:none": "image vs today, views=()",
+                  "audio:none": "audio vs today, views=()"}
+        for cue, label in labels.items():
+            if cue.split(":")[0] not in sections:
+                continue
+            n = images if cue.startswith("image") else report.checks.get("audio_files", sounds)
+            times = interleaved({k: (lambda p=p, c=cue: ask(p, c)) for k, p in procs.items()}, repeats)
+            for name in setups:
+                vs = None if name.startswith("today") else "today (--before)"
+                report.row(label, f"space.embed: {name}", n, "items", times[name], vs=vs,
+                           vs_times=times["today (--before)"] if vs else None)
+    finally:
+        for proc in procs.values():
+            proc.stdin.close()
+            proc.wait(timeout=60)
+    report.checks["before_checkout"] = str(before)
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -313,8 +428,12 @@ def print_table(report: Report, title: str) -> None:
 def machine() -> dict[str, Any]:
     import torch
 
+    from omnibind.device import cpu_flags
+    from omnibind.device import machine as where
+
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), **where(),
+            "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")))}
     try:
         import onnxruntime
         import sentence_transformers
@@ -336,7 +455,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="text,image,audio,video", help="comma-separated modalities to run")
     parser.add_argument("--repeats", type=int, help="timed rounds per comparison (default 3, quick 2)")
     parser.add_argument("--threads", type=int, help="torch (and ONNX Runtime) intra-op threads (default: torch's)")
+    parser.add_argument("--before", type=Path, help="another checkout (today's main) to race image/audio space.embed against")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--images", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--sounds", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        warnings.filterwarnings("ignore")
+        return worker(args.worker, args.images, args.sounds)
     sizes = dict(QUICK if args.quick else FULL)
     if args.repeats:
         sizes["repeats"] = sizes["video_repeats"] = sizes["backbone_rounds"] = args.repeats
@@ -376,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             run()
             report.checks[f"{name}_section_wall_s"] = round(time.perf_counter() - t0, 1)
+    raced = [m for m in ("image", "audio") if m in only]
+    if args.before and raced:
+        bench_vs_before(report, args.before, raced, sizes["images"], sizes["sounds"], sizes["repeats"])
     total = time.perf_counter() - started
     info["loadavg_1m_at_end"] = os.getloadavg()[0]
     title = f"omnibind embed throughput ({'quick' if args.quick else 'full'}, {info['cpus']} CPUs, " \

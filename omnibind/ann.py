@@ -175,7 +175,7 @@ class AnnIndex:
         """The result fields of rows (positions from `search`)."""
         if self.fields is None or not len(positions):
             return []
-        return self.fields.take(pa.array(positions, pa.int64())).to_pylist()
+        return self.fields.take(np.asarray(positions, np.int64)).to_pylist()
 
     # -- keeping in step -------------------------------------------------------------------------------
 

@@ -166,12 +166,12 @@ def anchor_space(anchor: Any) -> Any:
     """The space to compose onto: a Space, a space name or folder, or a text backbone reference
     (`minilm`, `st:<id>`, `hf:<id>`: a one-tower text space with an identity head)."""
     from omnibind.heads import IdentityHead
-    from omnibind.space import NAMED_SPACES, SPACE_FILE, Space, load_space
+    from omnibind.space import NAMED_SPACES, SPACE_FILE, VARIANTS, Space, load_space
     from omnibind.tower import Tower
 
     if isinstance(anchor, Space):
         space = anchor
-    elif str(anchor) in NAMED_SPACES or (Path(str(anchor)).expanduser() / SPACE_FILE).exists():
+    elif str(anchor) in NAMED_SPACES or str(anchor) in VARIANTS or (Path(str(anchor)).expanduser() / SPACE_FILE).exists():
         space = load_space(anchor)
     else:
         backbone = _backbone(str(anchor), "text", f"anchor {anchor}")

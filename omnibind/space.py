@@ -12,6 +12,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,6 +34,7 @@ from omnibind.video import VideoFusion, embed_videos
 FORMAT_VERSION = 1
 SPACE_FILE, HEADS_FILE = "space.json", "heads.safetensors"
 NAMED_SPACES = {"default": "default", "bridge": "bridge", "multilingual": "multilingual"}  # name -> folder under omnibind/data/spaces
+VARIANTS = {"fast": ("default", {"text": "minilm-l3"})}  # name -> (named space, modality -> backbone): see variant()
 # Views that fold into vectors unless a space says otherwise, and the weight of the words they
 # find (speech, ocr) against the tower's own vector: measured in docs/views.md.
 DEFAULT_VIEWS: dict[str, Any] = {"default": ["chunks", "pages", "speech", "ocr"],
@@ -156,10 +158,14 @@ class Space:
 
         chosen = applicable([v for v in views if shapes_vector(v)] or (["pages"] if modality == "document" else []),
                             modality)  # a document has no vector but its pages
-        base, failed = self._tower_vectors(modality, items, batch_size, None if chosen else tick)
         if not chosen:
-            return base, failed
-        done, errors = embed_with_views(self, items, base, chosen, batch_size, keep_segments=False)
+            return self._tower_vectors(modality, items, batch_size, tick)
+        with ThreadPoolExecutor(1, thread_name_prefix="omnibind-views") as pool:
+            ahead = pool.submit(_find_all, self, items, chosen)  # OCR / ASR run while the tower does
+            base, failed = self._tower_vectors(modality, items, batch_size, None)
+            found = ahead.result()
+        done, errors = embed_with_views(self, items, base, chosen, batch_size, keep_segments=False,
+                                        find=lambda item: _replay(found[id(item)]))
         tick(len(items))
         out = np.full((len(items), self.dim), np.nan, dtype=np.float32)
         for j, got in enumerate(done):
@@ -329,16 +335,51 @@ def heads_sha256(space: Space) -> str:
     return h.hexdigest()
 
 
+def _find_all(space: Space, items: list[Input], views: list[str]) -> dict[int, Any]:
+    """Each item's view segments (or the exception finding them raised), by the item's id()."""
+    from omnibind.views.embed import find_segments
+
+    found: dict[int, Any] = {}
+    for item in items:
+        try:
+            found[id(item)] = find_segments(space, item, views)
+        except Exception as exc:  # noqa: BLE001 - raised again, in order, by _replay
+            found[id(item)] = exc
+    return found
+
+
+def _replay(result: Any) -> Any:
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 def load_space(path_or_name: str | Path | None = None) -> Space:
     """Load a space folder, or a named space shipped with omnibind (default: "default")."""
     key = str(path_or_name) if path_or_name is not None else "default"
+    if key in VARIANTS:
+        return variant(key)
     if key in NAMED_SPACES:
         folder = resources.files("omnibind.data").joinpath("spaces", NAMED_SPACES[key])
         return Space.load(Path(str(folder)))
     path = Path(key).expanduser()
     if not (path / SPACE_FILE).exists():
-        raise SpaceError(f"no space at {path} (expected {SPACE_FILE}); named spaces: {', '.join(NAMED_SPACES)}")
+        raise SpaceError(f"no space at {path} (expected {SPACE_FILE}); named spaces: "
+                         f"{', '.join([*NAMED_SPACES, *VARIANTS])}")
     return Space.load(path)
+
+
+def variant(name: str) -> Space:
+    """A named space that is a shipped one with other backbones under the same heads (`fast`: the
+    default space read by a cheaper text student that reproduces the anchor's features), so
+    no head weights are shipped twice."""
+    base, backbones = VARIANTS[name]
+    space = load_space(base)
+    for modality, ref in backbones.items():
+        space.towers[modality] = Tower(modality, ref, space.towers[modality].head)
+    space.name = name
+    space.provenance = {**space.provenance, "variant_of": base, "backbones": dict(backbones)}
+    return space
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from omnibind.version import __version__
 
 SPACE_FORMAT = 1  # omnibind.space.FORMAT_VERSION
 NAMED_SPACES = ("default", "bridge", "multilingual")  # omnibind.space.NAMED_SPACES: folders under omnibind/data/spaces
+VARIANTS = ("fast",)  # omnibind.space.VARIANTS: shipped spaces under other backbones
 VIDEO_DEFAULTS = {"frames": 8, "image_weight": 0.75, "audio_weight": 0.25}  # omnibind.video.VideoFusion
 HEAD_KEYS = ("kind", "input_key", "in_dim", "out_dim")
 
@@ -30,6 +31,8 @@ HEAD_KEYS = ("kind", "input_key", "in_dim", "out_dim")
 def describe(ref: str | Path | None = None) -> dict[str, Any] | None:
     """The table part of `load_space(ref).info()` (towers' weights as one `weights` text each),
     or None when only loading the space can tell."""
+    if str(ref) in VARIANTS:  # a shipped space under other backbones: describe the loaded one
+        return None
     folder = _folder(ref)
     try:
         config = json.loads((folder / "space.json").read_text("utf-8"))

@@ -182,3 +182,23 @@ def test_without_faiss_lancedb_answers(big, monkeypatch):
     with pytest.raises(ann.AnnUnavailable):
         monkeypatch.setitem(__import__("sys").modules, "faiss", None)
         ann.new_graph(8)
+
+
+def test_the_version_is_asked_again_after_every_commit(big, monkeypatch):
+    """Collection.version() answers from a stat of the table's _versions folder; a commit made
+    straight through LanceDB right after a search (same clock tick) is still seen."""
+    coll, data = big
+    search(coll, data[0], k=3)
+    asked = []
+    real = type(coll.table).version
+    monkeypatch.setattr(type(coll.table), "version", property(lambda t: asked.append(1) or real.fget(t)))
+    before = coll.version()  # may ask: the folder's stamp is within the slack of the last answer
+    coll._seen = (coll._seen[0], coll._seen[0] + collection_mod.STAMP_SLACK_NS + 1, coll._seen[2])  # an old stamp
+    asked.clear()
+    for _ in range(3):  # an unchanged folder with an old stamp: no LanceDB call
+        assert coll.version() == before
+    assert not asked
+    put(coll, clustered(1, coll.space.dim, 9), start=5000)  # a commit behind the collection's back
+    assert coll.version() == before + 1 and asked
+    hits = search(coll, clustered(1, coll.space.dim, 9)[0], k=1)
+    assert hits[0].id == "v5000"

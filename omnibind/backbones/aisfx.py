@@ -6,6 +6,11 @@ same windows and memory stays bounded however long the file is. aisfx's own fron
 normalises each file by its peak; streaming cannot see the whole file first, so omnibind
 normalises each window by its own peak instead.
 
+The CNN runs on ONNX Runtime, at int8 when asked (`OMNIBIND_PRECISION=int8`; under "auto" only
+once its recipe passes the real-data acceptance, docs/speed.md): the graph is built from the
+shipped recipe (omnibind/data/quant/aisfx.json) and checked against fp32 on generated sounds, and
+"precision" enters `preprocess_config()` so the feature cache keeps int8 and fp32 apart.
+
 aisfx ships classifier heads for its training sets but no class names, so it offers no
 classes to a ConSE bridge (see heads.ConSEHead's exemplar mode for what the default uses).
 """
@@ -55,8 +60,9 @@ class AisfxBackbone(Backbone):
     ref = "aisfx"
     modality = "audio"
     outputs = {"embedding": 512}
+    prefetch = True  # the tower decodes and resamples the next sounds in threads while the network runs
 
-    def __init__(self) -> None:
+    def __init__(self, precision: str | None = None) -> None:
         try:
             import aisfx  # noqa: F401  (the package holds the checkpoint and the network)
             from aisfx.models.cnn2d import EmbeddingNet
@@ -72,8 +78,10 @@ class AisfxBackbone(Backbone):
         # The CNN runs about 2x faster on ONNX Runtime (benchmarks/embed_throughput.py); the
         # spectrogram stays in torch. Checked against the module on load, PyTorch on any failure.
         probe = np.random.default_rng(0).uniform(0, 1, size=(3, FRAMES, 96)).astype(np.float32)
-        self.onnx = try_onnx(self.net, "aisfx", self.weights, probe, ("embedding",))
+        self.onnx = try_onnx(self.net, "aisfx", self.weights, probe, ("embedding",),
+                             precision=precision, quant_probe=self.spectra(probe_sounds()))
         self.runtime = "onnxruntime" if self.onnx is not None else "torch"
+        self.precision = getattr(self.onnx, "precision", "fp32")
 
     def segments(self, item: Input) -> Iterator[Any]:
         clip: AudioClip = item.payload
@@ -91,6 +99,11 @@ class AisfxBackbone(Backbone):
         return torch.from_numpy(np.stack(segments).astype(np.float32, copy=False))
 
     @torch.inference_mode()
+    def spectra(self, batch: torch.Tensor) -> np.ndarray:
+        """The network's input for a batch of windows: (n, time, mel) log-mel spectra."""
+        return self.logmel(batch)[:, :, :FRAMES].transpose(1, 2).contiguous().numpy()
+
+    @torch.inference_mode()
     def features(self, batch: torch.Tensor) -> Features:
         spec = self.logmel(batch)[:, :, :FRAMES].transpose(1, 2).contiguous()  # aisfx wants (n, time, mel)
         if self.onnx is not None:
@@ -103,12 +116,32 @@ class AisfxBackbone(Backbone):
         return {"embedding": self.net(self.logmel(batch)[:, :, :FRAMES].transpose(1, 2).contiguous())}
 
     def preprocess_config(self) -> dict[str, Any]:
-        return {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "frames": FRAMES, "window_samples": WINDOW_SAMPLES,
-                "min_tail_samples": MIN_TAIL_SAMPLES, "spec_max": SPEC_MAX, "normalise": "peak per window"}
+        """How sound becomes windows, plus the precision when it is not fp32 (fp32 keys stay as they were)."""
+        config = {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "frames": FRAMES,
+                  "window_samples": WINDOW_SAMPLES, "min_tail_samples": MIN_TAIL_SAMPLES, "spec_max": SPEC_MAX,
+                  "normalise": "peak per window"}
+        return config if self.precision == "fp32" else {**config, "precision": self.precision}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "weights": f"aisfx sound-effects CNN from package aisfx ({self.weights})",
-                "window_seconds": round(WINDOW_SAMPLES / SAMPLE_RATE, 3), "runtime": self.runtime}
+                "window_seconds": round(WINDOW_SAMPLES / SAMPLE_RATE, 3), "runtime": self.runtime,
+                "precision": self.precision}
+
+
+def probe_sounds(n: int = 6) -> torch.Tensor:
+    """Deterministic windows (harmonic tones with vibrato and decay, noise bursts, clicks), peak-
+    normalised like real ones: the probe on which an int8 graph must agree with fp32."""
+    rng = np.random.default_rng(1234)
+    t = np.arange(WINDOW_SAMPLES) / SAMPLE_RATE
+    windows = []
+    for k in range(n):
+        f0 = 110.0 * 2 ** (k / 2)
+        tone = sum(np.sin(2 * np.pi * f0 * h * t + 3 * np.sin(2 * np.pi * 5 * t)) / h for h in range(1, 6))
+        noise = rng.standard_normal(WINDOW_SAMPLES) * (np.sin(np.pi * t * (k + 1)) ** 8)
+        wave = tone * np.exp(-t * (k % 3)) + noise * (k % 2) * 0.5
+        wave[:: 4410 * (k + 1)] += 2.0
+        windows.append(wave / np.abs(wave).max())
+    return torch.from_numpy(np.stack(windows).astype(np.float32))
 
 
 @register("aisfx", "audio")

@@ -5,7 +5,11 @@ the feature cache of every space built on it, so it never changes.
 
 The PyTorch module is the reference. For speed it is exported once to ONNX and run with ONNX
 Runtime (about 5x faster on CPU, see benchmarks/embed_throughput.py) through
-omnibind.backbones.onnx, which checks it against the module and falls back to PyTorch.
+omnibind.backbones.onnx, which checks it against the module and falls back to PyTorch. When int8
+is asked for (`OMNIBIND_PRECISION=int8`; under "auto" only once a recipe passes the real-data
+acceptance, docs/speed.md), the int8 graph built from the shipped recipe (omnibind/data/quant/)
+runs instead, checked against fp32 on generated images; "precision" then enters
+`preprocess_config()`, so int8 features never pass for fp32 ones.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from omnibind.backbones.base import Backbone, Features
 from omnibind.backbones.registry import register
@@ -122,8 +126,9 @@ class EfficientNetLite(Backbone):
 
     modality = "image"
     outputs = {"pooled": 1280, "logits": 1000}
+    prefetch = True  # the tower resizes the next images in threads while the network runs
 
-    def __init__(self, ref: str = "efficientnet-lite0", runtime: str = "auto") -> None:
+    def __init__(self, ref: str = "efficientnet-lite0", runtime: str = "auto", precision: str | None = None) -> None:
         if ref not in VARIANTS:
             raise BackboneError(f"unknown EfficientNet-Lite variant {ref!r}; known: {', '.join(VARIANTS)}")
         self.ref, self.variant = ref, VARIANTS[ref]
@@ -133,15 +138,19 @@ class EfficientNetLite(Backbone):
         probe = np.random.default_rng(0).uniform(-1, 1, size=(3, 3, size, size)).astype(np.float32)
         self.onnx = None
         if runtime in ("auto", "onnx"):
-            self.onnx = try_onnx(_Features(net).eval(), ref, self.weights, probe,
-                                 ("pooled", "logits"), strict=runtime == "onnx")
+            self.onnx = try_onnx(_Features(net).eval(), ref, self.weights, probe, ("pooled", "logits"),
+                                 strict=runtime == "onnx", precision=precision,
+                                 quant_probe=probe_images(self.variant.preprocess))
         self.runtime = "onnxruntime" if self.onnx is not None else "torch"
+        self.precision = getattr(self.onnx, "precision", "fp32")
 
     def segments(self, item: Input) -> Iterator[Any]:
         yield preprocess_image(item.payload, self.variant.preprocess)
 
     def preprocess_config(self) -> dict[str, Any]:
-        return asdict(self.variant.preprocess)
+        """The preprocessing, plus the precision when it is not fp32 (fp32 keys stay as they were)."""
+        config = asdict(self.variant.preprocess)
+        return config if self.precision == "fp32" else {**config, "precision": self.precision}
 
     def collate(self, segments: list[Any]) -> np.ndarray:
         return np.stack(segments)
@@ -164,14 +173,33 @@ class EfficientNetLite(Backbone):
     def describe(self) -> dict[str, Any]:
         name = self.ref.replace("efficientnet-lite", "EfficientNet-Lite")
         return {**super().describe(), "weights": f"{name} from package {self.variant.package} ({self.weights})",
-                "runtime": self.runtime}
+                "runtime": self.runtime, "precision": self.precision}
 
 
 class EfficientNetLite0(EfficientNetLite):
     """Today's default image backbone (kept by name for callers that construct it directly)."""
 
-    def __init__(self, runtime: str = "auto") -> None:
-        super().__init__("efficientnet-lite0", runtime)
+    def __init__(self, runtime: str = "auto", precision: str | None = None) -> None:
+        super().__init__("efficientnet-lite0", runtime, precision)
+
+
+def probe_images(config: ImagePreprocess = DEFAULT_PREPROCESS, n: int = 6, seed: int = 1234) -> np.ndarray:
+    """Deterministic drawings (shapes on white or on colour gradients), preprocessed: the probe on
+    which an int8 graph must agree with fp32 before it is used."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for k in range(n):
+        ramp = np.linspace(0, 255, 320, dtype=np.float32)
+        base = np.stack([np.add.outer(ramp * (c + 1) / 3, ramp * (2 - c) / 3) / 2 for c in range(3)], axis=-1)
+        image = Image.fromarray(base.astype(np.uint8)) if k % 2 else Image.new("RGB", (320, 320), (255, 255, 255))
+        draw = ImageDraw.Draw(image)
+        for _ in range(6):
+            x0, y0 = rng.integers(0, 240, size=2).tolist()
+            box = (x0, y0, x0 + int(rng.integers(30, 120)), y0 + int(rng.integers(30, 120)))
+            colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour, outline=(0, 0, 0), width=3)
+        images.append(preprocess_image(image, config))
+    return np.stack(images)
 
 
 def imagenet_class_names() -> list[list[str]]:
@@ -184,7 +212,7 @@ def imagenet_class_names() -> list[list[str]]:
 def _factory(ref: str) -> Callable[[str, str], Backbone]:
     """The registry's factory for one variant."""
     def make(_: str, modality: str) -> Backbone:
-        return EfficientNetLite(ref)
+        return EfficientNetLite(ref)  # precision: omnibind.device.resolve_precision() ($OMNIBIND_PRECISION)
 
     return make
 
