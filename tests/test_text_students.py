@@ -22,6 +22,16 @@ from tests.tiny_hub import ST_DIM, build_st
 WORDS = "a the red blue circle square on white page dog cat and".split()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _fp32_onnx_cache(tmp_path_factory: pytest.TempPathFactory):
+    """ONNX exports into a temp cache; fp32 graphs (exact comparisons) unless a test asks for int8."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMNIBIND_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("OMNIBIND_PRECISION", "fp32")
+        mp.delenv("OMNIBIND_NO_ONNX", raising=False)
+        yield
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
     return build_st(tmp_path_factory.mktemp("st"))
@@ -248,6 +258,21 @@ def test_distilled_backbone_loads_its_layers(tiny: str, texts: list[str], layer_
     assert bb.preprocess_config()["adapter_sha256"] == sha and bb.describe()["distilled"] is True
     again = LayerStudentBackbone("tiny-l1-distil", tiny, "test", 1, path, sha, distilled=True)
     assert np.abs(again.features(texts[:40])["embedding"].numpy() - got).max() < 1e-6
+
+
+def test_distilled_onnx_graph_is_built_from_the_loaded_layers(tiny: str, texts: list[str], layer_feats: dict,
+                                                              tmp_path: Path) -> None:
+    """The ONNX graph (fp32 and int8) runs the fine-tuned layers, not the packaged ones it was cut from."""
+    from omnibind.backbones.minilm_layers import LayerStudentBackbone
+
+    path = tmp_path / "d.safetensors"
+    sha, expected = _distilled_file(tiny, texts, layer_feats, path)
+    for precision, tolerance in (("fp32", 5e-3), ("int8", 2e-2)):
+        bb = LayerStudentBackbone("t", tiny, "test", 1, path, sha, distilled=True, precision=precision)
+        assert bb.runtime == "onnx" and bb.precision == precision, bb.describe()
+        got = bb.features(texts[:40])["embedding"].numpy()
+        assert np.abs(got - expected).max() < tolerance and np.abs(got - layer_feats[1][:40]).max() > 0.1
+        assert bb.preprocess_config()["precision"] == precision
 
 
 def test_distilled_backbone_refuses_bad_files(tiny: str, texts: list[str], layer_feats: dict, tmp_path: Path) -> None:
