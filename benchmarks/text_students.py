@@ -140,6 +140,31 @@ def tux_retrieval(adapters: dict[int, Any], fast_space: str | None) -> dict[str,
     return out
 
 
+def sts_backbones(names: list[str]) -> dict[str, Any]:
+    """STS-B test Spearman at DIMS through each backbone's own `features` (its runtime and
+    precision as loaded: the ONNX int8 graph where that is the default)."""
+    from scipy import stats
+
+    from omnibind.backbones import load_backbone
+    from omnibind.backbones.minilm_layers import load_student
+    from omnibind.evaluate import datasets as ds
+
+    a, b, gold = ds.sts_b("test")
+    texts = sorted(set(a + b))
+    where = {t: i for i, t in enumerate(texts)}
+    ia, ib = np.array([where[t] for t in a]), np.array([where[t] for t in b])
+    out: dict[str, Any] = {}
+    for name in names:
+        bb = load_backbone("minilm", "text") if name == "minilm" else load_student(name)
+        v = np.concatenate([bb.features(texts[i:i + 64])["embedding"].numpy() for i in range(0, len(texts), 64)])
+        space = v @ rotation().T
+        out[name] = {f"@{d}": round(float(100 * stats.spearmanr((prefix(space, d)[ia] * prefix(space, d)[ib]).sum(1), gold)[0]), 2)
+                     for d in DIMS}
+        out[name].update(runtime=getattr(bb, "runtime", "torch"), precision=getattr(bb, "precision", "fp32"))
+        log(f"sts-b via backbone {name}: {out[name]}")
+    return out
+
+
 def speed(layer_counts: list[int], repeats: int) -> dict[str, Any]:
     """Sentences/s of `features` per backbone on 2,000 STS-B test sentences, chunks of 32."""
     from omnibind.backbones import load_backbone
@@ -171,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--sts-backbones", nargs="+", default=None,
+                        help="also STS-B test through these backbones as loaded (e.g. minilm minilm-l3-distil)")
     parser.add_argument("--speed-layers", type=int, nargs="+", default=None,
                         help="frozen-layer students to time besides the anchor and the distilled ones (default: all)")
     parser.add_argument("--fast-space", default=str(ROOT / "omnibind" / "data" / "spaces" / "fast"))
@@ -187,6 +214,8 @@ def main(argv: list[str] | None = None) -> None:
         report["sts_b_test"] = sts_table(adapters)
         fast = args.fast_space if (Path(args.fast_space) / "space.json").exists() else None
         report["tux_test_caption_to_image"] = tux_retrieval(adapters, fast)
+    if args.sts_backbones:
+        report["sts_b_test_via_backbones"] = sts_backbones(args.sts_backbones)
     if not args.skip_speed:
         report["speed"] = speed(sorted(args.speed_layers or adapters), args.repeats)
     text = json.dumps(report, indent=2)
