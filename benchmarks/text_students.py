@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Quality and speed of the layer students (`minilm-l1` .. `minilm-l4`) against the full anchor (issue 18.4).
+"""Quality and speed of the layer students (`minilm-l1` .. `minilm-l4`, `minilm-l3-distil`) against the full anchor (issue 18.4).
 
     python benchmarks/text_students.py --json benchmarks/results/text-students-2cpu.json
     python benchmarks/text_students.py --skip-speed            # quality only (one pass of the anchor)
@@ -38,12 +38,30 @@ def log(msg: str) -> None:
 
 
 def students() -> dict[int, Any]:
-    """Shipped adapters by layer count."""
+    """Shipped adapters (frozen-layer students) by layer count."""
     from omnibind.backbones.minilm_layers import manifest
     from omnibind.bind.layer_student import load_adapter
 
     folder = ROOT / "omnibind" / "data" / "text_students"
-    return {e["layers"]: load_adapter(folder / e["file"], e["sha256"], e["dim"]) for e in manifest().values()}
+    return {e["layers"]: load_adapter(folder / e["file"], e["sha256"], e["dim"])
+            for e in manifest().values() if not e.get("distilled")}
+
+
+def distilled_names() -> list[str]:
+    from omnibind.backbones.minilm_layers import manifest
+
+    return sorted(name for name, e in manifest().items() if e.get("distilled"))
+
+
+def distilled_vectors(texts: list[str]) -> dict[str, np.ndarray]:
+    """{name: vectors} of each shipped distilled student, through its backbone (minilm coordinates)."""
+    from omnibind.backbones.minilm_layers import load_student
+
+    out = {}
+    for name in distilled_names():
+        bb = load_student(name)
+        out[name] = np.concatenate([bb.features(texts[i:i + 64])["embedding"].numpy() for i in range(0, len(texts), 64)])
+    return out
 
 
 def vectors_by_layers(texts: list[str], adapters: dict[int, Any]) -> dict[str, np.ndarray]:
@@ -58,7 +76,7 @@ def vectors_by_layers(texts: list[str], adapters: dict[int, Any]) -> dict[str, n
     out = {"l6": feats[6]}
     for k, adapter in adapters.items():
         out[f"l{k}"], out[f"l{k} raw"] = apply_adapter(adapter, feats[k]), feats[k]
-    return out
+    return {**out, **distilled_vectors(texts)}
 
 
 def rotation() -> np.ndarray:
@@ -122,6 +140,31 @@ def tux_retrieval(adapters: dict[int, Any], fast_space: str | None) -> dict[str,
     return out
 
 
+def sts_backbones(names: list[str]) -> dict[str, Any]:
+    """STS-B test Spearman at DIMS through each backbone's own `features` (its runtime and
+    precision as loaded: the ONNX int8 graph where that is the default)."""
+    from scipy import stats
+
+    from omnibind.backbones import load_backbone
+    from omnibind.backbones.minilm_layers import load_student
+    from omnibind.evaluate import datasets as ds
+
+    a, b, gold = ds.sts_b("test")
+    texts = sorted(set(a + b))
+    where = {t: i for i, t in enumerate(texts)}
+    ia, ib = np.array([where[t] for t in a]), np.array([where[t] for t in b])
+    out: dict[str, Any] = {}
+    for name in names:
+        bb = load_backbone("minilm", "text") if name == "minilm" else load_student(name)
+        v = np.concatenate([bb.features(texts[i:i + 64])["embedding"].numpy() for i in range(0, len(texts), 64)])
+        space = v @ rotation().T
+        out[name] = {f"@{d}": round(float(100 * stats.spearmanr((prefix(space, d)[ia] * prefix(space, d)[ib]).sum(1), gold)[0]), 2)
+                     for d in DIMS}
+        out[name].update(runtime=getattr(bb, "runtime", "torch"), precision=getattr(bb, "precision", "fp32"))
+        log(f"sts-b via backbone {name}: {out[name]}")
+    return out
+
+
 def speed(layer_counts: list[int], repeats: int) -> dict[str, Any]:
     """Sentences/s of `features` per backbone on 2,000 STS-B test sentences, chunks of 32."""
     from omnibind.backbones import load_backbone
@@ -131,7 +174,8 @@ def speed(layer_counts: list[int], repeats: int) -> dict[str, Any]:
     a, b, _ = ds.sts_b("test")
     sentences = sorted((a + b)[:2000], key=len, reverse=True)
     chunks = [sentences[i:i + BATCH] for i in range(0, len(sentences), BATCH)]
-    backbones = {"minilm": load_backbone("minilm", "text"), **{f"minilm-l{k}": load_student(f"minilm-l{k}") for k in layer_counts}}
+    names = [f"minilm-l{k}" for k in layer_counts] + distilled_names()
+    backbones = {"minilm": load_backbone("minilm", "text"), **{name: load_student(name) for name in names}}
     runs = {name: (lambda bb=bb: [bb.features(c) for c in chunks]) for name, bb in backbones.items()}
     times = interleaved(runs, repeats)
     rows = {}
@@ -139,7 +183,8 @@ def speed(layer_counts: list[int], repeats: int) -> dict[str, Any]:
         rows[name] = {"times_s": [round(t, 3) for t in ts], "sentences_per_s": round(len(sentences) / median(ts), 1),
                       "ratio_vs_minilm": round(median(times["minilm"]) / median(ts), 3),
                       "ratio_paired": round(paired_ratio(ts, times["minilm"]), 3),
-                      "runtime": getattr(backbones[name], "runtime", "torch")}
+                      "runtime": getattr(backbones[name], "runtime", "torch"),
+                      "precision": getattr(backbones[name], "precision", "fp32")}
         log(f"speed {name}: {rows[name]}")
     return {"sentences": len(sentences), "batch": BATCH, "repeats": repeats, "rows": rows}
 
@@ -151,6 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--sts-backbones", nargs="+", default=None,
+                        help="also STS-B test through these backbones as loaded (e.g. minilm minilm-l3-distil)")
+    parser.add_argument("--speed-layers", type=int, nargs="+", default=None,
+                        help="frozen-layer students to time besides the anchor and the distilled ones (default: all)")
     parser.add_argument("--fast-space", default=str(ROOT / "omnibind" / "data" / "spaces" / "fast"))
     args = parser.parse_args(argv)
     import torch
@@ -160,13 +209,15 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     adapters = students()
     report: dict[str, Any] = {"machine": {**machine(), "threads": args.threads, "precision": resolve_precision()},
-                              "students": sorted(adapters)}
+                              "students": sorted(adapters), "distilled": distilled_names()}
     if not args.skip_quality:
         report["sts_b_test"] = sts_table(adapters)
         fast = args.fast_space if (Path(args.fast_space) / "space.json").exists() else None
         report["tux_test_caption_to_image"] = tux_retrieval(adapters, fast)
+    if args.sts_backbones:
+        report["sts_b_test_via_backbones"] = sts_backbones(args.sts_backbones)
     if not args.skip_speed:
-        report["speed"] = speed(sorted(adapters), args.repeats)
+        report["speed"] = speed(sorted(args.speed_layers or adapters), args.repeats)
     text = json.dumps(report, indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,10 @@ training text (cosine to the anchor); no test split is read here.
     python scripts/build_text_students.py features   # one pass of the anchor with hidden states (cached)
     python scripts/build_text_students.py train      # adapters for k = 1..4, chosen on dev; writes omnibind/data/text_students/
     python scripts/build_text_students.py space      # the named space `fast` (default space, text tower minilm-l1)
+    python scripts/build_text_students.py finetune --layers 3   # distilled student minilm-l3-distil: layers trained too
+
+`finetune` starts from the anchor's first k layers and the shipped minilm-l{k} adapter and trains
+both (word embeddings frozen) on the same training text; the epoch kept is chosen on STS-B DEV.
 """
 
 from __future__ import annotations
@@ -227,6 +231,84 @@ def write_students(chosen: dict, report: dict, rotation: np.ndarray, epochs: int
     log(f"wrote {', '.join(students)} to {OUT}")
 
 
+# -- distilled students (kept layers fine-tuned) -----------------------------------------------------
+
+
+class Keeper:
+    """Scores a student on STS-B dev and the held-out text after each epoch; keeps the best state."""
+
+    def __init__(self, model, adapter, dev_ids, held_ids, held_targets, rotation, gold) -> None:
+        self.model, self.adapter, self.rotation, self.gold = model, adapter, rotation, gold
+        self.dev_ids, self.held_ids, self.held_targets = dev_ids, held_ids, held_targets
+        self.best: tuple[float, int, dict, dict] | None = None
+        self.history: list[dict] = []
+
+    def __call__(self, epoch: int) -> None:
+        from omnibind.bind.layer_student import encode_student, student_state
+
+        scores = dev_scores(encode_student(self.model, self.adapter, self.dev_ids), self.rotation, self.gold)
+        cos = (encode_student(self.model, self.adapter, self.held_ids) * self.held_targets).sum(1)
+        scores.update(epoch=epoch + 1, held_cos_mean=round(float(cos.mean()), 4), held_cos_min=round(float(cos.min()), 4))
+        self.history.append(scores)
+        log(f"epoch {epoch + 1}: {scores}")
+        if epoch >= 0 and (self.best is None or scores["dev@384"] > self.best[0]):
+            self.best = (scores["dev@384"], epoch + 1, student_state(self.model, self.adapter), scores)
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    """Fine-tune the first k layers + adapter of the anchor to the anchor's vectors; keep the best
+    epoch by STS-B dev Spearman @384; write minilm-l{k}-distil.safetensors and its manifest entry."""
+    import torch
+
+    from omnibind.backbones.sentence_transformers import truncate_layers
+    from omnibind.bind.layer_student import finetune_layers, load_adapter
+
+    torch.set_num_threads(args.threads)
+    (k,) = args.layers
+    train, dev, gold = load_cache()
+    rotation = anchor_rotation()
+    fit, held = split_rows(len(train["l6"]))
+    if args.max_rows:
+        fit = fit[:args.max_rows]
+    model = anchor_model()
+    truncate_layers(model, k)
+    tokenize = lambda texts: model.tokenizer(list(texts), truncation=True, max_length=model.max_seq_length)["input_ids"]
+    ids = tokenize(train["texts"])
+    adapter = load_adapter(OUT / f"minilm-l{k}.safetensors")
+    keeper = Keeper(model, adapter, tokenize(dev["texts"]), [ids[i] for i in held], train["l6"][held], rotation, gold)
+    keeper(-1)  # the frozen student it starts from
+    done = [0, time.time()]
+
+    def progress(n: int) -> None:
+        done[0] += n
+        if done[0] // args.batch % 50 == 0:
+            log(f"{done[0]} rows, {done[0] / (time.time() - done[1]):.1f} rows/s")
+
+    finetune_layers(model, adapter, [ids[i] for i in fit], train["l6"][fit], rotation, epochs=args.epochs,
+                    lr=args.lr, adapter_lr=args.adapter_lr, batch_size=args.batch, seed=SEED,
+                    on_epoch=keeper, progress=progress)
+    if not args.no_write:
+        write_distilled(k, adapter.config(), keeper, args)
+
+
+def write_distilled(k: int, adapter_config: dict, keeper: Keeper, args: argparse.Namespace) -> None:
+    from omnibind.bind.layer_student import save_distilled
+
+    score, epoch, state, scores = keeper.best
+    name, file = f"minilm-l{k}-distil", f"minilm-l{k}-distil.safetensors"
+    recipe = {"epochs": args.epochs, "kept_epoch": epoch, "lr": args.lr, "adapter_lr": args.adapter_lr,
+              "batch": args.batch, "temperature": 0.05, "init": f"first {k} anchor layers + adapter minilm-l{k}",
+              "frozen": "word/position embeddings, embedding LayerNorm, pooler"}
+    sha = save_distilled(state, adapter_config, k, OUT / file, {"recipe": recipe})
+    manifest = json.loads((OUT / "manifest.json").read_text("utf-8"))
+    manifest["students"][name] = {"layers": k, "file": file, "sha256": sha, "dim": adapter_config["dim"],
+                                  "adapter": adapter_config, "candidate": "distilled (layers + adapter fine-tuned)",
+                                  "distilled": True, "recipe": recipe, "dev": scores}
+    manifest.setdefault("distilled_history", {})[name] = keeper.history
+    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    log(f"wrote {name} (epoch {epoch}, dev@384 {score}) to {OUT / file} ({(OUT / file).stat().st_size} bytes)")
+
+
 def cmd_space(args: argparse.Namespace) -> None:
     """The named space `fast`: the default space with its text backbone swapped for a student (the
     heads, image and audio towers, calibration and views are the default's, copied unchanged)."""
@@ -258,11 +340,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ship", type=int, nargs="+", default=[1, 2, 3, 4], help="layer counts to write")
     parser.add_argument("--fast-layers", type=int, default=1, help="the student behind the named space `fast`")
     parser.add_argument("--quick", action="store_true", help="fewer candidates and epochs (a smoke run)")
+    parser.add_argument("--lr", type=float, default=5e-5, help="finetune: learning rate of the layers")
+    parser.add_argument("--adapter-lr", type=float, default=5e-4, help="finetune: learning rate of the adapter")
+    parser.add_argument("--batch", type=int, default=64, help="finetune: batch size (in-batch negatives)")
+    parser.add_argument("--max-rows", type=int, default=0, help="finetune: use only this many training rows (timing)")
+    parser.add_argument("--no-write", action="store_true", help="finetune: score on dev, write nothing")
     args = parser.parse_args(argv)
     COMMANDS[args.command](args)
 
 
-COMMANDS = {"features": cmd_features, "train": cmd_train, "space": cmd_space}
+COMMANDS = {"features": cmd_features, "train": cmd_train, "space": cmd_space, "finetune": cmd_finetune}
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,7 @@
 """Layer students (omnibind/bind/layer_student.py, omnibind/backbones/minilm_layers.py) on a tiny
 BERT sentence-transformers model built in a temp dir: distillation training, Matryoshka nesting,
-the adapter file checks and the layer count."""
+the adapter file checks and the layer count; distilled students (kept layers fine-tuned, saved
+with the adapter, loaded over the truncated model)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,23 @@ import numpy as np
 import pytest
 import torch
 
-from omnibind.bind.layer_student import (LayerAdapter, apply_adapter, file_sha256, load_adapter,
-                                         nested_distill_loss, pooled_layers, save_adapter, train_adapter)
+from omnibind.bind.layer_student import (LayerAdapter, apply_adapter, encode_student, file_sha256, finetune_layers,
+                                         load_adapter, load_distilled, nested_distill_loss, pooled_layers,
+                                         save_adapter, save_distilled, student_state, token_batches, train_adapter)
 from omnibind.errors import BackboneError
 from tests.tiny_hub import ST_DIM, build_st
 
 WORDS = "a the red blue circle square on white page dog cat and".split()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fp32_onnx_cache(tmp_path_factory: pytest.TempPathFactory):
+    """ONNX exports into a temp cache; fp32 graphs (exact comparisons) unless a test asks for int8."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMNIBIND_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("OMNIBIND_PRECISION", "fp32")
+        mp.delenv("OMNIBIND_NO_ONNX", raising=False)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +155,8 @@ def test_backbone_refuses_bad_adapters(tiny: str, tmp_path: Path) -> None:
 
 
 def test_shipped_students_match_their_manifest() -> None:
+    from safetensors import safe_open
+
     from omnibind.backbones import minilm_layers
 
     shipped = minilm_layers.manifest()
@@ -150,10 +164,18 @@ def test_shipped_students_match_their_manifest() -> None:
         pytest.skip("no text students shipped")
     folder = Path(minilm_layers.__file__).parents[1] / "data" / "text_students"
     for name, entry in shipped.items():
-        assert name in minilm_layers.STUDENTS and name == f"minilm-l{entry['layers']}"
+        assert name in minilm_layers.STUDENTS
+        assert name == f"minilm-l{entry['layers']}" + ("-distil" if entry.get("distilled") else "")
         assert file_sha256(folder / entry["file"]) == entry["sha256"]
-        assert load_adapter(folder / entry["file"], entry["sha256"], 384).dim == entry["dim"] == 384
-    assert sum((folder / e["file"]).stat().st_size for e in shipped.values()) < 6_500_000
+        if entry.get("distilled"):  # the k fine-tuned layers (16 tensors each) + the adapter, float16
+            with safe_open(str(folder / entry["file"]), "pt") as fh:
+                keys, meta = list(fh.keys()), fh.metadata()
+            assert int(meta["layers"]) == entry["layers"]
+            assert {k.split(".")[2] for k in keys if k.startswith("encoder.layer.")} == {str(i) for i in range(entry["layers"])}
+            assert (folder / entry["file"]).stat().st_size < 11_500_000
+        else:
+            assert load_adapter(folder / entry["file"], entry["sha256"], 384).dim == entry["dim"] == 384
+            assert (folder / entry["file"]).stat().st_size < 1_000_000
 
 
 def test_unshipped_student_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,3 +184,109 @@ def test_unshipped_student_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(minilm_layers, "manifest", lambda: {})
     with pytest.raises(BackboneError, match="not shipped"):
         minilm_layers.load_student("minilm-l2")
+
+
+# -- distilled students -------------------------------------------------------------------------
+
+
+def _ids(tiny: str, texts: list[str]) -> list[list[int]]:
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(tiny, device="cpu").tokenizer(texts)["input_ids"]
+
+
+def _cut(tiny: str, layers: int = 1):
+    from sentence_transformers import SentenceTransformer
+
+    from omnibind.backbones.sentence_transformers import truncate_layers
+
+    model = SentenceTransformer(tiny, device="cpu")
+    truncate_layers(model, layers)
+    return model
+
+
+def test_token_batches_cover_rows_once_with_little_padding() -> None:
+    lengths = np.random.default_rng(1).integers(2, 60, 1000)
+    batches = token_batches(lengths, 32, np.random.default_rng(0))
+    rows = np.concatenate(batches)
+    assert len(rows) == len(set(rows.tolist())) == 992 and all(len(b) == 32 for b in batches)
+    assert max(np.ptp(lengths[b]) for b in batches) <= 4  # similar lengths together
+    again = token_batches(lengths, 32, np.random.default_rng(0))
+    assert all((a == b).all() for a, b in zip(batches, again))  # seeded
+
+
+def test_student_vectors_are_the_truncated_model_then_adapter(tiny: str, texts: list[str], layer_feats: dict) -> None:
+    got = encode_student(_cut(tiny), LayerAdapter(ST_DIM, "residual", 16), _ids(tiny, texts[:50]), batch_size=16)
+    assert np.abs(got - layer_feats[1][:50]).max() < 1e-5
+
+
+def test_finetuning_the_layers_beats_the_adapter_alone(tiny: str, texts: list[str], layer_feats: dict) -> None:
+    """Fine-tuning the kept layer (+ adapter) brings a 1-layer student nearer to the teacher than an
+    adapter trained alone, and leaves the embeddings as shipped."""
+    y, ids = _teacher(layer_feats[2]), _ids(tiny, texts)
+    adapter = train_adapter(layer_feats[1], y, kind="residual", hidden=32, dims=(32,), epochs=30, lr=1e-2, batch_size=32)
+    alone = _cos(apply_adapter(adapter, layer_feats[1]), y)
+    model = _cut(tiny)
+    embeddings = {k: v.clone() for k, v in model[0].auto_model.embeddings.state_dict().items()}
+    seen = []
+    finetune_layers(model, adapter, ids, y, dims=(32,), epochs=10, lr=3e-3, adapter_lr=3e-3, batch_size=32,
+                    temperature=None, on_epoch=seen.append)
+    tuned = _cos(encode_student(model, adapter, ids), y)
+    assert seen == list(range(10)) and 1 - tuned < 0.6 * (1 - alone), (alone, tuned)
+    assert all(torch.equal(v, model[0].auto_model.embeddings.state_dict()[k]) for k, v in embeddings.items())
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def _distilled_file(tiny: str, texts: list[str], layer_feats: dict, path: Path) -> tuple[str, np.ndarray]:
+    """A 1-layer distilled student of the tiny model written to `path`: (sha256, its vectors for texts[:40])."""
+    model, adapter = _cut(tiny), LayerAdapter(ST_DIM, "residual", 16)
+    finetune_layers(model, adapter, _ids(tiny, texts), _teacher(layer_feats[2]), dims=(32,), epochs=2, lr=3e-3,
+                    adapter_lr=3e-3, batch_size=32, temperature=None)
+    sha = save_distilled(student_state(model, adapter), adapter.config(), 1, path, {"test": True})
+    return sha, encode_student(model, adapter, _ids(tiny, texts[:40]))
+
+
+def test_distilled_backbone_loads_its_layers(tiny: str, texts: list[str], layer_feats: dict, tmp_path: Path) -> None:
+    from omnibind.backbones.minilm_layers import LayerStudentBackbone
+
+    path = tmp_path / "d.safetensors"
+    sha, expected = _distilled_file(tiny, texts, layer_feats, path)
+    bb = LayerStudentBackbone("tiny-l1-distil", tiny, "test", 1, path, sha, distilled=True)
+    got = bb.features(texts[:40])["embedding"].numpy()
+    assert np.abs(got - expected).max() < 5e-3  # float16 storage
+    assert np.abs(got - layer_feats[1][:40]).max() > 1e-2  # not the packaged layer
+    assert bb.preprocess_config()["adapter_sha256"] == sha and bb.describe()["distilled"] is True
+    again = LayerStudentBackbone("tiny-l1-distil", tiny, "test", 1, path, sha, distilled=True)
+    assert np.abs(again.features(texts[:40])["embedding"].numpy() - got).max() < 1e-6
+
+
+def test_distilled_onnx_graph_is_built_from_the_loaded_layers(tiny: str, texts: list[str], layer_feats: dict,
+                                                              tmp_path: Path) -> None:
+    """The ONNX graph (fp32 and int8) runs the fine-tuned layers, not the packaged ones it was cut from."""
+    from omnibind.backbones.minilm_layers import LayerStudentBackbone
+
+    path = tmp_path / "d.safetensors"
+    sha, expected = _distilled_file(tiny, texts, layer_feats, path)
+    for precision, tolerance in (("fp32", 5e-3), ("int8", 2e-2)):
+        bb = LayerStudentBackbone("t", tiny, "test", 1, path, sha, distilled=True, precision=precision)
+        assert bb.runtime == "onnx" and bb.precision == precision, bb.describe()
+        got = bb.features(texts[:40])["embedding"].numpy()
+        assert np.abs(got - expected).max() < tolerance and np.abs(got - layer_feats[1][:40]).max() > 0.1
+        assert bb.preprocess_config()["precision"] == precision
+
+
+def test_distilled_backbone_refuses_bad_files(tiny: str, texts: list[str], layer_feats: dict, tmp_path: Path) -> None:
+    from omnibind.backbones.minilm_layers import LayerStudentBackbone
+
+    path = tmp_path / "d.safetensors"
+    sha, _ = _distilled_file(tiny, texts, layer_feats, path)
+    with pytest.raises(BackboneError, match="sha256"):
+        LayerStudentBackbone("x", tiny, "test", 1, path, "0" * 64, distilled=True)
+    with pytest.raises(BackboneError, match="has 1 layers"):
+        LayerStudentBackbone("x", tiny, "test", 2, path, sha, distilled=True)
+    with pytest.raises(BackboneError, match="not found"):
+        LayerStudentBackbone("x", tiny, "test", 1, tmp_path / "missing.safetensors", distilled=True)
+    adapter_only = tmp_path / "a.safetensors"
+    save_adapter(LayerAdapter(ST_DIM), adapter_only)
+    with pytest.raises(BackboneError, match="cannot load"):
+        load_distilled(_cut(tiny), adapter_only)

