@@ -34,7 +34,7 @@ from omnibind.video import VideoFusion, embed_videos
 FORMAT_VERSION = 1
 SPACE_FILE, HEADS_FILE = "space.json", "heads.safetensors"
 NAMED_SPACES = {"default": "default", "bridge": "bridge", "multilingual": "multilingual"}  # name -> folder under omnibind/data/spaces
-VARIANTS = {"fast": ("default", {"text": "minilm-l3"})}  # name -> (named space, modality -> backbone): see variant()
+VARIANTS = {"fast": ("default", {"text": "minilm-l2-distil"})}  # name -> (named space, modality -> backbone): see variant()
 # Views that fold into vectors unless a space says otherwise, and the weight of the words they
 # find (speech, ocr) against the tower's own vector: measured in docs/views.md.
 DEFAULT_VIEWS: dict[str, Any] = {"default": ["chunks", "pages", "speech", "ocr"],

@@ -309,28 +309,6 @@ def write_distilled(k: int, adapter_config: dict, keeper: Keeper, args: argparse
     log(f"wrote {name} (epoch {epoch}, dev@384 {score}) to {OUT / file} ({(OUT / file).stat().st_size} bytes)")
 
 
-def cmd_space(args: argparse.Namespace) -> None:
-    """The named space `fast`: the default space with its text backbone swapped for a student (the
-    heads, image and audio towers, calibration and views are the default's, copied unchanged)."""
-    import shutil
-
-    default = ROOT / "omnibind" / "data" / "spaces" / "default"
-    out = ROOT / "omnibind" / "data" / "spaces" / "fast"
-    student = f"minilm-l{args.fast_layers}"
-    entry = json.loads((OUT / "manifest.json").read_text("utf-8"))["students"][student]
-    config = json.loads((default / "space.json").read_text("utf-8"))
-    config["name"] = "fast"
-    config["towers"]["text"]["backbone"] = student
-    config["provenance"]["text_student"] = (
-        f"text backbone {student}: the first {entry['layers']} layers of all-MiniLM-L6-v2 + adapter "
-        f"{entry['file']} (sha256 {entry['sha256'][:16]}), distilled to the anchor by scripts/build_text_students.py; "
-        "everything else is the default space's (docs/text-students.md)")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "space.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    shutil.copyfile(default / "heads.safetensors", out / "heads.safetensors")
-    log(f"wrote {out} (text backbone {student})")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=sorted(COMMANDS))
@@ -338,7 +316,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3, 4], help="layer counts to train")
     parser.add_argument("--ship", type=int, nargs="+", default=[1, 2, 3, 4], help="layer counts to write")
-    parser.add_argument("--fast-layers", type=int, default=1, help="the student behind the named space `fast`")
     parser.add_argument("--quick", action="store_true", help="fewer candidates and epochs (a smoke run)")
     parser.add_argument("--lr", type=float, default=5e-5, help="finetune: learning rate of the layers")
     parser.add_argument("--adapter-lr", type=float, default=5e-4, help="finetune: learning rate of the adapter")
@@ -349,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     COMMANDS[args.command](args)
 
 
-COMMANDS = {"features": cmd_features, "train": cmd_train, "space": cmd_space, "finetune": cmd_finetune}
+COMMANDS = {"features": cmd_features, "train": cmd_train, "finetune": cmd_finetune}  # `fast`: omnibind.space.VARIANTS
 
 if __name__ == "__main__":
     main()
