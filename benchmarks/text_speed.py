@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""Text tower speed and fidelity: omnibind's `space.embed` (ONNX graph, int8 where the CPU makes
-it pay) against sentence-transformers' own fp32 `encode` of the same MiniLM.
+"""Text tower speed and fidelity: omnibind's `space.embed` (ONNX graph; fp32 by default, int8 with
+OMNIBIND_PRECISION=int8) against sentence-transformers' own fp32 `encode` of the same MiniLM.
+
+    OMNIBIND_PRECISION=int8 python benchmarks/text_speed.py --threads 1   # the int8 graph (opt-in)
 
     python benchmarks/text_speed.py                       # 2,000 STS-B test sentences, 3 rounds
     python benchmarks/text_speed.py --n 256 --repeats 1   # smoke run
@@ -29,21 +31,10 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from embed_throughput import interleaved  # noqa: E402  (benchmarks/, beside this script: the one interleaved timer)
+
 BATCH = 32
-
-
-def interleaved(variants: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each variant, in rotating order, after one warm-up call each."""
-    names = list(variants)
-    for name in names:
-        variants[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            start = time.perf_counter()
-            variants[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def cosine_stats(a: np.ndarray, b: np.ndarray) -> dict[str, float]:

@@ -31,7 +31,7 @@ def _runtime(kind: str) -> Callable[[Optional[str]], Optional[str]]:
 
 DeviceOpt = typer.Option(None, "--device", callback=_runtime("device"), help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N "
                          "(default: $OMNIBIND_DEVICE or auto).")
-PrecisionOpt = typer.Option(None, "--precision", callback=_runtime("precision"), help="auto (int8 on CPUs with VNNI/AMX), fp32 or int8 "
+PrecisionOpt = typer.Option(None, "--precision", callback=_runtime("precision"), help="auto (fp32 ONNX graphs; int8 where accepted), fp32 or int8 "
                             "(default: $OMNIBIND_PRECISION or auto).")
 
 

@@ -1,9 +1,10 @@
 """Where models run and at what precision: one choice per process, made from the machine.
 
 `device="auto"` (the default everywhere) means the first CUDA GPU when torch sees one, else the
-CPU. Precision `auto` means int8 graphs on CPUs with fast int8 dot products (AVX-512 VNNI,
-AVX-VNNI or AMX), fp32 elsewhere and on GPUs; quantised towers are checked against fp32 (cosine
-mean >= 0.99) before they ship. Both can be forced: `OMNIBIND_DEVICE=cpu|cuda|cuda:N`,
+CPU. Precision `auto` allows int8 graphs on CPUs with fast int8 dot products (AVX-512 VNNI,
+AVX-VNNI or AMX) for the backbones whose int8 graph keeps the space (none today: the image and
+audio graphs move a few vectors far, the text graph's vectors move with the batch; docs/speed.md),
+fp32 elsewhere and on GPUs. Both can be forced: `OMNIBIND_DEVICE=cpu|cuda|cuda:N`,
 `OMNIBIND_PRECISION=fp32|int8`, or for this process `configure()` (the CLI's global `--device` /
 `--precision`).
 """

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from omnibind.bind.text_student import one_cycle_fit
 from omnibind.errors import BackboneError
 
 DIMS = (32, 64, 128, 256, 384)  # Matryoshka prefixes the loss is taken on (as Matryoshka2dLoss)
@@ -136,22 +137,8 @@ def train_adapter(x: np.ndarray, y: np.ndarray, kind: str = "linear", dims: Sequ
     adapter = LayerAdapter(x.shape[1], kind, hidden)
     xt, yt = torch.as_tensor(np.asarray(x, np.float32)), torch.as_tensor(np.asarray(y, np.float32))
     rot = None if rotation is None else torch.as_tensor(np.asarray(rotation, np.float32))
-    steps = len(xt) // batch_size
-    opt = torch.optim.AdamW(adapter.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps)
-    order = torch.Generator().manual_seed(seed)
-    adapter.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt), generator=order)
-        for i in range(steps):
-            rows = perm[i * batch_size:(i + 1) * batch_size]
-            loss = nested_distill_loss(adapter(xt[rows]), yt[rows], dims, rot, temperature)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            schedule.step()
-        if progress:
-            progress(1)
+    one_cycle_fit(adapter, len(xt), lambda rows: nested_distill_loss(adapter(xt[rows]), yt[rows], dims, rot, temperature),
+                  epochs, lr, batch_size, seed, progress)
     return adapter.eval()
 
 

@@ -43,23 +43,31 @@ def _train_one(x: np.ndarray, y: np.ndarray, seed: int, hidden: int, epochs: int
     head = MLPHead(input_key, x.shape[1], y.shape[1], hidden=hidden)
     xt = torch.as_tensor(np.asarray(x, np.float32))
     yt = nn.functional.normalize(torch.as_tensor(np.asarray(y, np.float32)), dim=-1)
-    steps = len(xt) // batch_size
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    one_cycle_fit(head, len(xt), lambda rows: distill_loss(head({input_key: xt[rows]}), yt[rows], temperature),
+                  epochs, lr, batch_size, seed, progress)
+    return head.eval()
+
+
+def one_cycle_fit(module: nn.Module, n: int, loss_of: Callable[[torch.Tensor], torch.Tensor], epochs: int,
+                  lr: float, batch_size: int, seed: int, progress: Progress | None = None) -> None:
+    """Train `module` with AdamW and a one-cycle schedule over seeded permutations of `n` rows
+    (`loss_of(rows)` is a batch's loss); `progress(1)` after each epoch. The loop every
+    distillation here shares (text students, layer adapters)."""
+    steps = n // batch_size
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps)
     order = torch.Generator().manual_seed(seed)
-    head.train()
+    module.train()
     for _ in range(epochs):
-        perm = torch.randperm(len(xt), generator=order)
+        perm = torch.randperm(n, generator=order)
         for i in range(steps):
-            rows = perm[i * batch_size:(i + 1) * batch_size]
-            loss = distill_loss(head({input_key: xt[rows]}), yt[rows], temperature)
+            loss = loss_of(perm[i * batch_size:(i + 1) * batch_size])
             opt.zero_grad()
             loss.backward()
             opt.step()
             schedule.step()
         if progress:
             progress(1)
-    return head.eval()
 
 
 def distill_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
