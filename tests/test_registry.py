@@ -27,8 +27,11 @@ def test_a_source_tree_without_entry_points_scans_the_package(monkeypatch):
 
     monkeypatch.setattr(registry, "_FACTORIES", {})
     monkeypatch.setattr(registry, "_entry_points", lambda: [])
+    import omnibind.backbones as package
+
     for family in ("aisfx", "efficientnet", "hf", "sentence_transformers"):  # imported afresh
         monkeypatch.delitem(sys.modules, f"omnibind.backbones.{family}", raising=False)
+        monkeypatch.delattr(package, family, raising=False)  # the package attribute comes back too
     assert registry.default_modality("efficientnet-lite0") == "image"
     assert {"aisfx", "minilm", "hf:", "st:"} <= set(registry._FACTORIES)
 

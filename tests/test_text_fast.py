@@ -63,9 +63,9 @@ def test_int8_graph_keeps_the_space(tiny: str) -> None:
 def test_precision_flag_is_honoured(tiny: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("omnibind.device.fast_int8_cpu", lambda: True)
     assert backbone(tiny).precision == "fp32"  # auto on a VNNI CPU: text int8 is opt-in (batch-dependent)
-    monkeypatch.setattr("omnibind.backbones.sentence_transformers.INT8_BY_DEFAULT", True)
+    monkeypatch.setattr(st_mod, "INT8_BY_DEFAULT", True)
     assert backbone(tiny).precision == "int8"  # ... unless a recipe is accepted for auto
-    monkeypatch.setattr("omnibind.backbones.sentence_transformers.INT8_BY_DEFAULT", False)
+    monkeypatch.setattr(st_mod, "INT8_BY_DEFAULT", False)
     monkeypatch.setenv("OMNIBIND_PRECISION", "int8")
     assert backbone(tiny).precision == "int8"  # asked for by name
     monkeypatch.setenv("OMNIBIND_PRECISION", "fp32")
@@ -73,7 +73,7 @@ def test_precision_flag_is_honoured(tiny: str, monkeypatch: pytest.MonkeyPatch) 
     assert b.precision == "fp32" and "fp32" in b.graph.path.name
     monkeypatch.setattr("omnibind.device.fast_int8_cpu", lambda: False)
     monkeypatch.delenv("OMNIBIND_PRECISION")
-    monkeypatch.setattr("omnibind.backbones.sentence_transformers.INT8_BY_DEFAULT", True)
+    monkeypatch.setattr(st_mod, "INT8_BY_DEFAULT", True)
     assert backbone(tiny).precision == "fp32"  # auto elsewhere
 
 
