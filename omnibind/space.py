@@ -152,6 +152,14 @@ class Space:
         ok = [i for i in range(len(items)) if i not in errors]
         return EmbedResult(out[ok], ok, [errors[i] for i in sorted(errors)])
 
+    def encode(self, sentences: Any, **kwargs: Any) -> Any:
+        """`SentenceTransformer.encode`'s signature and return types (omnibind/encode.py)."""
+        from omnibind.encode import encode
+
+        return encode(self, sentences, _is_single(sentences), **kwargs)
+
+    encode_query = encode_document = encode  # no query/document prompts in an omnibind space
+
     def _embed_modality(self, modality: str, items: list[Input], batch_size: int, tick: Callable[[int], None],
                         views: tuple[str, ...] = ()) -> tuple[np.ndarray, dict[int, InputError]]:
         from omnibind.views.embed import applicable, embed_with_views, shapes_vector
