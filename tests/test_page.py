@@ -390,7 +390,9 @@ def test_keyboard_moves_opens_and_closes(browser):
     page.wait_for_function("() => document.querySelector('#viewer-title').textContent.startsWith('3. ')")
     page.keyboard.press("Escape")
     page.wait_for_selector("#viewer", state="hidden")
-    assert page.evaluate("() => document.activeElement.closest('.card').dataset.index") == "2"  # back where it was
+    # back where it was: the dialog's "close" event (which moves the focus) fires after it hides
+    page.wait_for_function("() => document.activeElement.closest('.card')?.dataset.index === '2'", timeout=5000)
+    assert page.evaluate("() => document.activeElement.closest('.card').dataset.index") == "2"
     page.keyboard.press("End")
     assert page.evaluate("() => document.activeElement.closest('.card').dataset.index") == str(
         page.locator(".card").count() - 1)
