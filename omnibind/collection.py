@@ -209,6 +209,7 @@ class Collection:
         self._ann: Any = None  # omnibind.ann.AnnIndex, made at the first search over SNAPSHOT_MAX_ROWS
         self._pin = threading.local()  # .version: the table version a search in this thread reads at
         self._seen: tuple[int, int, int] | None = None  # (_versions stamp, when read, version) of the last ask
+        self._versions_dir = str(path / "db" / f"{TABLE}.lance" / "_versions")  # stat on every search: built once
 
     # -- opening ----------------------------------------------------------------------------------
 
@@ -389,7 +390,7 @@ class Collection:
         there, or by `refresh`, which forgets the answer. As git does with racy index stamps, a
         folder stamp within STAMP_SLACK_NS of the reading is not trusted (coarse file clocks)."""
         try:
-            stamp = (self.path / "db" / f"{TABLE}.lance" / "_versions").stat().st_mtime_ns
+            stamp = os.stat(self._versions_dir).st_mtime_ns
         except OSError:
             return int(self.table.version)
         seen = self._seen

@@ -34,14 +34,25 @@ def configure(device: str | None = None, precision: str | None = None) -> None:
     Takes effect for backbones loaded afterwards; checks the names without importing torch.
     Worker processes (DDP ranks, Ray actors) read $OMNIBIND_DEVICE / $OMNIBIND_PRECISION."""
     if device is not None:
-        name = device.strip().lower()
-        if not (name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
-            raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
-        _CHOSEN["device"] = name
+        _CHOSEN["device"] = _device_name(device)
     if precision is not None:
-        if precision.strip().lower() not in PRECISIONS:
-            raise DeviceError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
-        _CHOSEN["precision"] = precision.strip().lower()
+        _CHOSEN["precision"] = _precision_name(precision)
+
+
+def _device_name(device: str) -> str:
+    """'auto', 'cpu', 'cuda' or 'cuda:N', normalised; DeviceError for anything else."""
+    name = device.strip().lower()
+    if not (name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+    return name
+
+
+def _precision_name(precision: str) -> str:
+    """One of PRECISIONS, normalised; DeviceError for anything else."""
+    name = precision.strip().lower()
+    if name not in PRECISIONS:
+        raise DeviceError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    return name
 
 
 def chosen() -> dict[str, str | None]:
@@ -57,26 +68,20 @@ def reset() -> None:
 
 def resolve_device(device: str | None = None) -> str:
     """'cpu', 'cuda' or 'cuda:N' for a request (None: `configure`'s, $OMNIBIND_DEVICE, else 'auto')."""
-    wanted = (device or _CHOSEN["device"] or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    wanted = _device_name(device or _CHOSEN["device"] or os.environ.get(DEVICE_ENV) or "auto")
     if wanted == "auto":
         return "cuda" if _cuda_count() > 0 else "cpu"
-    if wanted == "cpu":
-        return "cpu"
-    if wanted == "cuda" or (wanted.startswith("cuda:") and wanted[5:].isdigit()):
+    if wanted != "cpu":
         index = int(wanted[5:]) if ":" in wanted else 0
         if index >= _cuda_count():
             raise DeviceError(f"device {wanted!r} asked for, but torch sees {_cuda_count()} CUDA device(s)")
-        return wanted
-    raise DeviceError(f"unknown device {wanted!r}: use auto, cpu, cuda or cuda:N")
+    return wanted
 
 
 def requested_precision(precision: str | None = None) -> str:
     """What was asked for: 'auto', 'fp32' or 'int8' (argument, `configure`, $OMNIBIND_PRECISION).
     Backbones whose int8 graph is opt-in run it only when it was asked for by name."""
-    wanted = (precision or _CHOSEN["precision"] or os.environ.get(PRECISION_ENV) or "auto").strip().lower()
-    if wanted not in PRECISIONS:
-        raise DeviceError(f"unknown precision {wanted!r}: use {', '.join(PRECISIONS)}")
-    return wanted
+    return _precision_name(precision or _CHOSEN["precision"] or os.environ.get(PRECISION_ENV) or "auto")
 
 
 def resolve_precision(precision: str | None = None, device: str | None = None) -> str:
