@@ -16,18 +16,19 @@ from omnibind import client, render
 from omnibind.errors import InputError, OmnibindError
 from omnibind.inputs import Text, from_argument
 from omnibind.paths import existing_collection
-from omnibind.cli_options import CollectionOpt, DeviceOpt, Flag, HomeOpt, PrecisionOpt, SpaceOpt
+from omnibind.cli_options import HOME, CollectionOpt, DeviceOpt, Flag, HomeOpt, PrecisionOpt, SpaceOpt
 from omnibind.extras import require
 from omnibind.spaceinfo import describe, load_space  # load_space imports torch on first call
 from omnibind.cli_compose import compose_command  # `omnibind compose` (issue 17): its own module
+from omnibind.cli_search import search_command  # `omnibind search`: options for filters, modes, rerank
 
 app = typer.Typer(help="omnibind: text, images, audio and video in one embedding space, offline by default.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 err = Console(stderr=True)
 app.command("compose")(compose_command)
+app.command("search")(search_command)
 
-HOME: dict[str, Optional[Path]] = {"home": None}  # the global --home, set by the callback
 
 
 @app.callback()
@@ -237,6 +238,8 @@ def ingest(
     links: str = typer.Option("inside", help="Symbolic links: inside (followed if they stay in FOLDER), all, none."),
     views: Optional[str] = typer.Option(None, help="Views run on each item, e.g. speech,ocr,pages,chunks,windows; "
                                         "'default' or 'none' (default: the collection's; new: all)."),
+    tag: list[str] = typer.Option([], "--tag", help="Tag every item under FOLDER (repeatable); a file's "
+                                  "sidecar FILE.json can add its own: {\"tags\": [...], \"note\": \"...\"}."),
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """Embed every file under FOLDER into a collection: incremental, resumable, bad files reported."""
@@ -250,41 +253,13 @@ def ingest(
             redo = bar.add_task("re-embedding", total=len(coll), visible="pending_space" in coll.meta)
             task = bar.add_task("ingesting", total=None)
             report = run_ingest(coll, folder, engine=engine, batch_size=batch_size, prune=not keep_missing, log=log,
-                                exclude=exclude, address=address, actors=actors, links=links, views=views,
+                                exclude=exclude, address=address, actors=actors, links=links, views=views, tags=tag,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                                 reembed_progress=lambda n: bar.advance(redo, n))
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
     render.failures(err, report.failed)
     console.print(render.ingest_summary(coll.name, report.summary(), report.renamed))
-
-
-@app.command()
-def search(
-    query: Optional[str] = typer.Argument(None, help="Text query (or use --file)."),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Query by a file of any modality."),
-    collection: str = CollectionOpt,
-    k: int = typer.Option(10, "-k", help="Number of results."),
-    modality: Optional[str] = typer.Option(None, help="Only these item modalities, e.g. image,audio."),
-    where: Optional[str] = typer.Option(None, help="SQL filter on items, e.g. \"size > 10000\"."),
-    raw: bool = Flag("--raw", help="Rank by raw cosine instead of calibrated scores."),
-    exact: bool = Flag("--exact", help="Flat scan even when an ANN index exists."),
-    as_json: bool = Flag("--json", help="Print a JSON list of results, best first."),
-    local: bool = Flag("--local", help="Search here even when `omnibind serve` runs for it."),
-    home: Optional[Path] = HomeOpt,
-) -> None:
-    """Search a collection with text or a file: any modality finds any modality."""
-    if (query is None) == (file is None):
-        _fail(ValueError("give a text QUERY or --file (one of them)"))
-    try:  # a running `omnibind serve` of this collection answers if there is one (omnibind/client.py)
-        coll = client.search(collection, file.expanduser() if file else query, k=k, modality=modality, where=where,
-                             raw=raw, exact=exact, local=local, home=_home(home), loading=client.spinner(err, "loading models"))
-    except (OmnibindError, ValueError) as exc:
-        _fail(exc)
-    if as_json:
-        return print(json.dumps([h.to_dict() for h in coll.hits], indent=2))
-    console.print(render.hits_table(f"{coll.name}: {query if query is not None else file}", coll.hits))
-    console.print(render.score_footer(coll.hits))
 
 
 @app.command()

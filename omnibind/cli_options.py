@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -38,3 +39,6 @@ PrecisionOpt = typer.Option(None, "--precision", callback=_runtime("precision"),
 def Flag(*names: str, help: str) -> Any:  # noqa: N802, A002 - reads like typer.Option
     """An on/off switch: `--json`, not `--json true` (no `<bool>` in the help)."""
     return typer.Option(False, *names, help=help, metavar="")
+
+
+HOME: dict[str, Optional[Path]] = {"home": None}  # the global --home, set by cli.setup, read by every command

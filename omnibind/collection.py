@@ -36,6 +36,7 @@ from omnibind import modalities
 from omnibind import views as view_names
 from omnibind.calibration import Calibration
 from omnibind.errors import OmnibindError
+from omnibind.facts import normalise_tags
 from omnibind.inputs import Input, load_file, to_input
 from omnibind.paths import (HOME_ENV, META_FILE, CollectionError, collection_path, existing_collection,  # noqa: F401
                             omnibind_home)  # (re-exported)
@@ -45,7 +46,7 @@ from omnibind.writer import LOCK_FILE, WriterLock
 
 TABLE = "items"
 STAMP_SLACK_NS = 50_000_000  # file clocks tick every few ms: a folder stamp this close to a reading may hide a commit
-FORMAT_VERSION = 2  # 2: segment rows beside item rows (`item`, `kind` and location columns)
+FORMAT_VERSION = 3  # 2: segment rows beside item rows (`item`, `kind`, location); 3: typed metadata columns
 INDEX_THRESHOLD = 100_000  # below this many rows search is exact, in memory (3.8-5.2 ms at 100k: benchmarks/search.py)
 THUMBNAIL_PX = 160
 REPAIR_FILE = "repair-pending.parquet"
@@ -67,6 +68,7 @@ def schema(dim: int, index_dim: int | None = None) -> pa.Schema:
         pa.field("duration", pa.float64()),  # seconds, audio and video
         pa.field("space", pa.string()),  # fingerprint of the space that made `vector`
         *SEGMENT_FIELDS,
+        *FACT_FIELDS,
     ]
     if index_dim:
         fields.insert(2, pa.field("vector_short", pa.list_(pa.float32(), index_dim)))
@@ -87,6 +89,21 @@ SEGMENT_FIELDS = (
     pa.field("char_end", pa.int64()),
     pa.field("views", pa.string()),  # item rows: the views that made its segments ("speech,ocr")
 )
+# What filters read (omnibind/facts.py, omnibind/filters.py): typed columns on every row of an item
+# (segment rows copy them, so a filter passes or drops an item's segments with it), never JSON.
+FACT_FIELDS = (
+    pa.field("tags", pa.list_(pa.string())),  # lower-cased: `ingest --tag`, a sidecar, PATCH /v1/items
+    pa.field("note", pa.string()),  # a sidecar's note
+    pa.field("created", pa.float64()),  # Unix seconds: EXIF / container creation time, else mtime
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("words", pa.string()),  # what full-text search reads: file name words, tags, note, text
+    pa.field("sidecar", pa.string()),  # digest of the sidecar the row was made with (a change re-ingests)
+)
+FACT_COLUMNS = ("tags", "note", "created", "width", "height", "sidecar")
+# What a v2 table gains when opened by this version (created: the file's mtime, as ingest would say)
+MIGRATE_V2 = {"note": "CAST(NULL AS STRING)", "created": "mtime", "width": "CAST(NULL AS INT)",
+              "height": "CAST(NULL AS INT)", "words": "COALESCE(text, source)", "sidecar": "CAST(NULL AS STRING)"}
 # What a v1 table gains when opened by this version: every row is an item of its own
 MIGRATE_V1 = {"item": "id", "kind": "'item'", "start": "CAST(NULL AS DOUBLE)", "end": "CAST(NULL AS DOUBLE)",
               "page": "CAST(NULL AS INT)", "char_start": "CAST(NULL AS BIGINT)", "char_end": "CAST(NULL AS BIGINT)",
@@ -119,32 +136,46 @@ def source_path(item_id: str) -> str:
 
 def make_rows(item: Input, embedded: Any, item_id: str, *, sha256: str | None = None, size: int | None = None,
               mtime: float | None = None, metadata: dict[str, Any] | None = None,
-              views: Sequence[str] = ()) -> list[dict[str, Any]]:
+              views: Sequence[str] = (), facts: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The one definition of an item's rows (every entry point — local, Ray, HTTP ingest and
     `Collection.add` — builds rows here): the item row, then one row per segment of `embedded`
-    (an `ItemEmbedding`, or a bare vector for an item without segments). `Collection.upsert`
-    adds what the table derives."""
+    (an `ItemEmbedding`, or a bare vector for an item without segments). `facts` fills the typed
+    columns (FACT_COLUMNS: omnibind/facts.py); "tags" and "note" in `metadata` go to theirs too.
+    `Collection.upsert` adds what the table derives."""
     if sha256 is None and item.modality == "text":
         sha256 = hashlib.sha256(item.payload.encode("utf-8")).hexdigest()
     duration = getattr(item.payload, "duration", None)
     vector = getattr(embedded, "vector", embedded)
+    extra = dict(metadata or {})
+    typed = {**{k: extra.pop(k) for k in ("tags", "note") if k in extra}, **(facts or {})}
+    tags = normalise_tags(typed.get("tags") or [])
+    text = item.payload if item.modality == "text" else None
     row = {
         "id": item_id, "vector": vector, "modality": item.modality, "source": item.source,
-        "sha256": sha256, "size": size, "mtime": mtime, "metadata": json.dumps(metadata or {}),
-        "text": item.payload if item.modality == "text" else None, "thumbnail": thumbnail_jpeg(item),
+        "sha256": sha256, "size": size, "mtime": mtime, "metadata": json.dumps(extra),
+        "text": text, "thumbnail": thumbnail_jpeg(item),
         "duration": float(duration) if isinstance(duration, (int, float)) else None,
         "item": item_id, "kind": ITEM, "views": ",".join(views),
         "start": None, "end": None, "page": None, "char_start": None, "char_end": None,
+        **{k: typed.get(k) for k in FACT_COLUMNS}, "tags": tags,
+        "words": words_of(item.source, text, tags, typed.get("note")),
     }
     segments = getattr(embedded, "segments", None) or []
     vectors = getattr(embedded, "segment_vectors", None)
     return [row] + [_segment_row(row, n, seg, vectors[n]) for n, seg in enumerate(segments)]
 
 
+def words_of(source: str | None, text: str | None, tags: Sequence[str] = (), note: str | None = None) -> str:
+    """What full-text search reads for an item row: its file name in words, tags, note, text."""
+    name = re.sub(r"([a-z])([A-Z])", r"\1 \2", os.path.basename(str(source or "")))
+    name = re.sub(r"[_\-.]+", " ", name)
+    return "\n".join(p for p in (name, " ".join(tags), note or "", text or "") if p)
+
+
 def _segment_row(item: dict[str, Any], n: int, segment: Any, vector: np.ndarray) -> dict[str, Any]:
     chars = segment.chars or (None, None)
     return {**item, "id": f"{item['id']}#{segment.kind}/{n}", "vector": vector, "thumbnail": None, "views": None,
-            "kind": segment.kind, "text": segment.text, "start": segment.start, "end": segment.end,
+            "kind": segment.kind, "text": segment.text, "words": segment.text, "start": segment.start, "end": segment.end,
             "page": segment.page, "char_start": chars[0], "char_end": chars[1]}
 
 
@@ -177,7 +208,8 @@ class Snapshot:
 
 SNAPSHOT_MAX_ROWS = 100_000  # ~150 MB of float32 384-d vectors at most
 RESULT_COLUMNS = ["id", "source", "modality", "metadata", "text", "duration", "size",
-                  "item", "kind", "start", "end", "page", "char_start", "char_end"]
+                  "item", "kind", "start", "end", "page", "char_start", "char_end",
+                  "tags", "note", "created", "width", "height"]
 ITEMS_ONLY = "kind = 'item'"
 
 
@@ -330,9 +362,11 @@ class Collection:
         return (query.where(where) if where else query).to_arrow()
 
     def manifest(self) -> dict[str, tuple[str, int, float]]:
-        """id -> (sha256, size, mtime) of every row: what an incremental ingest compares against."""
-        t = self.column("id", "sha256", "size", "mtime", where=ITEMS_ONLY)
-        return {i: (h, s, m) for i, h, s, m in zip(*(t.column(n).to_pylist() for n in ("id", "sha256", "size", "mtime")))}
+        """id -> (state, size, mtime) of every item: what an incremental ingest compares against.
+        The state is the sha256, joined to its sidecar's digest when it has one (`file_state`)."""
+        names = ("id", "sha256", "size", "mtime", "sidecar")
+        t = self.column(*names, where=ITEMS_ONLY)
+        return {i: (file_state(h, c), s, m) for i, h, s, m, c in zip(*(t.column(n).to_pylist() for n in names))}
 
     def stale_views(self) -> set[str]:
         """Ids of items whose segments were made with other views than the collection's now."""
@@ -499,9 +533,42 @@ class Collection:
         if errors:
             raise errors[min(errors)]
         extra = list(metadata) if metadata is not None else [{}] * len(items)
-        self.upsert([row for item, e, i, m in zip(decoded, embedded, ids, extra)
-                     for row in make_rows(item, e, i, metadata=m, views=self.views)])
+        self.upsert([row for x, item, e, i, m in zip(items, decoded, embedded, ids, extra)
+                     for row in make_rows(item, e, i, metadata=m, views=self.views, facts=_facts(x, item))])
         return ids
+
+    def tag(self, ids: Sequence[str], add: Sequence[str] = (), remove: Sequence[str] = (),
+            replace: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """Change items' tags (`replace` them all, else `add` then `remove`) in one commit, with
+        their segment rows and full-text words; returns id -> its tags now. Missing ids raise."""
+        add, remove = normalise_tags(list(add)), normalise_tags(list(remove))
+        new = normalise_tags(list(replace)) if replace is not None else None
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        with self.writer:
+            rows = self.column(*[f.name for f in self.table.schema], where=f"item IN ({sql_list(ids)})").to_pylist()
+            items = {r["id"]: r for r in rows if r["kind"] == ITEM}
+            missing = [i for i in ids if i not in items]
+            if missing:
+                raise CollectionError(f"no item {missing[0]!r} in collection {self.name}")
+            out = {}
+            for i, r in items.items():
+                tags = new if new is not None else [t for t in [*(r["tags"] or []), *add] if t not in remove]
+                out[i] = list(dict.fromkeys(tags))
+            changed = [r for r in rows if list(r["tags"] or []) != out[r["item"]]]
+            for r in changed:
+                r["tags"] = out[r["item"]]
+                if r["kind"] == ITEM:
+                    r["words"] = words_of(r["source"], r["text"], r["tags"], r["note"])
+            if changed:
+                self._rewrite(changed)
+            return out
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        """Replace whole rows as read (their ids exist) in one commit; the writer lock is held."""
+        data = pa.Table.from_pylist([self._complete(r) for r in rows], schema=self.table.schema)
+        self.table.merge_insert("id").when_matched_update_all().execute(data)
 
     def delete(self, ids: Iterable[str]) -> int:
         """Remove items (with their segments) by id in one commit; returns how many items went."""
@@ -524,6 +591,7 @@ class Collection:
         out["space"] = self.meta["space"]["fingerprint"] if row.get("space") is None else row["space"]
         out["item"] = row.get("item") or row["id"]
         out["kind"] = row.get("kind") or ITEM
+        out["tags"] = list(row.get("tags") or [])
         return out
 
     # -- index ------------------------------------------------------------------------------------
@@ -680,15 +748,23 @@ def _connect(path: Path) -> Any:
 
 
 def _migrate(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """Bring a format-1 collection (one row per item, no segments) to this format in place: the
-    segment columns are added (every old row is an item of its own), then the record says 2."""
-    if meta.get("format_version") != 1:
+    """Bring an older collection to this format in place: format 1 (one row per item) gains the
+    segment columns (every old row is an item of its own), format 2 the typed metadata columns
+    (`created` from mtime, `words` from the text or the path: re-ingest to split file names);
+    then the record says FORMAT_VERSION. Adding a column is one commit: a crash re-runs it."""
+    version = meta.get("format_version")
+    if version == FORMAT_VERSION:
         return meta
     table = _connect(path).open_table(TABLE)
-    missing = {k: v for k, v in MIGRATE_V1.items() if k not in table.schema.names}
-    if missing:
-        table.add_columns(missing)
-    meta = {**meta, "format_version": FORMAT_VERSION, "views": []}  # made without views: none re-run unasked
+    for wanted in (MIGRATE_V1, MIGRATE_V2):
+        missing = {k: v for k, v in wanted.items() if k not in table.schema.names}
+        if missing:
+            table.add_columns(missing)
+    if "tags" not in table.schema.names:
+        table.add_columns(pa.field("tags", pa.list_(pa.string())))
+    meta = {**meta, "format_version": FORMAT_VERSION}
+    if version == 1:
+        meta["views"] = []  # made without views: none re-run unasked
     _write_meta(path / META_FILE, meta)
     return meta
 
@@ -698,7 +774,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
         meta = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise CollectionError(f"{path}: unreadable collection record: {exc}") from exc
-    if meta.get("format_version") not in (1, FORMAT_VERSION):
+    if meta.get("format_version") not in (1, 2, FORMAT_VERSION):
         raise CollectionError(f"{path}: collection format {meta.get('format_version')!r}, this omnibind reads {FORMAT_VERSION}")
     return meta
 
@@ -720,6 +796,11 @@ def _vector_matrix(t: pa.Table, dim: int) -> np.ndarray:
     return t.column("vector").combine_chunks().flatten().to_numpy().reshape(t.num_rows, -1)
 
 
+def file_state(sha256: str | None, sidecar: str | None) -> str | None:
+    """What says a file is unchanged: its content hash, with its sidecar's digest when it has one."""
+    return f"{sha256}+{sidecar}" if sidecar and sha256 else sha256
+
+
 def sql_string(value: str) -> str:
     """A SQL string literal (single quotes doubled)."""
     return "'" + str(value).replace("'", "''") + "'"
@@ -727,6 +808,19 @@ def sql_string(value: str) -> str:
 
 def sql_list(values: Iterable[str]) -> str:
     return ", ".join(sql_string(v) for v in values)
+
+
+def _facts(obj: Any, item: Input) -> dict[str, Any]:
+    """Typed columns of an item handed to `Collection.add`: a file's dates and size (as ingest
+    reads them), an in-memory image's size."""
+    from omnibind.facts import facts_of
+
+    if isinstance(obj, Path):
+        try:
+            return facts_of(obj.read_bytes(), item, obj.stat().st_mtime)
+        except OSError:
+            return {}
+    return facts_of(b"", item, None) if item.modality == "image" else {}
 
 
 def _default_id(obj: Any, item: Any) -> str:

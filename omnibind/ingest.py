@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omnibind.collection import ITEM, Collection, source_path
+from omnibind.collection import ITEM, Collection, file_state, source_path, words_of
+from omnibind.facts import normalise_tags
 from omnibind.inputs import beneath
 from omnibind.pipeline import BatchResult, embed_batch, list_sources
 from omnibind.views import parse as views_parse
@@ -64,7 +65,8 @@ def ingest(collection: Collection, source: str | Path, *, engine: str = "local",
            prune: bool = True, progress: Callable[[int, int], None] | None = None, log: Path | None = None,
            build_index: bool = True, exclude: Sequence[str] = (), reembed_progress: Callable[[int], None] | None = None,
            model_lock: AbstractContextManager | None = None, links: str = "inside", address: str | None = None,
-           actors: int = 2, views: Sequence[str] | str | None = None, **ray_options: Any) -> IngestReport:
+           actors: int = 2, views: Sequence[str] | str | None = None, tags: Sequence[str] = (),
+           **ray_options: Any) -> IngestReport:
     """Bring the collection in line with `source`; see the module docstring.
 
     The whole job holds the collection's writer lock (omnibind/writer.py): a second ingest of the
@@ -80,7 +82,9 @@ def ingest(collection: Collection, source: str | Path, *, engine: str = "local",
     omnibind/scale/ray_ingest.py). `model_lock` (the server's) is held around each local batch's
     decoding and embedding, so an ingest takes turns with other model calls. `views` (names,
     "default" or "none"; None keeps the collection's) are recorded in the collection, and items
-    stored with other views are redone even when their file is unchanged."""
+    stored with other views are redone even when their file is unchanged. `tags` are added to every
+    item under `source`, unchanged ones included (besides each file's sidecar tags: omnibind/facts.py);
+    an item re-embedded without a sidecar keeps the tags it had."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: {' or '.join(ENGINES)}")
     start = time.perf_counter()
@@ -101,9 +105,12 @@ def ingest(collection: Collection, source: str | Path, *, engine: str = "local",
         known = collection.manifest()
         previous = set(known)
         redo = collection.stale_views()  # stored with other views: embedded again, unchanged or not
-        run = _Run(collection, engine, batch_size, model_lock or nullcontext(), root, address, actors, ray_options)
+        tags = normalise_tags(list(tags), "--tag")
+        run = _Run(collection, engine, batch_size, model_lock or nullcontext(), root, address, actors, ray_options, tags)
         for done, result in _batches(run, sources, {k: v for k, v in known.items() if k not in redo}, progress):
             commit_batch(collection, result, known, report)
+            if tags and result.unchanged:
+                collection.tag(result.unchanged, add=tags)
         return finish(collection, report, previous, set(sources), prune, build_index, log, start)
 
 
@@ -119,6 +126,7 @@ class _Run:
     address: str | None
     actors: int
     ray_options: dict[str, Any]
+    tags: Sequence[str] = ()
 
 
 def _batches(run: _Run, sources: list[str], known: dict[str, tuple[str, int, float]],
@@ -141,12 +149,12 @@ def _engine_batches(run: _Run, sources: list[str], digests: dict[str, str]) -> I
 
         yield from ray_batches(run.collection, sources, digests, address=run.address, actors=run.actors,
                                batch_size=run.batch_size, root=run.root, views=run.collection.views,
-                               **run.ray_options)
+                               tags=run.tags, **run.ray_options)
         return
     for lo in range(0, len(sources), run.batch_size):
         part = sources[lo : lo + run.batch_size]
         with run.lock:
-            result = embed_batch(run.collection.space, part, digests, run.root, run.collection.views)
+            result = embed_batch(run.collection.space, part, digests, run.root, run.collection.views, run.tags)
         yield len(part), result
 
 
@@ -158,6 +166,7 @@ def commit_batch(collection: Collection, result: BatchResult, known: dict[str, t
     report.failed.extend(result.failed)
     report.notes.extend(result.notes)
     if result.rows:
+        _keep_tags(collection, result.rows, known)
         collection.upsert(result.rows)  # one commit: the whole batch (items and segments) or none of it
         for r in result.rows:
             if r.get("kind", ITEM) != ITEM:
@@ -166,11 +175,25 @@ def commit_batch(collection: Collection, result: BatchResult, known: dict[str, t
                 report.updated += 1
             else:
                 report.added += 1
-            known[r["id"]] = (r["sha256"], r["size"], r["mtime"])
+            known[r["id"]] = (file_state(r["sha256"], r.get("sidecar")), r["size"], r["mtime"])
     if result.stale:
         collection.delete(result.stale)
         for key in result.stale:
             known.pop(key, None)
+
+
+def _keep_tags(collection: Collection, rows: list[dict[str, Any]], known: dict[str, Any]) -> None:
+    """Stored items re-embedded without a sidecar keep the tags they had (set by PATCH, `tag` or an
+    earlier --tag) beside this run's: a sidecar, where there is one, says the tags itself."""
+    again = [r["id"] for r in rows if r.get("kind", ITEM) == ITEM and r["id"] in known and not r.get("sidecar")]
+    if not again:
+        return
+    old = {r["id"]: r["tags"] or [] for r in collection.get(again, ["id", "tags"])}
+    for r in rows:
+        if old.get(r.get("item") or r["id"]):
+            r["tags"] = list(dict.fromkeys([*old[r.get("item") or r["id"]], *(r.get("tags") or [])]))
+            if r.get("kind", ITEM) == ITEM:
+                r["words"] = words_of(r["source"], r.get("text"), r["tags"], r.get("note"))
 
 
 def finish(collection: Collection, report: IngestReport, previous: set[str], present: set[str], prune: bool,
@@ -196,8 +219,9 @@ def finish(collection: Collection, report: IngestReport, previous: set[str], pre
 def _renamed(collection: Collection, gone: list[str], present: set[str]) -> list[tuple[str, str]]:
     """(old, new) pairs of a vanished item and a present one with the same content: a moved file."""
     manifest = collection.manifest()
-    by_hash = {manifest[i][0]: i for i in sorted(present) if i in manifest}
-    return sorted((old, by_hash[manifest[old][0]]) for old in gone if old in manifest and manifest[old][0] in by_hash)
+    content = {i: str(state[0]).split("+")[0] for i, state in manifest.items()}  # the sha256, without the sidecar's
+    by_hash = {content[i]: i for i in sorted(present) if i in manifest}
+    return sorted((old, by_hash[content[old]]) for old in gone if old in manifest and content[old] in by_hash)
 
 
 def _write_log(collection: Collection, report: IngestReport, log: Path | None) -> Path:

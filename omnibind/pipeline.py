@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from omnibind.collection import ITEM, make_rows, path_id, schema, source_path
+from omnibind.collection import ITEM, file_state, make_rows, path_id, schema, source_path
 from omnibind.errors import InputError, OmnibindError
+from omnibind.facts import Sidecar, facts_of, is_sidecar, read_sidecar
 from omnibind.inputs import FileData, beneath, decode, read_file
 from omnibind.space import Space
 
@@ -89,34 +90,50 @@ class BatchResult:
 
 
 def embed_batch(space: Space, sources: Sequence[str], known: dict[str, str], root: str | None = None,
-                views: Sequence[str] = ()) -> BatchResult:
+                views: Sequence[str] = (), tags: Sequence[str] = ()) -> BatchResult:
     """Read, hash, skip-if-unchanged, decode, run the `views`, embed and turn into rows (an item
     row and its segment rows) a batch of sources (local paths or URIs). `known` maps stored ids to
-    their sha256. With `root`, a local file whose opened path is not beneath it (a link swapped in
-    after the walk) is refused. A bad file fails alone, whatever goes wrong with it."""
+    their state (`collection.file_state`: sha256, + the sidecar's digest). With `root`, a local file
+    whose opened path is not beneath it (a link swapped in after the walk) is refused. `tags` go on
+    every item embedded, beside its sidecar's (omnibind/facts.py). A bad file fails alone, whatever
+    goes wrong with it; an unusable sidecar is a note, and the item is stored without it."""
     result = BatchResult()
-    todo: list[tuple[FileData, str, Any]] = []
+    todo: list[tuple[FileData, str, Any, Sidecar | None]] = []
     for source in sources:
         try:
             read = read_source(source, space.limits, root)
             digest = hashlib.sha256(read.data).hexdigest()
-            if known.get(source) == digest:
+            side = _sidecar(source, space.limits, root, result)
+            if known.get(source) == file_state(digest, side.digest if side else None):
                 result.unchanged.append(source)
                 continue
-            todo.append((read, digest, decode(read.data, source, space.limits, name=read.path)))
+            todo.append((read, digest, decode(read.data, source, space.limits, name=read.path), side))
         except InputError as exc:
             _fail(result, source, exc.reason, known)
         except Exception as exc:  # a decoder bug must cost one file, never the batch
             _fail(result, source, f"unexpected {type(exc).__name__}: {exc}", known)
     for j, embedded, error in _embed_isolated(space, [t[2] for t in todo], views):
-        read, digest, item = todo[j]
+        read, digest, item, side = todo[j]
         if error is not None:  # non-finite vectors are refused by the tower (tower.refuse_non_finite)
             _fail(result, item.source, error, known)
             continue
+        facts = {**facts_of(read.data, item, read.mtime), "tags": [*(side.tags if side else []), *tags],
+                 "note": side.note if side else None, "sidecar": side.digest if side else None}
         result.rows += make_rows(item, embedded, item.source, sha256=digest, size=read.size, mtime=read.mtime,
-                                 views=views)
+                                 views=views, facts=facts, metadata=side.extra if side else None)
         result.notes += [(item.source, note) for note in embedded.notes]
     return result
+
+
+def _sidecar(source: str, limits: Any, root: str | None, result: BatchResult) -> Sidecar | None:
+    """A local file's sidecar (omnibind/facts.py), or None; an unusable one becomes a note."""
+    if "://" in source and not source.startswith("file://"):
+        return None
+    try:
+        return read_sidecar(source_path(source.removeprefix("file://")), limits, root)
+    except InputError as exc:
+        result.notes.append((source, f"sidecar ignored: {exc.reason}"))
+        return None
 
 
 def _embed_isolated(space: Space, items: list[Any], views: Sequence[str]) -> Iterator[tuple[int, Any, str | None]]:
@@ -256,10 +273,10 @@ def list_sources(source: str | Path, on_skip: OnSkip, exclude: Sequence[str] = (
     `.uris` / `.lst` manifest (one URI per line), or a single file or URI."""
     text = str(source)
     if "://" not in text and Path(text).is_dir():
-        return [path_id(p) for p in walk(Path(text), on_skip, exclude, links)]
+        return _without_sidecars([path_id(p) for p in walk(Path(text), on_skip, exclude, links)])
     if any(c in text for c in "*?[") and "://" not in text:
         paths = globlib.glob(os.path.expanduser(text), recursive=True)
-        return sorted(os.path.abspath(p) for p in paths if os.path.isfile(p) and not excluded(p, exclude))
+        return _without_sidecars(sorted(os.path.abspath(p) for p in paths if os.path.isfile(p) and not excluded(p, exclude)))
     if text.endswith(".parquet"):
         return _parquet_uris(text)
     if text.endswith((".lst", ".uris")) and Path(text).is_file():
@@ -268,6 +285,13 @@ def list_sources(source: str | Path, on_skip: OnSkip, exclude: Sequence[str] = (
     if "://" in text or Path(text).is_file():
         return [text if "://" in text else os.path.abspath(text)]
     raise OmnibindError(f"{text}: no such folder, file, glob match or manifest")
+
+
+def _without_sidecars(sources: list[str]) -> list[str]:
+    """A listing without the sidecars of files it holds (`x.jpg.json` beside `x.jpg`): they are
+    read with their file (omnibind/facts.py), not stored as items of their own."""
+    present = set(sources)
+    return [s for s in sources if not is_sidecar(s, present)]
 
 
 def _parquet_uris(path: str) -> list[str]:

@@ -32,6 +32,25 @@ class SearchBody(BaseModel):
     modality: str | None = Field(None, max_length=100, description="Item modalities, e.g. 'image,audio'.")
     where: str | None = Field(None, max_length=2000, description="LanceDB SQL filter, e.g. \"size > 1000\".")
     raw: bool = Field(False, description="Rank on raw cosine instead of calibrated scores.")
+    tags: list[str] | str | None = Field(None, description="Only items with every one of these tags.")
+    after: str | None = Field(None, max_length=64, description="Only items created at or after: 2024-05-01, 30d.")
+    before: str | None = Field(None, max_length=64, description="Only items created before this date or age.")
+    path_glob: str | None = Field(None, max_length=1000, description="Only paths matching: '*.jpg', '/photos/**'.")
+    like: str | None = Field(None, max_length=4096, description="More like this stored item (its id); `text` is then ignored.")
+
+    def filters(self) -> "Any":
+        """The typed filters (omnibind/filters.py) these fields ask for; FilterError when malformed."""
+        from omnibind.filters import Filters
+
+        return Filters.parse(self.where, self.tags, self.after, self.before, self.path_glob)
+
+
+class TagsBody(BaseModel):
+    """PATCH /v1/items/{id}: `tags` replaces them all; else `add`, then `remove`."""
+
+    tags: list[str] | None = Field(None, max_length=64)
+    add: list[str] = Field(default_factory=list, max_length=64)
+    remove: list[str] = Field(default_factory=list, max_length=64)
 
 
 class EmbedBody(BaseModel):

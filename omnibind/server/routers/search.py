@@ -28,23 +28,46 @@ async def search(request: Request, state: State, caller: CallerDep, background: 
         raise ApiError(400, "search takes one file")
     if files:
         fields.setdefault("text", "-")
+    if fields.get("like") and not files:
+        fields.setdefault("text", "-")
     body = validate(SearchBody, fields)
+    try:
+        where = body.filters().sql()
+    except ValueError as exc:  # FilterError: a date, a tag or a glob that cannot be read
+        raise ApiError(422, f"invalid request: {exc}") from None
+    k = min(body.k, state.settings.max_k)
+    if body.like and not files:
+        await run_in_threadpool(state.refresh)
+        hits = await run_in_threadpool(_like, state.collection, body.like, k, body, where)
+        return {"collection": state.collection.name, "query": body.like, "like": body.like,
+                "results": [hit_json(h) for h in hits], "note": getattr(hits, "note", None)}
     budget = Budget(state.settings, state.space.limits)
     query: Any = (await read_uploads(files, budget))[0] if files else budget.text(body.text, "text")
     if budget.big:
         background.add_task(release_memory)
-    k = min(body.k, state.settings.max_k)
     await run_in_threadpool(state.refresh)
     # only the query's embedding holds the model lock; ranking (in memory or LanceDB) runs beside it
     vector, modality = await state.gate.run(caller, lambda job: job.locked(query_input, state.collection, query))
-    hits = await run_in_threadpool(_search, state.collection, vector, modality, k, body)
+    hits = await run_in_threadpool(_search, state.collection, vector, modality, k, body, where)
     return {"collection": state.collection.name, "query": files[0].filename if files else body.text,
             "results": [hit_json(h) for h in hits], "note": getattr(hits, "note", None)}
 
 
-def _search(coll: Collection, vector: Any, modality: str | None, k: int, body: SearchBody) -> list[Hit]:
+def _search(coll: Collection, vector: Any, modality: str | None, k: int, body: SearchBody, where: str | None) -> list[Hit]:
     try:
-        return run_search(coll, vector, k=k, modality=body.modality, where=body.where, calibrated=not body.raw,
+        return run_search(coll, vector, k=k, modality=body.modality, where=where, calibrated=not body.raw,
                           query_modality=modality)
     except ValueError as exc:  # unknown modality
+        raise ApiError(422, str(exc)) from None
+
+
+def _like(coll: Collection, item_id: str, k: int, body: SearchBody, where: str | None) -> list[Hit]:
+    """More like a stored item: its own vector is the query (no model call), the item left out."""
+    from omnibind.neighbours import more_like
+
+    if not coll.get([item_id], ["id"]):
+        raise ApiError(404, f"no item {item_id[:300]!r} in collection {coll.name!r}")
+    try:
+        return more_like(coll, item_id, k=k, modality=body.modality, where=where, calibrated=not body.raw)
+    except ValueError as exc:
         raise ApiError(422, str(exc)) from None

@@ -1,0 +1,37 @@
+"""`PATCH /v1/items/{id}`: change an item's tags (token required, under the write lock). The tags
+are typed columns (omnibind/facts.py): searches filter on them at once (`tags` in /v1/search)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from omnibind.collection import CollectionError
+from omnibind.server.bodies import TagsBody, json_only, parse, validate
+from omnibind.server.deps import State, require_token
+from omnibind.server.errors import ApiError
+
+router = APIRouter(tags=["items"])
+
+
+@router.patch("/v1/items/{item_id:path}", dependencies=[Depends(require_token)], openapi_extra=json_only(TagsBody))
+async def patch_item(item_id: str, request: Request, state: State) -> dict[str, Any]:
+    """Set (`tags`), add or remove an item's tags; answers with the item's tags now."""
+    body = validate(TagsBody, (await parse(request, state.settings))[0])
+    if body.tags is None and not body.add and not body.remove:
+        raise ApiError(422, "invalid request: give tags (replace all), add or remove")
+    return await run_in_threadpool(_tag, state, item_id, body)
+
+
+def _tag(state: Any, item_id: str, body: TagsBody) -> dict[str, Any]:
+    state.refresh()
+    with state.write_lock:
+        try:
+            tags = state.collection.tag([item_id], add=body.add, remove=body.remove, replace=body.tags)
+        except CollectionError as exc:
+            raise ApiError(404, str(exc)) from None
+        except ValueError as exc:  # a tag too long, or with control characters
+            raise ApiError(422, f"invalid request: {exc}") from None
+    return {"id": item_id, "tags": tags[item_id]}
