@@ -39,7 +39,7 @@ against mean-of-top-2 and the item vector alone in docs/views.md) and its hit na
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,8 @@ import numpy as np
 from omnibind import modalities
 from omnibind.collection import RESULT_COLUMNS, Collection, CollectionError, sql_list
 from omnibind.hits import FAIR, STRONG, Hit, Hits, strength, strength_of_logit
-from omnibind.inputs import to_input
+from omnibind.inputs import Input, to_input
+from omnibind.rerank import Rerank, RerankQuery, depth, resolve
 from omnibind.views.embed import calibration_group, describe
 
 MIN_SAMPLE = 20  # a modality's sample weighs as much as the space's prior at this many items
@@ -59,9 +60,6 @@ SEGMENT_FETCH = 8  # rows fetched per wanted hit when items have segments: k dis
 MAX_FETCH = 65_536  # rows one LanceDB query may fetch while looking for k distinct items
 FILTER_FETCH = 16  # ANN rows fetched per wanted row when a `where` filter must be checked on them
 MAX_FILTER_FETCH = 4_096  # beyond this many ANN rows a filter is too selective: LanceDB's filtered search
-
-
-Rerank = Callable[[np.ndarray, list[Hit]], list[Hit]]
 
 
 # -- calibration ---------------------------------------------------------------------------------
@@ -143,16 +141,26 @@ def query_input(collection: Collection, query: Any, modality: str | None = None)
     return collection.space.embed([item])[0], item.modality
 
 
+def _embedded_query(collection: Collection, query: Any, modality: str | None) -> tuple[np.ndarray, str | None, Input | None]:
+    """`query_input` and the decoded query (None for a vector): what a reranker reads."""
+    if isinstance(query, np.ndarray) and query.dtype.kind == "f":
+        return (*query_input(collection, query, modality), None)
+    item = to_input(query, collection.space.limits)
+    return collection.space.embed([item])[0], item.modality, item
+
+
 def search(collection: Collection, query: Any, k: int = 10, *, modality: str | Sequence[str] | None = None,
            where: str | None = None, calibrated: bool = True, exact: bool | None = None,
            rerank: Rerank | None = None, refine: int = 4, nprobes: int = 32,
-           query_modality: str | None = None) -> list[Hit]:
+           query_modality: str | None = None, query_item: Input | None = None) -> list[Hit]:
     """The `k` best items for `query` (text, a Path to a file of any modality, or a vector).
 
     `modality` restricts item modalities; `where` is a LanceDB SQL filter on the row (e.g.
     "size > 1000", "source LIKE '%/2024/%'" or "metadata LIKE '%holiday%'"). `exact=None` uses the ANN index
     when there is one (and always re-scores its candidates with exact cosines), `True` forces a
-    flat scan. `rerank(query_vector, hits)` may reorder the merged list. With `calibrated`, hits
+    flat scan. `rerank` (a `omnibind.rerank.Reranker`, a registered name such as "hubness", or a
+    legacy `(query_vector, hits)` callable) reorders the merged list of `depth(k)` candidates per
+    modality; it sees the query input (`query_item` for a vector query). With `calibrated`, hits
     are ranked on match log-odds (z where a pair has no fit), scored by one 0-1 strength; raw
     cosine without it, or when a searched modality has too few items and no prior (module
     docstring; `Hit.kind`, `Hits.note`). `Hit.cosine` is always the raw cosine.
@@ -162,12 +170,13 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
         raise ValueError(f"k must be at least 1, got {k}")
     with collection.pinned():  # one LanceDB version query per search, not ten
         collection.check_consistent()
-        q, query_modality = query_input(collection, query, query_modality)
+        reranker = resolve(rerank, collection.space) if rerank is not None else None
+        q, query_modality, decoded = _embedded_query(collection, query, query_modality)
         if collection.calibration.stale(collection.group_counts()):  # added without an ingest, or one died early
             collection.calibration.refresh()
         samples = collection.calibration.samples()
         wanted = _modalities(modality, collection.modality_counts())
-        fetch = k * (refine if rerank else 1)
+        fetch = depth(k, reranker) if reranker else k
         found = {m: _candidates(collection, q, m, where, fetch, exact, refine, nprobes, len(wanted) == 1 and
                                 set(collection.modality_counts()) == {m}) for m in wanted}
         groups = {(m, calibration_group(m, row.get("kind"))) for m, rows in found.items() for row, _ in rows}
@@ -189,8 +198,8 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
         for item, (_, hit) in best.items():  # the whole item matched best: still say where in it
             hit.segment = hit.segment or (where_in[item][1] if item in where_in else None)
         hits = _diverse([h for _, h in sorted(best.values(), key=lambda x: -x[0])], k)
-        if rerank:
-            hits = rerank(q, hits)
+        if reranker:
+            hits = reranker(RerankQuery(decoded or query_item, q, query_modality, collection), hits)
         out = Hits(_with_item_text(collection, hits[:k]))
         out.note = _note(out, calibrated, thin)
         return out
@@ -287,7 +296,7 @@ def _with_item_text(collection: Collection, hits: list[Hit]) -> list[Hit]:
     items = {r["id"]: r for r in collection.get(need, RESULT_COLUMNS)}
     for h in hits:
         if h.segment is not None and h.id in items:
-            h.fields = items[h.id]
+            h.fields = {**items[h.id], **{k: h.fields[k] for k in ("rerank",) if k in h.fields}}  # a reranker's mark stays
     return hits
 
 
