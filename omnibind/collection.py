@@ -36,6 +36,7 @@ from omnibind import modalities
 from omnibind import views as view_names
 from omnibind.calibration import Calibration
 from omnibind.errors import OmnibindError
+from omnibind.fulltext import words_of
 from omnibind.inputs import Input, load_file, to_input
 from omnibind.paths import (HOME_ENV, META_FILE, CollectionError, collection_path, existing_collection,  # noqa: F401
                             omnibind_home)  # (re-exported)
@@ -66,6 +67,7 @@ def schema(dim: int, index_dim: int | None = None) -> pa.Schema:
         pa.field("thumbnail", pa.binary()),  # small JPEG of an image or a video's middle frame
         pa.field("duration", pa.float64()),  # seconds, audio and video
         pa.field("space", pa.string()),  # fingerprint of the space that made `vector`
+        pa.field("words", pa.string()),  # what full-text search sees (omnibind/fulltext.py words_of)
         *SEGMENT_FIELDS,
     ]
     if index_dim:
@@ -135,6 +137,8 @@ def make_rows(item: Input, embedded: Any, item_id: str, *, sha256: str | None = 
         "duration": float(duration) if isinstance(duration, (int, float)) else None,
         "item": item_id, "kind": ITEM, "views": ",".join(views),
         "start": None, "end": None, "page": None, "char_start": None, "char_end": None,
+        "words": words_of(item.source, item.payload if item.modality == "text" else None,
+                          (metadata or {}).get("tags") or (), (metadata or {}).get("note")),
     }
     segments = getattr(embedded, "segments", None) or []
     vectors = getattr(embedded, "segment_vectors", None)
@@ -145,7 +149,7 @@ def _segment_row(item: dict[str, Any], n: int, segment: Any, vector: np.ndarray)
     chars = segment.chars or (None, None)
     return {**item, "id": f"{item['id']}#{segment.kind}/{n}", "vector": vector, "thumbnail": None, "views": None,
             "kind": segment.kind, "text": segment.text, "start": segment.start, "end": segment.end,
-            "page": segment.page, "char_start": chars[0], "char_end": chars[1]}
+            "page": segment.page, "char_start": chars[0], "char_end": chars[1], "words": words_of(None, segment.text)}
 
 
 def thumbnail_jpeg(item: Input) -> bytes | None:

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from omnibind import modalities
+from omnibind import fulltext, modalities
 from omnibind.collection import RESULT_COLUMNS, Collection, CollectionError, sql_list
 from omnibind.hits import FAIR, STRONG, Hit, Hits, strength, strength_of_logit
 from omnibind.inputs import to_input
@@ -146,7 +146,7 @@ def query_input(collection: Collection, query: Any, modality: str | None = None)
 def search(collection: Collection, query: Any, k: int = 10, *, modality: str | Sequence[str] | None = None,
            where: str | None = None, calibrated: bool = True, exact: bool | None = None,
            rerank: Rerank | None = None, refine: int = 4, nprobes: int = 32,
-           query_modality: str | None = None) -> list[Hit]:
+           query_modality: str | None = None, mode: str | None = None) -> list[Hit]:
     """The `k` best items for `query` (text, a Path to a file of any modality, or a vector).
 
     `modality` restricts item modalities; `where` is a LanceDB SQL filter on the row (e.g.
@@ -157,7 +157,13 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     cosine without it, or when a searched modality has too few items and no prior (module
     docstring; `Hit.kind`, `Hits.note`). `Hit.cosine` is always the raw cosine.
     `query_modality` names the modality a vector query was embedded from (see `query_input`).
+    `mode`: "vector" (this function), "text" or "hybrid" (words too: omnibind/fulltext.py);
+    None: `fulltext.DEFAULT_MODE`.
     """
+    if (mode := fulltext.check_mode(mode or fulltext.DEFAULT_MODE)) != "vector":
+        return fulltext.search_mode(collection, query, k, mode, modality=modality, where=where, calibrated=calibrated,
+                                    exact=exact, rerank=rerank, refine=refine, nprobes=nprobes,
+                                    query_modality=query_modality)
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     with collection.pinned():  # one LanceDB version query per search, not ten
