@@ -36,7 +36,7 @@ from omnibind import modalities
 from omnibind import views as view_names
 from omnibind.calibration import Calibration
 from omnibind.errors import OmnibindError
-from omnibind.facts import normalise_tags
+from omnibind.facts import normalise_tags, words_of
 from omnibind.inputs import Input, load_file, to_input
 from omnibind.paths import (HOME_ENV, META_FILE, CollectionError, collection_path, existing_collection,  # noqa: F401
                             omnibind_home)  # (re-exported)
@@ -165,18 +165,11 @@ def make_rows(item: Input, embedded: Any, item_id: str, *, sha256: str | None = 
     return [row] + [_segment_row(row, n, seg, vectors[n]) for n, seg in enumerate(segments)]
 
 
-def words_of(source: str | None, text: str | None, tags: Sequence[str] = (), note: str | None = None) -> str:
-    """What full-text search reads for an item row: its file name in words, tags, note, text."""
-    name = re.sub(r"([a-z])([A-Z])", r"\1 \2", os.path.basename(str(source or "")))
-    name = re.sub(r"[_\-.]+", " ", name)
-    return "\n".join(p for p in (name, " ".join(tags), note or "", text or "") if p)
-
-
 def _segment_row(item: dict[str, Any], n: int, segment: Any, vector: np.ndarray) -> dict[str, Any]:
     chars = segment.chars or (None, None)
     return {**item, "id": f"{item['id']}#{segment.kind}/{n}", "vector": vector, "thumbnail": None, "views": None,
-            "kind": segment.kind, "text": segment.text, "words": segment.text, "start": segment.start, "end": segment.end,
-            "page": segment.page, "char_start": chars[0], "char_end": chars[1]}
+            "kind": segment.kind, "text": segment.text, "start": segment.start, "end": segment.end,
+            "page": segment.page, "char_start": chars[0], "char_end": chars[1], "words": words_of(None, segment.text)}
 
 
 def thumbnail_jpeg(item: Input) -> bytes | None:

@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ MAX_SIDECAR_BYTES = 64 * 1024
 MAX_TAGS = 64
 MAX_TAG_CHARS = 100
 MAX_NOTE_CHARS = 10_000
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])")
+_SEPARATORS = re.compile(r"[\s_.\-+,;()\[\]{}]+")
 EXIF_IFD, DATETIME_ORIGINAL, OFFSET_ORIGINAL, DATETIME = 0x8769, 36867, 36881, 306
 EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
 
@@ -179,3 +182,28 @@ def iso_seconds(text: Any) -> float | None:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.timezone.utc)
     return stamp.timestamp() if stamp.year >= 1900 else None
+
+
+# -- words: what full-text search reads (omnibind/fulltext.py indexes them) --------------------------
+
+
+def name_words(source: str | None) -> str:
+    """A file name as words: the last path part without its extension, split at `_ - . +`, spaces,
+    camelCase and letter-digit boundaries ('RedApple_2024-v2.png' -> 'Red Apple 2024 v 2')."""
+    if not source or source.startswith("<"):  # "<text>", "<bytes>": no name
+        return ""
+    name = re.split(r"[/\\]", str(source).rstrip("/\\"))[-1]
+    stem, dot, ext = name.rpartition(".")
+    if dot and stem and ext.isalnum() and len(ext) <= 5:
+        name = stem
+    parts = [p for chunk in _SEPARATORS.split(name) for p in _CAMEL.split(chunk)]
+    return " ".join(p for p in parts if p)
+
+
+def words_of(source: str | None, text: str | None, tags: Sequence[str] | str = (), note: str | None = None) -> str:
+    """The text full-text search sees for a row: the file name's words, tags, a note, the text.
+    Item rows: `words_of(item.source, text of a text item, tags, note)`; segment rows:
+    `words_of(None, segment.text)`."""
+    tag_list = [tags] if isinstance(tags, str) else [str(t) for t in tags or ()]
+    parts = [name_words(source), " ".join(tag_list), note or "", text or ""]
+    return "\n".join(p.strip() for p in parts if p and p.strip())

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omnibind.collection import ITEM, Collection, file_state, source_path, words_of
-from omnibind.facts import normalise_tags
+from omnibind.collection import ITEM, Collection, file_state, source_path
+from omnibind.facts import normalise_tags, words_of
+from omnibind.fulltext import ensure_fts
 from omnibind.inputs import beneath
 from omnibind.pipeline import BatchResult, embed_batch, list_sources
 from omnibind.views import parse as views_parse
@@ -210,6 +211,7 @@ def finish(collection: Collection, report: IngestReport, previous: set[str], pre
     if report.embedded or report.removed:
         if build_index:
             collection.ensure_index()
+            ensure_fts(collection)  # the full-text index on `words` (omnibind/fulltext.py), caught up
         collection.calibration.refresh()
     report.seconds = time.perf_counter() - start
     report.log = str(_write_log(collection, report, log)) if report.failed or report.notes else None

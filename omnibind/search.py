@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from omnibind import modalities
+from omnibind import fulltext, modalities
 from omnibind.collection import RESULT_COLUMNS, Collection, CollectionError, sql_list
 from omnibind.hits import FAIR, STRONG, Hit, Hits, strength, strength_of_logit
 from omnibind.inputs import Input, to_input
@@ -152,7 +152,7 @@ def _embedded_query(collection: Collection, query: Any, modality: str | None) ->
 def search(collection: Collection, query: Any, k: int = 10, *, modality: str | Sequence[str] | None = None,
            where: str | None = None, calibrated: bool = True, exact: bool | None = None,
            rerank: Rerank | None = None, refine: int = 4, nprobes: int = 32,
-           query_modality: str | None = None, query_item: Input | None = None) -> list[Hit]:
+           query_modality: str | None = None, query_item: Input | None = None, mode: str | None = None) -> list[Hit]:
     """The `k` best items for `query` (text, a Path to a file of any modality, or a vector).
 
     `modality` restricts item modalities; `where` is a LanceDB SQL filter on the row (e.g.
@@ -165,7 +165,13 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     cosine without it, or when a searched modality has too few items and no prior (module
     docstring; `Hit.kind`, `Hits.note`). `Hit.cosine` is always the raw cosine.
     `query_modality` names the modality a vector query was embedded from (see `query_input`).
+    `mode`: "vector" (this function), "text" or "hybrid" (words too: omnibind/fulltext.py);
+    None: `fulltext.DEFAULT_MODE`.
     """
+    if (mode := fulltext.check_mode(mode or fulltext.DEFAULT_MODE)) != "vector":
+        return search_mode(collection, query, k, mode, modality=modality, where=where, calibrated=calibrated,
+                                    exact=exact, rerank=rerank, refine=refine, nprobes=nprobes,
+                                    query_modality=query_modality, query_item=query_item)
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     with collection.pinned():  # one LanceDB version query per search, not ten
@@ -427,3 +433,104 @@ def _rescored(rows: list[dict[str, Any]], q: np.ndarray, k: int) -> list[tuple[d
 def by_ids(collection: Collection, ids: Sequence[str]) -> str:
     """A `where` filter for a set of ids."""
     return f"id IN ({sql_list(ids)})"
+
+
+# -- words: text and hybrid modes (the index and BM25 ranking: omnibind/fulltext.py) ----------------------
+
+
+def search_mode(collection: Collection, query: Any, k: int, mode: str, *, modality: str | Sequence[str] | None = None,
+                where: str | None = None, query_modality: str | None = None, **options: Any) -> Hits:
+    """`search(..., mode="text"|"hybrid")` (omnibind/search.py dispatches here)."""
+    mode = fulltext.check_mode(mode)
+    if mode == "text":
+        return text_search(collection, query, k, modality=modality, where=where, query_modality=query_modality)
+    return hybrid_search(collection, query, k, modality=modality, where=where, query_modality=query_modality, **options)
+
+
+def _query_text(query: Any, mode: str) -> str | None:
+    """The words of a query: a text query's text; files and vectors have none (text mode refuses them)."""
+    if isinstance(query, str):
+        return query
+    if mode == "text":
+        raise fulltext.ModeError("text mode searches words: give a text query (files and vectors: mode vector or hybrid)")
+    return None
+
+
+def text_search(collection: Collection, query: Any, k: int, *, modality: str | Sequence[str] | None = None,
+                where: str | None = None, query_modality: str | None = None) -> Hits:
+    """The k items whose words best match the query (BM25 of their best row; `Hit.kind` "bm25",
+    `score` the BM25 score, `cosine` the row's cosine to the query's vector)."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    text = _query_text(query, "text")
+    with collection.pinned():
+        collection.check_consistent()
+        q, _ = query_input(collection, query, query_modality)
+        wanted = _modalities(modality, collection.modality_counts())
+        found = fulltext.text_ranking(collection, text or "", wanted, where, k, fulltext.TEXT_OPERATOR, SEGMENT_FETCH,
+                                      MAX_FETCH) if wanted else []
+        hits = []
+        for item, row, bm25 in found:
+            vector = np.asarray(row.pop("vector"), dtype=np.float32)
+            segment = None if row.get("kind") in (None, "item") else _segment(row)
+            hits.append(Hit(item, row.get("source"), row["modality"], bm25, float(vector @ q), row, "bm25", segment))
+        out = Hits(_with_item_text(collection, hits))
+    out.note = None if out else "no item holds every word of the query"
+    return out
+
+
+def hybrid_search(collection: Collection, query: Any, k: int, *, modality: str | Sequence[str] | None = None,
+                  where: str | None = None, query_modality: str | None = None, weight: float = fulltext.TEXT_WEIGHT,
+                  operator: str = fulltext.TEXT_OPERATOR, depth: int = fulltext.TEXT_DEPTH, **options: Any) -> Hits:
+    """Vector and text lists fused by weighted RRF (module docstring); a hit keeps its vector
+    score, gains `fields["keyword_score"]` (BM25) when its words matched, and names the segment
+    whose words matched when the words ranked it higher than its meaning did."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    text = _query_text(query, "hybrid")
+    q, query_modality = query_input(collection, query, query_modality)
+    deep = max(k, depth)
+    vec = search(collection, q, deep, modality=modality, where=where, query_modality=query_modality, mode="vector",
+                   **options)
+    with collection.pinned():
+        wanted = _modalities(modality, collection.modality_counts())
+        texts = (fulltext.text_ranking(collection, text, wanted, where, deep, operator, SEGMENT_FETCH, MAX_FETCH)
+                 if text and wanted else [])
+    if not texts:
+        out = Hits(vec[:k])
+        out.note = vec.note
+        return out
+    order = fulltext.rrf([[h.id for h in vec], [i for i, _, _ in texts]], [1.0, weight])[:k]
+    by_id = {h.id: h for h in vec}
+    missing = [i for i in order if i not in by_id]
+    if missing:
+        by_id.update(_vector_hits(collection, q, missing, modality, where, query_modality, options))
+    out = Hits(_with_words(collection, [by_id[i] for i in order if i in by_id], texts,
+                           {h.id: n for n, h in enumerate(vec)}))
+    out.note = vec.note if not out or "keyword_score" not in out[0].fields else None
+    return out
+
+
+def _vector_hits(collection: Collection, q: np.ndarray, ids: list[str], modality: Any, where: str | None,
+                 query_modality: str | None, options: dict[str, Any]) -> dict[str, Hit]:
+    """Vector hits (calibrated like any other) of items only the words found."""
+    only = f"item IN ({sql_list(ids)})" + (f" AND ({where})" if where else "")
+    rest = {key: v for key, v in options.items() if key in ("calibrated", "exact")}
+    return {h.id: h for h in search(collection, q, len(ids), modality=modality, where=only,
+                                      query_modality=query_modality, mode="vector", **rest)}
+
+
+def _with_words(collection: Collection, hits: list[Hit], texts: list[tuple[str, dict[str, Any], float]],
+                vector_rank: dict[str, int]) -> list[Hit]:
+    """Hits with their BM25 in `fields["keyword_score"]`, and the segment whose words matched
+    where the words ranked the item higher than its vector did."""
+    text_rank = {i: (n, row, s) for n, (i, row, s) in enumerate(texts)}
+    for h in hits:
+        n, row, _ = text_rank.get(h.id, (len(texts), {}, 0.0))
+        if row.get("kind") not in (None, "item") and n < vector_rank.get(h.id, len(vector_rank)):
+            h.segment = _segment(row)
+    hits = _with_item_text(collection, hits)
+    for h in hits:
+        if h.id in text_rank:
+            h.fields = {**h.fields, "keyword_score": round(text_rank[h.id][2], 4)}
+    return hits

@@ -23,6 +23,7 @@ from omnibind.bind.cache import FeatureCache, StackedFeatures, content_key, proj
 from omnibind.errors import InputError, OmnibindError
 from omnibind.evaluate import datasets as ds
 from omnibind.evaluate import metrics as M
+from omnibind.evaluate.keywords import TASKS as KEYWORD_TASKS
 from omnibind.evaluate.results import (  # noqa: F401 - re-exported: tasks and reports import them from here
     HISTOGRAM_PAIRS,
     MATRYOSHKA_DIMS,
@@ -224,6 +225,7 @@ TASKS: dict[str, Callable[[CachedEmbedder, int | None], TaskResult]] = {
        for name in ("wallpapers", "opencv-photos", "scratch-backdrops")},
     "ood-sounds": lambda embed, limit: _ood_sounds().retrieval_task(embed, limit),
     "ood-instruments": lambda embed, limit: _ood_sounds().instrument_task(embed, limit),
+    **KEYWORD_TASKS,
 }
 
 
