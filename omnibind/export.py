@@ -136,7 +136,7 @@ def _write_parquet(batches: Iterator[pa.RecordBatch], schema: pa.Schema, out: Pa
 
 def _write_npy(batches: Iterator[pa.RecordBatch], out: Path, total: int, dim: int,
                manifest: dict[str, Any]) -> tuple[Path, ...]:
-    """vectors.npy filled batch by batch (a memory map), meta.parquet beside it, then ids.txt and
+    """vectors.npy appended batch by batch after its header, meta.parquet beside it, then ids.txt and
     manifest.json; each written to a temporary name and renamed into place."""
     import pyarrow.parquet as pq
 
@@ -144,32 +144,30 @@ def _write_npy(batches: Iterator[pa.RecordBatch], out: Path, total: int, dim: in
     names = {n: out / n for n in ("vectors.npy", "meta.parquet", "ids.txt", "manifest.json")}
     temps = {n: _temp(p) for n, p in names.items()}
     try:
-        vectors = np.lib.format.open_memmap(temps["vectors.npy"], mode="w+", dtype=np.float32, shape=(total, dim))
         meta_schema = pa.schema([pa.field(n, pa.string()) for n in NPY_META])
-        ids: list[str] = []
-        row = 0
-        with pq.ParquetWriter(temps["meta.parquet"], meta_schema) as meta:
-            for batch in batches:
-                n = batch.num_rows
+        rows, plain = 0, True  # plain: no id holds a line break (else ids.txt is left out)
+        with open(temps["vectors.npy"], "wb") as fh, open(temps["ids.txt"], "w", encoding="utf-8") as id_lines, \
+                pq.ParquetWriter(temps["meta.parquet"], meta_schema) as meta:
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (total, dim)})
+            for batch in batches:  # _batches checks that exactly `total` rows come
                 flat = batch.column("vector").flatten().to_numpy(zero_copy_only=False)
-                vectors[row:row + n] = flat.reshape(n, dim)
+                fh.write(np.ascontiguousarray(flat, dtype="<f4").tobytes())
                 meta.write_batch(pa.record_batch([batch.column(c).cast(pa.string()) for c in NPY_META],
                                                  schema=meta_schema))
-                ids.extend(batch.column("id").to_pylist())
-                row += n
-        vectors.flush()
-        del vectors
-        return _finish_npy(names, temps, ids, {**manifest, "rows": row})
+                ids = batch.column("id").to_pylist()
+                plain = plain and not any("\n" in i or "\r" in i for i in ids)
+                id_lines.write("".join(i + "\n" for i in ids))
+                rows += len(ids)
+        return _finish_npy(names, temps, plain, {**manifest, "rows": rows})
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
 
 
-def _finish_npy(names: dict[str, Path], temps: dict[str, Path], ids: list[str],
+def _finish_npy(names: dict[str, Path], temps: dict[str, Path], plain: bool,
                 manifest: dict[str, Any]) -> tuple[Path, ...]:
     written = ["vectors.npy", "meta.parquet"]
-    if not any("\n" in i or "\r" in i for i in ids):
-        temps["ids.txt"].write_text("".join(i + "\n" for i in ids), encoding="utf-8")
+    if plain:
         written.append("ids.txt")
     else:
         names["ids.txt"].unlink(missing_ok=True)  # a stale one from an earlier export would mislead

@@ -110,3 +110,16 @@ def test_cli(coll, tmp_path: Path):
     assert done.exit_code == 0 and "wrote 3 rows" in done.output, done.output
     bad = runner.invoke(app, ["export", str(out), "-c", "nope", "--home", home])
     assert bad.exit_code == 1 and "no collection 'nope'" in bad.output
+
+
+def test_npy_without_ids_txt_when_an_id_has_a_line_break(space, tmp_path: Path):
+    odd = Collection.open("odd", space=space, home=tmp_path / "home")
+    odd.add(["one note", "another note"], ids=["plain", "two\nlines"])
+    folder = tmp_path / "npy"
+    (folder).mkdir()
+    (folder / "ids.txt").write_text("stale\n")
+    report = export(odd, folder, "npy")
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "meta.parquet", "vectors.npy"]
+    assert sorted(pq.read_table(folder / "meta.parquet").column("id").to_pylist()) == ["plain", "two\nlines"]
+    assert json.loads((folder / "manifest.json").read_text())["files"] == ["vectors.npy", "meta.parquet",
+                                                                          "manifest.json"] and report.rows == 2
