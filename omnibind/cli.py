@@ -21,6 +21,7 @@ from omnibind.extras import require
 from omnibind.spaceinfo import describe, load_space  # load_space imports torch on first call
 from omnibind.cli_compose import compose_command  # `omnibind compose` (issue 17): its own module
 from omnibind.cli_search import search_command  # `omnibind search`: options for filters, modes, rerank
+from omnibind.cli_export import export_command  # `omnibind export`: Parquet or NumPy files of a collection
 
 app = typer.Typer(help="omnibind: text, images, audio and video in one embedding space, offline by default.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -28,6 +29,7 @@ console = Console()
 err = Console(stderr=True)
 app.command("compose")(compose_command)
 app.command("search")(search_command)
+app.command("export")(export_command)
 
 
 

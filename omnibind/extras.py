@@ -9,7 +9,8 @@ from types import ModuleType
 
 from omnibind.errors import OmnibindError
 
-EXTRAS = {"serve": "the HTTP server", "ray": "the Ray engine", "eval": "evaluation reports and plots"}
+EXTRAS = {"serve": "the HTTP server", "ray": "the Ray engine", "eval": "evaluation reports and plots",
+          "langchain": "the LangChain adapter", "llamaindex": "the LlamaIndex adapter"}
 
 
 class MissingExtraError(OmnibindError):

@@ -2,8 +2,9 @@
 (media and preview before collections: `/v1/items/{id}/media` and `/v1/items/{id}/preview` must be
 tried before `/v1/items/{id}`)."""
 
-from omnibind.server.routers import collections, embed, media, page, preview, search, tags
+from omnibind.server.routers import collections, embed, media, openai, page, preview, search, tags
 
-ROUTERS = [page.router, search.router, embed.router, media.router, preview.router, tags.router, collections.router]
+ROUTERS = [page.router, search.router, embed.router, openai.router, media.router, preview.router, tags.router,
+           collections.router]
 
 __all__ = ["ROUTERS"]
