@@ -45,6 +45,10 @@ def search_command(
                                             "'/photos/2024/**' (path)."),
     where: Optional[str] = typer.Option(None, help="SQL filter on item columns, e.g. \"size > 10000\" or "
                                         "\"width >= 1920\"."),
+    mode: Optional[str] = typer.Option(None, help="vector (meaning, the default), text (words: file names, tags, "
+                                       "notes, transcripts, OCR; BM25) or hybrid (both, fused)."),
+    rerank: Optional[str] = typer.Option(None, help="Rerank the best candidates: hubness, or cross-encoder:PATH "
+                                         "(a local sentence-transformers CrossEncoder folder)."),
     raw: bool = Flag("--raw", help="Rank by raw cosine instead of calibrated scores."),
     exact: bool = Flag("--exact", help="Flat scan even when an ANN index exists."),
     as_json: bool = Flag("--json", help="Print a JSON list of results, best first."),
@@ -56,13 +60,15 @@ def search_command(
 
     if sum(x is not None for x in (query, file, like)) != 1:
         _fail(ValueError("give a text QUERY, --file or --like (one of them)"))
+    if like is not None and mode not in (None, "vector"):
+        _fail(ValueError(f"--like searches by the item's vector: --mode {mode} needs words (give a text QUERY)"))
     try:
         sql = Filters.parse(where, tag, after, before, path_glob).sql()
         if like is not None:
-            coll = _search_like(collection, like, k, modality, sql, raw, exact, _home(home))
+            coll = _search_like(collection, like, k, modality, sql, raw, exact, _home(home), rerank)
         else:  # a running `omnibind serve` of this collection answers if there is one (omnibind/client.py)
             coll = client.search(collection, file.expanduser() if file else query, k=k, modality=modality, where=sql,
-                                 raw=raw, exact=exact, local=local, home=_home(home),
+                                 raw=raw, exact=exact, local=local, home=_home(home), mode=mode, rerank=rerank,
                                  loading=client.spinner(err, "loading models"))
     except (OmnibindError, ValueError) as exc:
         _fail(exc)
@@ -74,7 +80,7 @@ def search_command(
 
 
 def _search_like(collection: str, item_id: str, k: int, modality: Optional[str], where: Optional[str], raw: bool,
-                 exact: bool, home: Optional[Path]) -> client.Results:
+                 exact: bool, home: Optional[Path], rerank: Optional[str]) -> client.Results:
     """`search --like`: the stored item's own vector is the query (no model is loaded to embed it)."""
     from omnibind.collection import Collection
     from omnibind.neighbours import more_like
@@ -82,5 +88,5 @@ def _search_like(collection: str, item_id: str, k: int, modality: Optional[str],
     coll = Collection.open(collection, create=False, home=home)
     item = item_id if item_id.startswith(("text:", "/")) or "://" in item_id else str(Path(item_id).expanduser().resolve())
     hits = more_like(coll, item if coll.get([item], ["id"]) else item_id, k=k, modality=modality, where=where,
-                     calibrated=not raw, exact=True if exact else None)
+                     calibrated=not raw, exact=True if exact else None, rerank=rerank)
     return client.Results(coll.name, hits)

@@ -71,11 +71,13 @@ class Results:
 
 def search(collection: str, query: Any, *, k: int = 10, modality: str | None = None, where: str | None = None,
            raw: bool = False, exact: bool = False, local: bool = False, home: Path | None = None,
-           loading: Callable[[], AbstractContextManager[Any]] = nullcontext) -> Results:
+           loading: Callable[[], AbstractContextManager[Any]] = nullcontext, mode: str | None = None,
+           rerank: str | None = None) -> Results:
     """`omnibind.search.search` over a collection, answered by a running server of it when one
     is up (module docstring), else here; `loading()` wraps the local search (a spinner)."""
     if not (local or exact) and isinstance(query, str) and query and k <= SERVER_MAX_K:
-        found = server_search(collection, query, k=k, modality=modality, where=where, raw=raw, home=home)
+        found = server_search(collection, query, k=k, modality=modality, where=where, raw=raw, home=home,
+                              extra={"mode": mode, "rerank": rerank})
         if found is not None:
             return found
     from omnibind.collection import Collection
@@ -84,7 +86,7 @@ def search(collection: str, query: Any, *, k: int = 10, modality: str | None = N
     with loading():
         coll = Collection.open(collection, create=False, home=home)
         hits = run_search(coll, query, k=k, modality=modality, where=where, calibrated=not raw,
-                          exact=True if exact else None)
+                          exact=True if exact else None, mode=mode, rerank=rerank)
     return Results(coll.name, hits)
 
 
@@ -94,8 +96,10 @@ def spinner(console: Any, text: str) -> Callable[[], AbstractContextManager[Any]
 
 
 def server_search(collection: str, query: str, *, k: int = 10, modality: str | None = None,
-                  where: str | None = None, raw: bool = False, home: Path | None = None) -> Results | None:
-    """The hits of a live server of this collection, or None (no server, or it could not answer)."""
+                  where: str | None = None, raw: bool = False, home: Path | None = None,
+                  extra: dict[str, Any] | None = None) -> Results | None:
+    """The hits of a live server of this collection, or None (no server, or it could not answer);
+    `extra` fields (mode, rerank) are sent when set."""
     try:
         path = collection_path(collection, home)
         fingerprint = _fingerprint(path)
@@ -104,7 +108,8 @@ def server_search(collection: str, query: str, *, k: int = 10, modality: str | N
     for record in live_servers(home):
         if record.get("path") != str(path) or record.get("fingerprint") != fingerprint:
             continue
-        body = {"text": query, "k": k, "modality": modality, "where": where, "raw": raw}
+        body = {"text": query, "k": k, "modality": modality, "where": where, "raw": raw,
+                **{key: v for key, v in (extra or {}).items() if v is not None}}
         answer = _post(record, "/v1/search", body)
         if answer is not None and answer.get("collection") == record.get("collection"):
             try:

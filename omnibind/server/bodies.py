@@ -37,6 +37,8 @@ class SearchBody(BaseModel):
     before: str | None = Field(None, max_length=64, description="Only items created before this date or age.")
     path_glob: str | None = Field(None, max_length=1000, description="Only paths matching: '*.jpg', '/photos/**'.")
     like: str | None = Field(None, max_length=4096, description="More like this stored item (its id); `text` is then ignored.")
+    mode: str | None = Field(None, max_length=16, description="vector (default), text (words, BM25) or hybrid.")
+    rerank: str | None = Field(None, max_length=64, description="A reranker HTTP callers may name: hubness.")
 
     def filters(self) -> "Any":
         """The typed filters (omnibind/filters.py) these fields ask for; FilterError when malformed."""

@@ -31,10 +31,7 @@ async def search(request: Request, state: State, caller: CallerDep, background: 
     if fields.get("like") and not files:
         fields.setdefault("text", "-")
     body = validate(SearchBody, fields)
-    try:
-        where = body.filters().sql()
-    except ValueError as exc:  # FilterError: a date, a tag or a glob that cannot be read
-        raise ApiError(422, f"invalid request: {exc}") from None
+    where, reranker = _checked(body, state)
     k = min(body.k, state.settings.max_k)
     if body.like and not files:
         await run_in_threadpool(state.refresh)
@@ -46,18 +43,35 @@ async def search(request: Request, state: State, caller: CallerDep, background: 
     if budget.big:
         background.add_task(release_memory)
     await run_in_threadpool(state.refresh)
-    # only the query's embedding holds the model lock; ranking (in memory or LanceDB) runs beside it
-    vector, modality = await state.gate.run(caller, lambda job: job.locked(query_input, state.collection, query))
-    hits = await run_in_threadpool(_search, state.collection, vector, modality, k, body, where)
+    if reranker is not None or (body.mode or "vector").strip().lower() != "vector":  # words or a reranker: the
+        hits = await state.gate.run(caller, lambda job: job.locked(  # query's input, not only its vector
+            _search, state.collection, query, None, k, body, where, reranker))
+    else:  # only the query's embedding holds the model lock; ranking (in memory or LanceDB) runs beside it
+        vector, modality = await state.gate.run(caller, lambda job: job.locked(query_input, state.collection, query))
+        hits = await run_in_threadpool(_search, state.collection, vector, modality, k, body, where)
     return {"collection": state.collection.name, "query": files[0].filename if files else body.text,
             "results": [hit_json(h) for h in hits], "note": getattr(hits, "note", None)}
 
 
-def _search(coll: Collection, vector: Any, modality: str | None, k: int, body: SearchBody, where: str | None) -> list[Hit]:
+def _checked(body: SearchBody, state: Any) -> tuple[str | None, Any]:
+    """(SQL filter, reranker or None) of a search body; 422 for a malformed filter, an unknown
+    mode or a reranker HTTP callers may not name (a local model path)."""
+    from omnibind import fulltext, rerank
+
     try:
-        return run_search(coll, vector, k=k, modality=body.modality, where=where, calibrated=not body.raw,
-                          query_modality=modality)
-    except ValueError as exc:  # unknown modality
+        fulltext.check_mode(body.mode or fulltext.DEFAULT_MODE)
+        where = body.filters().sql()  # FilterError: a date, a tag or a glob that cannot be read
+        return where, rerank.get(body.rerank, state.space, served_only=True) if body.rerank else None
+    except ValueError as exc:
+        raise ApiError(422, f"invalid request: {exc}") from None
+
+
+def _search(coll: Collection, query: Any, modality: str | None, k: int, body: SearchBody, where: str | None,
+            reranker: Any = None) -> list[Hit]:
+    try:
+        return run_search(coll, query, k=k, modality=body.modality, where=where, calibrated=not body.raw,
+                          query_modality=modality, mode=body.mode, rerank=reranker)
+    except ValueError as exc:  # unknown modality, a file query in text mode
         raise ApiError(422, str(exc)) from None
 
 
