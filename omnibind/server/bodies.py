@@ -32,6 +32,7 @@ class SearchBody(BaseModel):
     modality: str | None = Field(None, max_length=100, description="Item modalities, e.g. 'image,audio'.")
     where: str | None = Field(None, max_length=2000, description="LanceDB SQL filter, e.g. \"size > 1000\".")
     raw: bool = Field(False, description="Rank on raw cosine instead of calibrated scores.")
+    collection: str | None = Field(None, max_length=200, description="A served collection (default: the default one).")
 
 
 class EmbedBody(BaseModel):

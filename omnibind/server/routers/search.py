@@ -1,4 +1,6 @@
-"""`POST /v1/search`: a text (JSON) or an uploaded file of any modality (multipart)."""
+"""`POST /v1/search`: a text (JSON) or an uploaded file of any modality (multipart), in the default
+collection or the served one the body's `collection` names; `POST /v1/collections/{name}/search`
+is the same in collection `name`. The query is embedded by that collection's own space."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from omnibind.search import Hit, query_input
 from omnibind.search import search as run_search
 from omnibind.server.bodies import SearchBody, form_limits, json_or_form, parse, read_uploads, validate
 from omnibind.server.budget import Budget, release_memory
-from omnibind.server.deps import CallerDep, State
+from omnibind.server.deps import CallerDep, State, scoped_routes
 from omnibind.server.errors import ApiError
 from omnibind.server.gate import Job
 from omnibind.server.shapes import hit_json
@@ -20,26 +22,35 @@ from omnibind.server.shapes import hit_json
 router = APIRouter(tags=["search"])
 
 
-@router.post("/v1/search", openapi_extra=json_or_form(SearchBody))
+@scoped_routes(router, "POST", "/v1/search", openapi_extra=json_or_form(SearchBody))
 async def search(request: Request, state: State, caller: CallerDep, background: BackgroundTasks) -> dict[str, Any]:
-    """Search the collection with a text (JSON) or an uploaded file of any modality (multipart)."""
+    """Search a collection with a text (JSON) or an uploaded file of any modality (multipart)."""
     fields, files = await parse(request, state.settings, form_limits(state.settings, "search"))
     if len(files) > 1:
         raise ApiError(400, "search takes one file")
     if files:
         fields.setdefault("text", "-")
     body = validate(SearchBody, fields)
-    budget = Budget(state.settings, state.space.limits)
+    coll = _collection(state, request.path_params.get("name"), body.collection)
+    budget = Budget(state.settings, coll.space.limits)
     query: Any = (await read_uploads(files, budget))[0] if files else budget.text(body.text, "text")
     if budget.big:
         background.add_task(release_memory)
     k = min(body.k, state.settings.max_k)
-    await run_in_threadpool(state.refresh)
+    await run_in_threadpool(state.refresh, coll)
     # only the query's embedding holds the model lock; ranking (in memory or LanceDB) runs beside it
-    vector, modality = await state.gate.run(caller, lambda job: job.locked(query_input, state.collection, query))
-    hits = await run_in_threadpool(_search, state.collection, vector, modality, k, body)
-    return {"collection": state.collection.name, "query": files[0].filename if files else body.text,
-            "results": [hit_json(h) for h in hits], "note": getattr(hits, "note", None)}
+    vector, modality = await state.gate.run(caller, lambda job: job.locked(query_input, coll, query))
+    hits = await run_in_threadpool(_search, coll, vector, modality, k, body)
+    items = state.links_base(coll)
+    return {"collection": coll.name, "query": files[0].filename if files else body.text,
+            "results": [hit_json(h, items) for h in hits], "note": getattr(hits, "note", None)}
+
+
+def _collection(state: Any, in_path: str | None, in_body: str | None) -> Collection:
+    """The collection to search: the path's, else the body's `collection`, else the default (both: they must agree)."""
+    if in_path is not None and in_body and in_body != in_path:
+        raise ApiError(400, f"the path names collection {in_path[:100]!r}, the body {in_body[:100]!r}")
+    return state.collection_named(in_path or in_body or None)
 
 
 def _search(coll: Collection, vector: Any, modality: str | None, k: int, body: SearchBody) -> list[Hit]:
