@@ -81,7 +81,7 @@ class ServerState:
         for other in others:
             state.add(other)
         for name in settings.others:
-            if name not in state.served:
+            if collection_path(name, settings.home) not in {c.path for c in state.served.values()}:
                 state.add(state.open_collection(name, create=False))
         if settings.serve_all:
             state.open_all()
