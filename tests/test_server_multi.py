@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -229,3 +230,22 @@ def test_serve_names(tmp_path: Path, world):
         _serve_names([], True, False, tmp_path / "empty-home")  # nothing to serve: say so
     assert _serve_names([], True, True, tmp_path / "empty-home") == ["default"]
 
+
+
+def test_playback_of_another_collection_points_into_it(world, tmp_path: Path):
+    from conftest import write_wav
+    from omnibind.ingest import ingest
+
+    home, photos, _ = world
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    wav = write_wav(folder / "tone.wav", seconds=1.0)
+    clips = Collection.open("clips", space=photos.space, home=home)
+    assert not ingest(clips, folder).failed
+    app = create_app(ServerSettings(collection="photos", others=["clips"], home=home), TOKEN, photos)
+    base = "/v1/collections/clips/items/" + quote(str(wav), safe="")
+    with TestClient(app, base_url="http://localhost") as http:
+        info = http.get(base + "/playback").json()
+        assert info["playable"] is True and info["src"] == info["download"] == base + "/media"
+        assert http.get(info["src"]).content == wav.read_bytes()
+        assert http.get("/v1/items/" + quote(str(wav), safe="") + "/playback").status_code == 404  # not in photos
