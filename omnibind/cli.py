@@ -12,16 +12,15 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from omnibind import client, render
+from omnibind import render
 from omnibind.errors import InputError, OmnibindError
 from omnibind.inputs import Text, from_argument
-from omnibind.paths import existing_collection
 from omnibind.cli_options import HOME, CollectionOpt, DeviceOpt, Flag, HomeOpt, PrecisionOpt, SpaceOpt
-from omnibind.extras import require
 from omnibind.spaceinfo import describe, load_space  # load_space imports torch on first call
 from omnibind.cli_compose import compose_command  # `omnibind compose` (issue 17): its own module
 from omnibind.cli_search import search_command  # `omnibind search`: options for filters, modes, rerank
 from omnibind.cli_export import export_command  # `omnibind export`: Parquet or NumPy files of a collection
+from omnibind.cli_serve import serve_command  # `omnibind serve`: its own module
 
 app = typer.Typer(help="omnibind: text, images, audio and video in one embedding space, offline by default.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -344,32 +343,4 @@ def eval_(
                   + (f"; table updated in {readme}" if readme else ""))
 
 
-@app.command()
-def serve(
-    collection: str = CollectionOpt,
-    host: str = typer.Option("127.0.0.1", help="Interface to bind (127.0.0.1: this machine only)."),
-    port: int = typer.Option(8000, help="TCP port."),
-    space: Optional[str] = typer.Option(None, "--space", "-s", help="Space for a new collection."),
-    root: list[Path] = typer.Option([], "--root", help="Folder the ingest endpoint may read and media are served "
-                                    "from (repeatable); none: ingest over HTTP is disabled."),
-    allowed_host: list[str] = typer.Option([], "--allowed-host", help="Another name clients reach the server by "
-                                           "(repeatable; '*.lan', '*')."),
-    max_upload_mb: int = typer.Option(50, help="Largest request body, in MiB."),
-    create: bool = Flag("--create", help="Serve a new, empty collection if none has this name."),
-    home: Optional[Path] = HomeOpt,
-) -> None:
-    """Serve the HTTP API and the search page for a collection (write endpoints need the token)."""
-    try:
-        _ = create or existing_collection(collection, _home(home))  # a typo is not a new empty collection (--create)
-        uvicorn = require("uvicorn", "serve")
-        server = require("omnibind.server", "serve")
-        settings = server.ServerSettings(collection=collection, space=space, roots=list(root), home=_home(home),
-                                         host=host, allowed_hosts=list(allowed_host),
-                                         max_upload_bytes=max_upload_mb * 1024 * 1024)
-        token, created = server.load_token(home=settings.home)
-        app_ = server.create_app(settings, token)
-    except (OmnibindError, ValueError) as exc:
-        _fail(exc)
-    render.serve_banner(err, host, port, app_.state.collection, token, created, server.token_path(settings.home))
-    with client.advertise(app_.state.collection, host, port, settings.home):  # `omnibind search` finds it
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
+app.command("serve")(serve_command)  # registered last: listed last in --help, as before

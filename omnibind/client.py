@@ -2,12 +2,15 @@
 what a fresh process needs seconds of model loading for.
 
 `omnibind serve` advertises itself while it runs (`advertise`): a record in
-`<home>/servers/<collection>-<port>.json` (mode 0600) with its loopback address, process id,
-collection folder, the collection's space fingerprint and the omnibind version; the record is
-removed when the server exits. `search` uses a server only when its record is the user's own,
-its process is alive, it serves the same collection folder made by the same space and the same
-omnibind version, and its address is a loopback one; it sends the query (no token: search needs
-none) to `POST /v1/search` and checks that the answer names the collection. Anything else (no
+`<home>/servers/<collection>-<port>.json` (mode 0600; named after its default collection) with
+its loopback address, process id, the default collection's folder and space fingerprint, the
+same for every other collection it serves (`others`, rewritten by `readvertise` when `--all`
+serves a new one) and the omnibind version; the record is removed when the server exits.
+`search` uses a server only when its record is the user's own, its process is alive, it serves
+the same collection folder made by the same space and the same omnibind version, and its address
+is a loopback one; it sends the query (no token: search needs none) to `POST /v1/search` (the
+default collection) or `POST /v1/collections/{name}/search` (another served one) and checks that
+the answer names the collection. Anything else (no
 server, a stale record, a refused connection, any error status, a search the server cannot do
 exactly like a local one: `--exact`, a file query, k over the server's cap) searches locally, so
 the result never depends on whether a server is up: the hits and their rendering are the same.
@@ -23,11 +26,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from omnibind.hits import Hit, Hits
 from omnibind.paths import META_FILE, collection_path, omnibind_home
@@ -106,18 +110,31 @@ def server_search(collection: str, query: str, *, k: int = 10, modality: str | N
     except (OSError, ValueError):
         return None
     for record in live_servers(home):
-        if record.get("path") != str(path) or record.get("fingerprint") != fingerprint:
+        name = _served_as(record, str(path), fingerprint)
+        if name is None:
             continue
+        route = "/v1/search" if name == record.get("collection") else f"/v1/collections/{quote(name, safe='')}/search"
         body = {"text": query, "k": k, "modality": modality, "where": where, "raw": raw,
                 **{key: v for key, v in (extra or {}).items() if v is not None}}
-        answer = _post(record, "/v1/search", body)
-        if answer is not None and answer.get("collection") == record.get("collection"):
+        answer = _post(record, route, body)
+        if answer is not None and answer.get("collection") == name:
             try:
                 hits = Hits(RemoteHit.from_json(h) for h in answer["results"])
                 hits.note = answer.get("note")
             except (KeyError, TypeError, ValueError):
                 continue
             return Results(str(answer["collection"]), hits, "server", _url(record))
+    return None
+
+
+def _served_as(record: dict[str, Any], path: str, fingerprint: str | None) -> str | None:
+    """The name under which the server of `record` serves the collection at `path` made by the
+    space `fingerprint` (its default collection, or one of its `others`), or None."""
+    others = record.get("others")
+    for entry in [record, *(others if isinstance(others, list) else [])]:
+        if (isinstance(entry, dict) and entry.get("path") == path and entry.get("fingerprint") == fingerprint
+                and isinstance(entry.get("collection"), str)):
+            return str(entry["collection"])
     return None
 
 
@@ -144,18 +161,19 @@ def live_servers(home: Path | None = None) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def advertise(collection: Any, host: str, port: int, home: Path | None = None) -> Iterator[Path | None]:
-    """While the block runs, a record that lets `omnibind search` use this server (none when
-    the server is not reachable on a loopback address); removed on exit."""
+def advertise(collection: Any, host: str, port: int, home: Path | None = None,
+              others: Sequence[Any] = ()) -> Iterator[Path | None]:
+    """While the block runs, a record that lets `omnibind search` use this server for `collection`
+    (its default) and `others` (none when the server is not reachable on a loopback address);
+    removed on exit."""
     address = _loopback(host)
     if address is None or port <= 0:
         yield None
         return
     folder = (home or omnibind_home()) / SERVERS
     file = folder / f"{collection.name}-{port}.json"
-    record = {"host": address, "port": port, "pid": os.getpid(), "collection": collection.name,
-              "path": str(collection.path), "fingerprint": collection.meta["space"]["fingerprint"],
-              "version": __version__, "started": time.time()}
+    record = {"host": address, "port": port, "pid": os.getpid(), **_entry(collection),
+              "others": [_entry(c) for c in others], "version": __version__, "started": time.time()}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _write_private(file, json.dumps(record, indent=2) + "\n")
@@ -168,6 +186,20 @@ def advertise(collection: Any, host: str, port: int, home: Path | None = None) -
         _withdraw(file)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def readvertise(file: Path | None, others: Sequence[Any]) -> None:
+    """Rewrite this process's record with the other collections it now serves (`serve --all`)."""
+    with contextlib.suppress(OSError, ValueError):
+        if file is not None:
+            record = json.loads(file.read_text("utf-8"))
+            if record.get("pid") == os.getpid():
+                _write_private(file, json.dumps({**record, "others": [_entry(c) for c in others]}, indent=2) + "\n")
+
+
+def _entry(collection: Any) -> dict[str, Any]:
+    return {"collection": collection.name, "path": str(collection.path),
+            "fingerprint": collection.meta["space"]["fingerprint"]}
 
 
 def _withdraw(file: Path | None) -> None:

@@ -48,7 +48,8 @@ def png_bytes(colour: str = "red") -> bytes:
 
 def test_health_and_page_without_external_resources(served):
     client, coll, _, _ = served
-    assert client.get("/healthz").json() == {"status": "ok", "collection": "web", "items": 11, "space": coll.space.name}
+    assert client.get("/healthz").json() == {"status": "ok", "collection": "web", "items": 11, "space": coll.space.name,
+                                             "served": ["web"]}
     page = client.get("/")
     assert page.status_code == 200 and 'id="q"' in page.text and 'id="drop"' in page.text
     for asset in ("/static/app.js", "/static/style.css"):

@@ -1,4 +1,5 @@
-"""The HTTP API and the search page, over one collection and its space.
+"""The HTTP API and the search page, over one or more collections (each searched with its own
+space; `server/state.py`).
 
 `create_app` builds the app's state (`server/state.py`), includes one router per concern
 (`server/routers/`: page + health, search, embed + classify, media, collections + items) and
@@ -20,6 +21,8 @@ and first see other processes' writes; writes take the write lock. Every error i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -39,9 +42,11 @@ DESCRIPTION = ("Embed, search and classify text, images, audio and video in one 
                "`Authorization: Bearer <token>`, which also lifts the anonymous rate, queue and time limits.")
 
 
-def create_app(settings: ServerSettings, token: str, collection: Collection | None = None) -> FastAPI:
-    """The app for one collection (opened or created from `settings` unless given)."""
-    state = ServerState.open(settings, token, collection)
+def create_app(settings: ServerSettings, token: str, collection: Collection | None = None,
+               others: Sequence[Collection] = ()) -> FastAPI:
+    """The app for the default collection (opened or created from `settings` unless given), `others`
+    and those `settings.others` names (`settings.serve_all`: every collection under the home)."""
+    state = ServerState.open(settings, token, collection, others)
     app = FastAPI(title="omnibind", version=__version__, description=DESCRIPTION)
     app.state.server = state
     app.state.collection, app.state.settings = state.collection, settings  # read by `omnibind serve`

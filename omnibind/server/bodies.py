@@ -39,6 +39,7 @@ class SearchBody(BaseModel):
     like: str | None = Field(None, max_length=4096, description="More like this stored item (its id); `text` is then ignored.")
     mode: str | None = Field(None, max_length=16, description="vector (default), text (words, BM25) or hybrid.")
     rerank: str | None = Field(None, max_length=64, description="A reranker HTTP callers may name: hubness.")
+    collection: str | None = Field(None, max_length=200, description="A served collection (default: the default one).")
 
     def filters(self) -> "Any":
         """The typed filters (omnibind/filters.py) these fields ask for; FilterError when malformed."""

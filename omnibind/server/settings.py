@@ -31,7 +31,9 @@ class ServerSettings:
     """Where the server reads and what one request may cost. Every cap applies to every client;
     the queue, time and rate limits only to anonymous ones (a valid bearer token is exempt)."""
 
-    collection: str = "default"
+    collection: str = "default"  # the default collection: the unscoped routes serve it
+    others: list[str] = field(default_factory=list)  # more existing collections to serve (`-c a -c b`: ["b"])
+    serve_all: bool = False  # `--all`: every collection under the home, also those created later
     space: str | None = None  # a new collection's space; an existing one uses its own
     home: Path | None = None  # where collections live; None: omnibind_home() ($OMNIBIND_HOME or the user data dir)
     roots: list[Path] = field(default_factory=list)  # where ingest may read (and media be served); empty: no ingest

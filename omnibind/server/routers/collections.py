@@ -1,6 +1,7 @@
 """Collections and their items: the listing, one item, and the write endpoints (ingest, delete),
 which need the bearer token and take the write lock. Folder paths are listed only to a caller
-with the token."""
+with the token. Item routes serve the default collection at `/v1/items/{id}` and any served one
+at `/v1/collections/{name}/items/{id}`."""
 
 from __future__ import annotations
 
@@ -14,35 +15,42 @@ from starlette.concurrency import run_in_threadpool
 from omnibind.collection import Collection, source_path
 from omnibind.ingest import ingest as run_ingest
 from omnibind.server.bodies import IngestBody, json_only, parse, validate
-from omnibind.server.deps import CallerDep, State, require_token
+from omnibind.server.deps import CallerDep, Coll, State, require_token, scoped_routes
 from omnibind.server.errors import ApiError
 from omnibind.server.routers.media import open_file
 from omnibind.server.settings import confine
 from omnibind.server.shapes import item_json
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ITEM_COLUMNS = ["id", "modality", "source", "sha256", "size", "mtime", "metadata", "text", "duration"]
+ITEM_COLUMNS = ["id", "modality", "source", "sha256", "size", "mtime", "metadata", "text", "duration", "tags", "note",
+                "created", "width", "height"]
 router = APIRouter()
 
 
 @router.get("/v1/collections", tags=["collections"])
 def collections(state: State, caller: CallerDep) -> dict[str, Any]:
-    """Every collection under the server's home with its stats (folder paths: with the token only)."""
-    state.refresh()
-    coll = state.collection
+    """Every collection under the server's home with its stats (folder paths: with the token only);
+    `served`: the default collection's name, `served_all`: every served one's (the default first),
+    and each listed collection's `served` (true or false)."""
+    if state.settings.serve_all:
+        state.open_all()  # collections made beside the server since the last look
     listed = Collection.list(state.home)
-    if not any(c.get("path") == str(coll.path) for c in listed):
-        listed.append(coll.stats())
+    for coll in state.served.values():
+        state.refresh(coll)
+        if not any(c.get("path") == str(coll.path) for c in listed):
+            listed.append(coll.stats())
+    paths = {str(c.path) for c in state.served.values()}
+    listed = [{**c, "served": c.get("path") in paths} for c in listed]
     if not caller.trusted:
         listed = [{k: ("cannot be read" if k == "error" else v) for k, v in c.items() if k != "path"} for c in listed]
-    return {"served": coll.name, "collections": listed}
+    return {"served": state.collection.name, "served_all": state.names(), "collections": listed}
 
 
-@router.get("/v1/items/{item_id:path}", tags=["items"])
-def item(item_id: str, state: State) -> dict[str, Any]:
+@scoped_routes(router, "GET", "/v1/items/{item_id:path}", tags=["items"])
+def item(item_id: str, state: State, coll: Coll) -> dict[str, Any]:
     """One item (metadata parsed) and its links; `media` only while its file may be served."""
-    state.refresh()
-    out = item_json(state.row(item_id, ITEM_COLUMNS))
+    state.refresh(coll)
+    out = item_json(state.row(item_id, ITEM_COLUMNS, coll), state.links_base(coll))
     if source_path(str(out.get("source") or "")).startswith("/"):
         try:
             os.close(open_file(item_id, out["source"], state))
@@ -77,10 +85,10 @@ def _ingest(state: Any, name: str, path: Any, prune: bool, reembed: bool) -> dic
             "failures": [{"path": p, "reason": r} for p, r in report.failed]}
 
 
-@router.delete("/v1/items/{item_id:path}", tags=["items"], dependencies=[Depends(require_token)])
-def delete(item_id: str, state: State) -> dict[str, Any]:
+@scoped_routes(router, "DELETE", "/v1/items/{item_id:path}", tags=["items"], dependencies=[Depends(require_token)])
+def delete(item_id: str, state: State, coll: Coll) -> dict[str, Any]:
     with state.write_lock:
-        removed = state.collection.delete([item_id])
+        removed = coll.delete([item_id])
     if not removed:
         raise ApiError(404, f"no item {item_id[:300]!r}")
     return {"deleted": item_id}

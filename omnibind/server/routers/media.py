@@ -1,4 +1,5 @@
-"""`GET /v1/items/{id}/media`: an item's file (streamed, HTTP range requests) or its thumbnail.
+"""`GET /v1/items/{id}/media` (`/v1/collections/{name}/items/{id}/media` for a served collection
+other than the default): an item's file (streamed, HTTP range requests) or its thumbnail.
 
 The file is checked and opened at serve time (`server/files.py`): no symbolic link anywhere in
 its stored path, beneath a `--root` when roots are configured; what is streamed is the
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from omnibind.collection import source_path
-from omnibind.server.deps import State
+from omnibind.server.deps import Coll, State, scoped_routes
 from omnibind.server.errors import ApiError
 from omnibind.server.files import OpenFileResponse, open_confined
 from omnibind.server.headers import MEDIA_CSP
@@ -24,11 +25,11 @@ MEDIA_HEADERS = {"Content-Security-Policy": MEDIA_CSP, "X-Content-Type-Options":
 TEXT = "text/plain; charset=utf-8"
 
 
-@router.get("/v1/items/{item_id:path}/media")
-def media(item_id: str, request: Request, state: State, thumbnail: bool = False) -> Response:
+@scoped_routes(router, "GET", "/v1/items/{item_id:path}/media")
+def media(item_id: str, request: Request, state: State, coll: Coll, thumbnail: bool = False) -> Response:
     """The item's file (streamed, HTTP range requests supported) or its JPEG thumbnail."""
-    state.refresh()
-    row = state.row(item_id, ["id", "modality", "source", "text", "thumbnail"])
+    state.refresh(coll)
+    row = state.row(item_id, ["id", "modality", "source", "text", "thumbnail"], coll)
     if thumbnail:
         if not row.get("thumbnail"):
             raise ApiError(404, f"item {item_id!r} has no thumbnail ({row['modality']})")

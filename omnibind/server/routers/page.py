@@ -19,7 +19,8 @@ router = APIRouter()
 def healthz(state: State) -> dict[str, Any]:
     state.refresh()
     coll = state.collection
-    return {"status": "ok", "collection": coll.name, "items": len(coll), "space": coll.space.name}
+    return {"status": "ok", "collection": coll.name, "items": len(coll), "space": coll.space.name,
+            "served": state.names()}
 
 
 @router.get("/", include_in_schema=False)

@@ -12,6 +12,8 @@ AVI, an MPEG-4 Part 2 or FFV1 video, an AIFF... give a greyed player and no mess
   has few previews), at most `PREVIEW_WIDTH` px wide and `MAX_FPS`, made on demand within
   `TRANSCODE_BUDGET_S` (a longer job keeps what it has made), one at a time.
 * `GET /v1/items/{id}/poster?start=S`: a JPEG frame at `start`, `PREVIEW_WIDTH` wide.
+* Each also at `/v1/collections/{name}/items/{id}/...` for a served collection other than the
+  default; the links in the answers point there.
 
 Previews are cached on disk (`$OMNIBIND_CACHE/previews`, else `previews/` in the collection's
 folder), keyed by the file's content hash (the one stored at ingest while size and mtime still
@@ -41,7 +43,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from omnibind.collection import source_path
-from omnibind.server.deps import State
+from omnibind.server.deps import Coll, State, scoped_routes
 from omnibind.server.errors import ApiError, retry_later
 from omnibind.server.files import OpenFileResponse
 from omnibind.server.routers.media import MEDIA_HEADERS, open_file
@@ -143,9 +145,9 @@ def snap(start: float, duration: float | None) -> float:
 # -- the cache ---------------------------------------------------------------------------------
 
 
-def cache_dir(state: Any) -> Path:
+def cache_dir(coll: Any) -> Path:
     base = os.environ.get("OMNIBIND_CACHE")
-    return Path(base) / "previews" if base else Path(state.collection.path) / "previews"
+    return Path(base) / "previews" if base else Path(coll.path) / "previews"
 
 
 def content_key(fd: int, row: dict[str, Any]) -> str:
@@ -331,28 +333,28 @@ def poster(fd: int, target: Path, start: float) -> None:
 ROW = ["id", "modality", "source", "sha256", "size", "mtime", "duration"]
 
 
-def _item(state: Any, item_id: str) -> tuple[dict[str, Any], int]:
-    """The row of a video or sound and its file, opened under the media rule (caller closes)."""
-    state.refresh()
-    row = state.row(item_id, ROW)
+def _item(state: Any, coll: Any, item_id: str) -> tuple[dict[str, Any], int]:
+    """The row of a video or sound of `coll` and its file, opened under the media rule (caller closes)."""
+    state.refresh(coll)
+    row = state.row(item_id, ROW, coll)
     if row["modality"] not in ("video", "audio"):
         raise ApiError(422, f"item {item_id[:300]!r} is {row['modality']}: only videos and sounds have previews")
     return row, open_file(item_id, row.get("source") or "", state)
 
 
-def _made(state: Any, item_id: str, start: float, kind: str) -> tuple[Path, str]:
+def _made(state: Any, coll: Any, item_id: str, start: float, kind: str) -> tuple[Path, str]:
     """The cached preview ('preview') or poster ('poster') of an item, made if missing; and its type."""
-    row, fd = _item(state, item_id)
+    row, fd = _item(state, coll, item_id)
     try:
         found = probe(fd)
         at = snap(start, found.duration or row.get("duration"))
         key = content_key(fd, row)
         if kind == "poster":
-            return cached(cache_dir(state) / f"{key}-{at:g}.jpg", lambda tmp: poster(fd, tmp, at)), "image/jpeg"
+            return cached(cache_dir(coll) / f"{key}-{at:g}.jpg", lambda tmp: poster(fd, tmp, at)), "image/jpeg"
         encoder = encoders()
         if encoder is None:
             raise PreviewError("this server's PyAV has neither a VP8/VP9 nor an H.264 encoder")
-        path = cache_dir(state) / f"{key}-{at:g}.{encoder[0]}"
+        path = cache_dir(coll) / f"{key}-{at:g}.{encoder[0]}"
         if not path.exists():
             if not _TRANSCODER.acquire(timeout=QUEUE_WAIT_S):
                 raise retry_later(503, "the transcoder is busy with another preview; try again", 5)
@@ -370,11 +372,11 @@ def _made(state: Any, item_id: str, start: float, kind: str) -> tuple[Path, str]
         os.close(fd)
 
 
-@router.get("/v1/items/{item_id:path}/playback")
-def playback(item_id: str, state: State, start: float = 0.0) -> dict[str, Any]:
+@scoped_routes(router, "GET", "/v1/items/{item_id:path}/playback")
+def playback(item_id: str, state: State, coll: Coll, start: float = 0.0) -> dict[str, Any]:
     """How to play a video or sound here: the file itself, a transcoded preview, or nothing (and why)."""
-    row, fd = _item(state, item_id)
-    base = "/v1/items/" + quote(item_id, safe="")
+    row, fd = _item(state, coll, item_id)
+    base = state.links_base(coll) + quote(item_id, safe="")
     out: dict[str, Any] = {"id": item_id, "modality": row["modality"], "download": base + "/media",
                            "preview_start": 0.0, "preview_seconds": None, "poster": None}
     try:
@@ -401,16 +403,16 @@ def playback(item_id: str, state: State, start: float = 0.0) -> dict[str, Any]:
     return {**out, "src": f"{base}/preview?start={at:g}"}
 
 
-@router.get("/v1/items/{item_id:path}/preview")
-def preview(item_id: str, request: Request, state: State, start: float = 0.0) -> Response:
+@scoped_routes(router, "GET", "/v1/items/{item_id:path}/preview")
+def preview(item_id: str, request: Request, state: State, coll: Coll, start: float = 0.0) -> Response:
     """A WebM (or MP4) the browser can play: at most PREVIEW_SECONDS from `start`, made once and cached."""
-    path, media_type = _made(state, item_id, start, "preview")
+    path, media_type = _made(state, coll, item_id, start, "preview")
     return OpenFileResponse(os.open(path, os.O_RDONLY), media_type, request.headers.get("range"),
                             {**MEDIA_HEADERS, "Cache-Control": "max-age=86400"})
 
 
-@router.get("/v1/items/{item_id:path}/poster")
-def poster_frame(item_id: str, state: State, start: float = 0.0) -> Response:
+@scoped_routes(router, "GET", "/v1/items/{item_id:path}/poster")
+def poster_frame(item_id: str, state: State, coll: Coll, start: float = 0.0) -> Response:
     """A JPEG frame of the video at `start` (snapped like the preview), PREVIEW_WIDTH wide."""
-    path, media_type = _made(state, item_id, start, "poster")
+    path, media_type = _made(state, coll, item_id, start, "poster")
     return Response(path.read_bytes(), media_type=media_type, headers={**MEDIA_HEADERS, "Cache-Control": "max-age=86400"})

@@ -1,4 +1,6 @@
-"""`POST /v1/search`: a text (JSON) or an uploaded file of any modality (multipart)."""
+"""`POST /v1/search`: a text (JSON) or an uploaded file of any modality (multipart), in the default
+collection or the served one the body's `collection` names; `POST /v1/collections/{name}/search`
+is the same in collection `name`. The query is embedded by that collection's own space."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from omnibind.search import Hit, query_input
 from omnibind.search import search as run_search
 from omnibind.server.bodies import SearchBody, form_limits, json_or_form, parse, read_uploads, validate
 from omnibind.server.budget import Budget, release_memory
-from omnibind.server.deps import CallerDep, State
+from omnibind.server.deps import CallerDep, State, scoped_routes
 from omnibind.server.errors import ApiError
 from omnibind.server.gate import Job
 from omnibind.server.shapes import hit_json
@@ -20,9 +22,9 @@ from omnibind.server.shapes import hit_json
 router = APIRouter(tags=["search"])
 
 
-@router.post("/v1/search", openapi_extra=json_or_form(SearchBody))
+@scoped_routes(router, "POST", "/v1/search", openapi_extra=json_or_form(SearchBody))
 async def search(request: Request, state: State, caller: CallerDep, background: BackgroundTasks) -> dict[str, Any]:
-    """Search the collection with a text (JSON) or an uploaded file of any modality (multipart)."""
+    """Search a collection with a text (JSON) or an uploaded file of any modality (multipart)."""
     fields, files = await parse(request, state.settings, form_limits(state.settings, "search"))
     if len(files) > 1:
         raise ApiError(400, "search takes one file")
@@ -31,29 +33,38 @@ async def search(request: Request, state: State, caller: CallerDep, background: 
     if fields.get("like") and not files:
         fields.setdefault("text", "-")
     body = validate(SearchBody, fields)
-    where, reranker = _checked(body, state)
+    coll = _collection(state, request.path_params.get("name"), body.collection)
+    where, reranker = _checked(body, coll)
     k = min(body.k, state.settings.max_k)
+    items = state.links_base(coll)
     if body.like and not files:
-        await run_in_threadpool(state.refresh)
-        hits = await run_in_threadpool(_like, state.collection, body.like, k, body, where)
-        return {"collection": state.collection.name, "query": body.like, "like": body.like,
-                "results": [hit_json(h) for h in hits], "note": getattr(hits, "note", None)}
-    budget = Budget(state.settings, state.space.limits)
+        await run_in_threadpool(state.refresh, coll)
+        hits = await run_in_threadpool(_like, coll, body.like, k, body, where)
+        return {"collection": coll.name, "query": body.like, "like": body.like,
+                "results": [hit_json(h, items) for h in hits], "note": getattr(hits, "note", None)}
+    budget = Budget(state.settings, coll.space.limits)
     query: Any = (await read_uploads(files, budget))[0] if files else budget.text(body.text, "text")
     if budget.big:
         background.add_task(release_memory)
-    await run_in_threadpool(state.refresh)
+    await run_in_threadpool(state.refresh, coll)
     if reranker is not None or (body.mode or "vector").strip().lower() != "vector":  # words or a reranker: the
         hits = await state.gate.run(caller, lambda job: job.locked(  # query's input, not only its vector
-            _search, state.collection, query, None, k, body, where, reranker))
+            _search, coll, query, None, k, body, where, reranker))
     else:  # only the query's embedding holds the model lock; ranking (in memory or LanceDB) runs beside it
-        vector, modality = await state.gate.run(caller, lambda job: job.locked(query_input, state.collection, query))
-        hits = await run_in_threadpool(_search, state.collection, vector, modality, k, body, where)
-    return {"collection": state.collection.name, "query": files[0].filename if files else body.text,
-            "results": [hit_json(h) for h in hits], "note": getattr(hits, "note", None)}
+        vector, modality = await state.gate.run(caller, lambda job: job.locked(query_input, coll, query))
+        hits = await run_in_threadpool(_search, coll, vector, modality, k, body, where)
+    return {"collection": coll.name, "query": files[0].filename if files else body.text,
+            "results": [hit_json(h, items) for h in hits], "note": getattr(hits, "note", None)}
 
 
-def _checked(body: SearchBody, state: Any) -> tuple[str | None, Any]:
+def _collection(state: Any, in_path: str | None, in_body: str | None) -> Collection:
+    """The collection to search: the path's, else the body's `collection`, else the default (both: they must agree)."""
+    if in_path is not None and in_body and in_body != in_path:
+        raise ApiError(400, f"the path names collection {in_path[:100]!r}, the body {in_body[:100]!r}")
+    return state.collection_named(in_path or in_body or None)
+
+
+def _checked(body: SearchBody, coll: Collection) -> tuple[str | None, Any]:
     """(SQL filter, reranker or None) of a search body; 422 for a malformed filter, an unknown
     mode or a reranker HTTP callers may not name (a local model path)."""
     from omnibind import fulltext, rerank
@@ -61,7 +72,7 @@ def _checked(body: SearchBody, state: Any) -> tuple[str | None, Any]:
     try:
         fulltext.check_mode(body.mode or fulltext.DEFAULT_MODE)
         where = body.filters().sql()  # FilterError: a date, a tag or a glob that cannot be read
-        return where, rerank.get(body.rerank, state.space, served_only=True) if body.rerank else None
+        return where, rerank.get(body.rerank, coll.space, served_only=True) if body.rerank else None
     except ValueError as exc:
         raise ApiError(422, f"invalid request: {exc}") from None
 
