@@ -101,8 +101,9 @@ FACT_FIELDS = (
     pa.field("sidecar", pa.string()),  # digest of the sidecar the row was made with (a change re-ingests)
 )
 FACT_COLUMNS = ("tags", "note", "created", "width", "height", "sidecar")
-# What a v2 table gains when opened by this version (created: the file's mtime, as ingest would say)
-MIGRATE_V2 = {"note": "CAST(NULL AS STRING)", "created": "mtime", "width": "CAST(NULL AS INT)",
+# What a v2 table gains when opened by this version: `created` stays NULL until the next ingest
+# reads each file's date and size again (`Collection.unread_facts`, without embedding it again)
+MIGRATE_V2 = {"note": "CAST(NULL AS STRING)", "created": "CAST(NULL AS DOUBLE)", "width": "CAST(NULL AS INT)",
               "height": "CAST(NULL AS INT)", "words": "COALESCE(text, source)", "sidecar": "CAST(NULL AS STRING)"}
 # What a v1 table gains when opened by this version: every row is an item of its own
 MIGRATE_V1 = {"item": "id", "kind": "'item'", "start": "CAST(NULL AS DOUBLE)", "end": "CAST(NULL AS DOUBLE)",
@@ -361,6 +362,12 @@ class Collection:
         t = self.column(*names, where=ITEMS_ONLY)
         return {i: (file_state(h, c), s, m) for i, h, s, m, c in zip(*(t.column(n).to_pylist() for n in names))}
 
+    def unread_facts(self) -> set[str]:
+        """Ids of stored files whose typed columns were never read (made before format 3): the
+        next ingest reads their dates, sizes and sidecars without embedding them again."""
+        t = self.column("id", where=f"{ITEMS_ONLY} AND created IS NULL AND size IS NOT NULL")
+        return set(t.column("id").to_pylist())
+
     def stale_views(self) -> set[str]:
         """Ids of items whose segments were made with other views than the collection's now."""
         want = ",".join(self.views)
@@ -536,6 +543,28 @@ class Collection:
         their segment rows and full-text words; returns id -> its tags now. Missing ids raise."""
         add, remove = normalise_tags(list(add)), normalise_tags(list(remove))
         new = normalise_tags(list(replace)) if replace is not None else None
+
+        def change(item: dict[str, Any]) -> dict[str, Any]:
+            tags = new if new is not None else [t for t in [*(item["tags"] or []), *add] if t not in remove]
+            return {"tags": list(dict.fromkeys(tags))}
+
+        return {i: list(r["tags"] or []) for i, r in self._update_items(ids, change).items()}
+
+    def set_facts(self, facts: dict[str, dict[str, Any]]) -> int:
+        """Write items' typed columns (FACT_COLUMNS, omnibind/facts.py) read again from their
+        files, without embedding them again (tags are added to theirs); returns how many items were
+        given. Missing ids raise."""
+        def change(item: dict[str, Any]) -> dict[str, Any]:
+            new = {k: v for k, v in facts[item["id"]].items() if k in FACT_COLUMNS}
+            new["tags"] = list(dict.fromkeys([*(item["tags"] or []), *normalise_tags(new.get("tags") or [])]))
+            return new
+
+        return len(self._update_items(list(facts), change))
+
+    def _update_items(self, ids: Sequence[str], change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Apply `change(item row) -> new column values` to every row of each item (segments carry
+        their item's typed columns) and rebuild its full-text words, in one commit; returns id ->
+        the item row after. Missing ids raise CollectionError."""
         ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
@@ -545,18 +574,15 @@ class Collection:
             missing = [i for i in ids if i not in items]
             if missing:
                 raise CollectionError(f"no item {missing[0]!r} in collection {self.name}")
-            out = {}
-            for i, r in items.items():
-                tags = new if new is not None else [t for t in [*(r["tags"] or []), *add] if t not in remove]
-                out[i] = list(dict.fromkeys(tags))
-            changed = [r for r in rows if list(r["tags"] or []) != out[r["item"]]]
+            values = {i: change(r) for i, r in items.items()}
+            changed = [r for r in rows if any(r.get(k) != v for k, v in values[r["item"]].items())]
             for r in changed:
-                r["tags"] = out[r["item"]]
+                r.update(values[r["item"]])
                 if r["kind"] == ITEM:
-                    r["words"] = words_of(r["source"], r["text"], r["tags"], r["note"])
+                    r["words"] = words_of(r["source"], r["text"], r["tags"] or [], r["note"])
             if changed:
                 self._rewrite(changed)
-            return out
+            return items
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
         """Replace whole rows as read (their ids exist) in one commit; the writer lock is held."""

@@ -1,6 +1,6 @@
 """Search filters on the typed columns (omnibind/facts.py), turned into one LanceDB SQL filter.
 
-`--tag` (every tag given, on the `tags` list), `--after` / `--before` (on `created`: the EXIF or
+`--tag` (every tag given, on the `tags` list; commas separate tags too), `--after` / `--before` (on `created`: the EXIF or
 container date, else the file's mtime), `--path-glob` (on the path) and `--where` (raw SQL on any
 column, for the rest) combine with AND. The CLI, the HTTP API and the page build the same
 `Filters`, so a filter means the same thing wherever it is typed.
@@ -51,8 +51,10 @@ class Filters:
     def parse(cls, where: str | None = None, tags: Sequence[str] | str | None = None, after: str | float | None = None,
               before: str | float | None = None, path_glob: str | None = None) -> "Filters":
         """Filters from what a person typed (CLI options, HTTP fields); FilterError when malformed."""
+        if isinstance(tags, str):  # "holiday, sea" from a form field or one --tag
+            tags = tags.split(",")
         try:
-            clean = tuple(normalise_tags(tags or []))
+            clean = tuple(normalise_tags([t for t in tags or [] for t in t.split(",")]))
         except ValueError as exc:
             raise FilterError(str(exc)) from None
         if path_glob is not None and not (0 < len(path_glob) <= MAX_GLOB):

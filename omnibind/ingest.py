@@ -107,7 +107,8 @@ def ingest(collection: Collection, source: str | Path, *, engine: str = "local",
         previous = set(known)
         redo = collection.stale_views()  # stored with other views: embedded again, unchanged or not
         tags = normalise_tags(list(tags), "--tag")
-        run = _Run(collection, engine, batch_size, model_lock or nullcontext(), root, address, actors, ray_options, tags)
+        run = _Run(collection, engine, batch_size, model_lock or nullcontext(), root, address, actors, ray_options, tags,
+                   frozenset(collection.unread_facts()))
         for done, result in _batches(run, sources, {k: v for k, v in known.items() if k not in redo}, progress):
             commit_batch(collection, result, known, report)
             if tags and result.unchanged:
@@ -128,6 +129,7 @@ class _Run:
     actors: int
     ray_options: dict[str, Any]
     tags: Sequence[str] = ()
+    refresh: frozenset[str] = frozenset()  # unchanged files whose typed columns were never read (format 2)
 
 
 def _batches(run: _Run, sources: list[str], known: dict[str, tuple[str, int, float]],
@@ -150,12 +152,13 @@ def _engine_batches(run: _Run, sources: list[str], digests: dict[str, str]) -> I
 
         yield from ray_batches(run.collection, sources, digests, address=run.address, actors=run.actors,
                                batch_size=run.batch_size, root=run.root, views=run.collection.views,
-                               tags=run.tags, **run.ray_options)
+                               tags=run.tags, refresh=run.refresh, **run.ray_options)
         return
     for lo in range(0, len(sources), run.batch_size):
         part = sources[lo : lo + run.batch_size]
         with run.lock:
-            result = embed_batch(run.collection.space, part, digests, run.root, run.collection.views, run.tags)
+            result = embed_batch(run.collection.space, part, digests, run.root, run.collection.views, run.tags,
+                                 run.refresh)
         yield len(part), result
 
 
@@ -177,6 +180,8 @@ def commit_batch(collection: Collection, result: BatchResult, known: dict[str, t
             else:
                 report.added += 1
             known[r["id"]] = (file_state(r["sha256"], r.get("sidecar")), r["size"], r["mtime"])
+    if result.facts:
+        collection.set_facts(result.facts)  # read again from unchanged files: their vectors stay
     if result.stale:
         collection.delete(result.stale)
         for key in result.stale:

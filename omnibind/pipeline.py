@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from omnibind.collection import ITEM, file_state, make_rows, path_id, schema, source_path
+from omnibind.collection import FACT_COLUMNS, ITEM, file_state, make_rows, path_id, schema, source_path
 from omnibind.errors import InputError, OmnibindError
 from omnibind.facts import Sidecar, facts_of, is_sidecar, read_sidecar
 from omnibind.inputs import FileData, beneath, decode, read_file
@@ -44,6 +44,7 @@ class BatchResult:
     stale: list[str] = field(default_factory=list)  # stored ids whose file turned unreadable
     notes: list[tuple[str, str]] = field(default_factory=list)  # (id, what a view could not do)
     parts: dict[str, int] = field(default_factory=dict)  # item -> its row count (from Arrow: see to_arrow)
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # unchanged items' typed columns, read again
 
     @property
     def items(self) -> int:
@@ -61,6 +62,7 @@ class BatchResult:
         rows += [{"id": i, "item": i, "status": "note", "reason": why} for i, why in self.notes]
         rows += [{"id": i, "status": "failed", "reason": why} for i, why in self.failed]
         rows += [{"id": i, "status": "unchanged"} for i in self.unchanged]
+        rows += [{"id": i, "status": "facts", **f} for i, f in self.facts.items()]
         columns = {f.name: [r.get(f.name) for r in rows] for f in out if f.name != "vector"}
         vectors = np.zeros((len(rows), dim), np.float32)
         vectors[: len(self.rows)] = [r["vector"] for r in self.rows] if self.rows else vectors[:0]
@@ -82,6 +84,8 @@ class BatchResult:
                 result.notes.append((row["id"], row["reason"]))
             elif state == "unchanged":
                 result.unchanged.append(row["id"])
+            elif state == "facts":
+                result.facts[row["id"]] = {k: row[k] for k in FACT_COLUMNS}
             else:
                 result.failed.append((row["id"], row["reason"]))
                 if row["id"] in known:
@@ -90,13 +94,14 @@ class BatchResult:
 
 
 def embed_batch(space: Space, sources: Sequence[str], known: dict[str, str], root: str | None = None,
-                views: Sequence[str] = (), tags: Sequence[str] = ()) -> BatchResult:
+                views: Sequence[str] = (), tags: Sequence[str] = (), refresh: frozenset[str] = frozenset()) -> BatchResult:
     """Read, hash, skip-if-unchanged, decode, run the `views`, embed and turn into rows (an item
     row and its segment rows) a batch of sources (local paths or URIs). `known` maps stored ids to
     their state (`collection.file_state`: sha256, + the sidecar's digest). With `root`, a local file
     whose opened path is not beneath it (a link swapped in after the walk) is refused. `tags` go on
-    every item embedded, beside its sidecar's (omnibind/facts.py). A bad file fails alone, whatever
-    goes wrong with it; an unusable sidecar is a note, and the item is stored without it."""
+    every item embedded, beside its sidecar's (omnibind/facts.py); unchanged files in `refresh` get
+    their typed columns read again (`BatchResult.facts`), not their vectors. A bad file fails alone,
+    whatever goes wrong with it; an unusable sidecar is a note, and the item is stored without it."""
     result = BatchResult()
     todo: list[tuple[FileData, str, Any, Sidecar | None]] = []
     for source in sources:
@@ -106,6 +111,8 @@ def embed_batch(space: Space, sources: Sequence[str], known: dict[str, str], roo
             side = _sidecar(source, space.limits, root, result)
             if known.get(source) == file_state(digest, side.digest if side else None):
                 result.unchanged.append(source)
+                if source in refresh:
+                    _refresh_facts(result, read, source, space.limits, side, tags)
                 continue
             todo.append((read, digest, decode(read.data, source, space.limits, name=read.path), side))
         except InputError as exc:
@@ -117,12 +124,27 @@ def embed_batch(space: Space, sources: Sequence[str], known: dict[str, str], roo
         if error is not None:  # non-finite vectors are refused by the tower (tower.refuse_non_finite)
             _fail(result, item.source, error, known)
             continue
-        facts = {**facts_of(read.data, item, read.mtime), "tags": [*(side.tags if side else []), *tags],
-                 "note": side.note if side else None, "sidecar": side.digest if side else None}
         result.rows += make_rows(item, embedded, item.source, sha256=digest, size=read.size, mtime=read.mtime,
-                                 views=views, facts=facts, metadata=side.extra if side else None)
+                                 views=views, facts=_facts(read, item, side, tags), metadata=side.extra if side else None)
         result.notes += [(item.source, note) for note in embedded.notes]
     return result
+
+
+def _facts(read: FileData, item: Any, side: Sidecar | None, tags: Sequence[str]) -> dict[str, Any]:
+    """An item's typed columns (omnibind/facts.py): what its file says, its sidecar's tags and
+    note, and the run's tags."""
+    return {**facts_of(read.data, item, read.mtime), "tags": [*(side.tags if side else []), *tags],
+            "note": side.note if side else None, "sidecar": side.digest if side else None}
+
+
+def _refresh_facts(result: BatchResult, read: FileData, source: str, limits: Any, side: Sidecar | None,
+                   tags: Sequence[str]) -> None:
+    """Read an unchanged stored file's typed columns again; if it no longer decodes, keep what is
+    stored (its vector is still the one of these bytes) and say so in a note."""
+    try:
+        result.facts[source] = _facts(read, decode(read.data, source, limits), side, tags)
+    except InputError as exc:
+        result.notes.append((source, f"dates and size not read: {exc.reason}"))
 
 
 def _sidecar(source: str, limits: Any, root: str | None, result: BatchResult) -> Sidecar | None:

@@ -229,14 +229,26 @@ def test_http_patch_tags(http):
     assert client.patch(f"/v1/items/{one}", json={}, headers=AUTH).status_code == 422
 
 
-def test_a_format_2_collection_gains_the_columns(space, tmp_path: Path):
+def test_a_format_2_collection_gains_the_columns_and_reads_facts_without_reembedding(space, tmp_path: Path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[306] = "2020:02:02 10:00:00"
+    draw_image("circle", 80, "red").save(folder / "red.jpg", exif=exif)
+    (folder / "cat.txt").write_text("a cat on a mat")
     c = Collection.open(tmp_path / "c", space)
-    c.add(["a cat on a mat"])
+    ingest(c, folder)
     c.table.drop_columns(["tags", "note", "created", "width", "height", "words", "sidecar"])  # what version 2 wrote
     meta = json.loads((c.path / META_FILE).read_text())
     meta["format_version"] = 2
     (c.path / META_FILE).write_text(json.dumps(meta))
     old = Collection.open(tmp_path / "c", space)
     assert old.meta["format_version"] == 3 and {"tags", "created", "words"} <= set(old.table.schema.names)
-    old.tag(old.column("id").column("id").to_pylist(), add=["pet"])
-    assert search(old, "a kitten", k=1, where=Filters.parse(tags=["pet"]).sql())[0].fields["text"] == "a cat on a mat"
+    assert len(old.unread_facts()) == 2
+    version = old.table.version
+    report = ingest(old, folder, tags=["moved"])
+    assert report.unchanged == 2 and report.embedded == 0 and not old.unread_facts()
+    assert item(old, "red.jpg")["created"] == seconds("2020-02-02T10:00:00") and item(old, "red.jpg")["width"] == 80
+    assert item(old, "cat.txt")["tags"] == ["moved"] and old.table.version > version
+    hits = search(old, "a kitten", k=1, where=Filters.parse(tags=["moved"], path_glob="*.txt").sql())
+    assert hits[0].fields["text"] == "a cat on a mat"

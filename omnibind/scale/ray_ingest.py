@@ -36,7 +36,7 @@ class EmbedBatch:
 
     def __init__(self, space_ref: str, fingerprint: str, known: Any, crash_marker: str | None = None,
                  root: str | None = None, views: Sequence[str] = (), runtime: dict[str, Any] | None = None,
-                 tags: Sequence[str] = ()) -> None:
+                 tags: Sequence[str] = (), refresh: frozenset[str] = frozenset()) -> None:
         import ray
         import torch
 
@@ -50,19 +50,22 @@ class EmbedBatch:
             raise RuntimeError(f"space {space_ref!r} on this worker is not the collection's ({fingerprint[:12]})")
         self.known = ray.get(known) if isinstance(known, ray.ObjectRef) else known
         self.crash_marker, self.root, self.views, self.tags = crash_marker, root, tuple(views), tuple(tags)
+        self.refresh = frozenset(refresh)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if self.crash_marker and not os.path.exists(self.crash_marker):  # tests: die once, mid-run
             Path(self.crash_marker).touch()
             os.kill(os.getpid(), signal.SIGKILL)
         uris = batch.column("uri").to_pylist()
-        return embed_batch(self.space, uris, self.known, self.root, self.views, self.tags).to_arrow(self.space.dim)
+        return embed_batch(self.space, uris, self.known, self.root, self.views, self.tags,
+                           self.refresh).to_arrow(self.space.dim)
 
 
 def ray_batches(collection: Collection, uris: Sequence[str], known: dict[str, str], *, address: str | None = None,
                 actors: int = 2, batch_size: int = 32, crash_marker: str | None = None,
                 num_cpus_per_actor: float = 1.0, root: str | None = None,
-                views: Sequence[str] = (), tags: Sequence[str] = ()) -> Iterator[tuple[int, BatchResult]]:
+                views: Sequence[str] = (), tags: Sequence[str] = (),
+                refresh: frozenset[str] = frozenset()) -> Iterator[tuple[int, BatchResult]]:
     """(files, result) of each batch, embedded on Ray actors (`address`: None or "auto" joins a
     running cluster if there is one, else starts a local one; "ray://host:10001" a remote)."""
     ray = require("ray", "ray")
@@ -81,7 +84,7 @@ def ray_batches(collection: Collection, uris: Sequence[str], known: dict[str, st
         fn_constructor_kwargs={"space_ref": space_record["ref"], "fingerprint": space_record["fingerprint"],
                                "known": ray.put(known), "crash_marker": crash_marker,
                                "root": root, "views": tuple(views), "runtime": chosen(),
-                               "tags": tuple(tags)},
+                               "tags": tuple(tags), "refresh": frozenset(refresh)},
         num_cpus=num_cpus_per_actor,
     )  # Ray Data's actor pools restart dead actors and retry their batches (max_restarts / max_task_retries -1)
     waiting: list[dict[str, Any]] = []  # rows of items whose other rows are still on their way

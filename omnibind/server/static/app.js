@@ -12,7 +12,8 @@ const viewer = $("#viewer");
 let lastQuery = null; // {text} or {file}
 let hits = []; // the rendered results
 let current = -1; // the result shown in the viewer
-let server = { up: null, collection: null, items: null }; // from /healthz
+let server = { up: null, collection: null, items: null }; // from /healthz, then the chosen collection's listing
+let chosen = null; // the collection picked in the header (null: the server's default)
 let retry = null; // the health poll while the server is unreachable
 
 function el(tag, attrs = {}, ...children) {
@@ -69,11 +70,79 @@ async function health() {
   server = { up: true, collection: h.collection, items: h.items };
   if (retry) { clearInterval(retry); retry = null; }
   document.body.classList.remove("offline");
-  const count = h.items === 0 ? "empty" : `${h.items} items`;
-  status.textContent = `collection “${h.collection}” · ${count} · space ${h.space}`;
-  if (h.items === 0) showEmpty();
+  server.space = h.space;
+  if (chosen && chosen !== h.collection) await pickCollection(chosen);
+  else showStatus();
+  if (Array.isArray(h.served) && h.served.length > 1) fillPicker(h.served);
+  if (server.items === 0) showEmpty();
   else if (wasDown) { queryLine.textContent = "The server is back."; if (lastQuery) search(lastQuery); }
   return true;
+}
+
+function showStatus() {
+  const count = server.items === 0 ? "empty" : `${server.items} items`;
+  status.textContent = `collection “${server.collection}” · ${count}${server.space ? ` · space ${server.space}` : ""}`;
+}
+
+// -- several collections: the picker lists what the server serves (GET /v1/collections) -----------
+
+function fillPicker(names) {
+  const select = $("#collection");
+  if (select.options.length === names.length) return;
+  select.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+  select.value = chosen || server.collection;
+  $("#collection-pick").hidden = false;
+}
+
+async function pickCollection(name) {
+  try {
+    const r = await fetch("/v1/collections", { cache: "no-store" });
+    const listing = await r.json();
+    const entry = (listing.collections || []).find((c) => c.name === name);
+    chosen = name;
+    server.collection = name;
+    server.items = entry ? entry.items : null;
+  } catch (e) { /* keep what the status line says */ }
+  showStatus();
+}
+
+$("#collection").addEventListener("change", async (ev) => {
+  await pickCollection(ev.target.value);
+  if (server.items === 0) showEmpty();
+  else if (lastQuery && !lastQuery.like) search(lastQuery);
+  else { results.replaceChildren(); queryLine.textContent = ""; }
+});
+
+// -- match and filters: the same fields as `omnibind search --mode --tag --after --before --path-glob`
+
+function options() {
+  const out = { mode: $("#mode").value };
+  const tags = $("#f-tag").value.split(",").map((t) => t.trim()).filter(Boolean);
+  if (tags.length) out.tags = tags;
+  if ($("#f-after").value) out.after = $("#f-after").value;
+  if ($("#f-before").value) out.before = $("#f-before").value;
+  if ($("#f-glob").value.trim()) out.path_glob = $("#f-glob").value.trim();
+  if (chosen) out.collection = chosen;
+  return out;
+}
+
+function filtersOn() {
+  const o = options();
+  return Boolean(o.tags || o.after || o.before || o.path_glob);
+}
+
+$("#f-clear").addEventListener("click", () => {
+  for (const id of ["#f-tag", "#f-after", "#f-before", "#f-glob"]) $(id).value = "";
+  $("#mode").value = "vector";
+  if (lastQuery) search(lastQuery);
+});
+for (const id of ["#mode", "#f-after", "#f-before"]) {
+  $(id).addEventListener("change", () => { if (lastQuery) search(lastQuery); });
+}
+for (const id of ["#f-tag", "#f-glob"]) {
+  $(id).addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") { ev.preventDefault(); if (lastQuery) search(lastQuery); }
+  });
 }
 
 // -- scores --------------------------------------------------------------------------------------
@@ -147,6 +216,13 @@ function mediaFor(hit) {
   return box;
 }
 
+function likeButton(hit) {
+  const b = el("button", { type: "button", class: "like", title: "Search with this item as the query",
+                           "aria-label": `More like ${fileName(hit)}` }, "More like this");
+  b.addEventListener("click", (ev) => { ev.stopPropagation(); search({ like: hit.id, name: fileName(hit) }); });
+  return b;
+}
+
 function card(hit, i, best) {
   const fill = el("span");
   fill.style.width = `${(100 * scoreShare(hit, best)).toFixed(0)}%`; // CSSOM, not a style attribute: the CSP allows no inline styles
@@ -155,7 +231,7 @@ function card(hit, i, best) {
   const meta = el("div", { class: "meta" }, open,
     el("div", { class: "row" }, el("span", { class: `badge ${hit.modality}` }, hit.modality),
        el("span", { class: "score", title: scoreTitle(hit) }, scoreText(hit))),
-    el("div", { class: "bar", title: scoreTitle(hit) }, fill), segmentLine(hit));
+    el("div", { class: "bar", title: scoreTitle(hit) }, fill), segmentLine(hit), likeButton(hit));
   const li = el("li", { class: "card", "data-modality": hit.modality, "data-index": String(i) }, mediaFor(hit), meta);
   li.addEventListener("click", (ev) => {
     if (ev.target.closest("audio, a")) return; // their own controls
@@ -173,7 +249,8 @@ function render(data) {
     if (server.items === 0) { showEmpty(); return; }
     const off = document.querySelectorAll('.chip[aria-pressed="false"]').length;
     results.append(el("li", { class: "empty" }, "No results.",
-      off ? " Some kinds of items are switched off above." : " Try other words, or a file.",
+      off ? " Some kinds of items are switched off above." : filtersOn() ? " Filters are on: loosen or clear them."
+        : " Try other words, or a file.",
       server.items ? ` (${server.items} items in “${server.collection}”.)` : ""));
     return;
   }
@@ -184,16 +261,22 @@ function render(data) {
 // -- searching -----------------------------------------------------------------------------------
 
 async function post(query, wanted) {
+  const extra = options();
   if (query.file) {
     const form = new FormData();
     form.append("file", query.file);
     form.append("k", "24");
     form.append("modality", wanted.join(","));
+    for (const [key, value] of Object.entries(extra)) {
+      if (key === "mode" && value === "text") continue; // a file has no words: its meaning is searched
+      form.append(key, Array.isArray(value) ? value.join(",") : value);
+    }
     return fetch("/v1/search", { method: "POST", body: form });
   }
+  const body = { k: 24, modality: wanted.join(","), ...extra };
+  if (query.like) { body.like = query.like; delete body.mode; } else body.text = query.text;
   return fetch("/v1/search", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ text: query.text, k: 24, modality: wanted.join(",") }),
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
 }
 
@@ -216,7 +299,7 @@ async function search(query) {
   try {
     const data = await response.json().catch(() => ({ error: `the server answered HTTP ${response.status}` }));
     if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
-    const what = query.file ? `the file “${query.file.name}”` : `“${query.text}”`;
+    const what = query.file ? `the file “${query.file.name}”` : query.like ? `items like “${query.name}”` : `“${query.text}”`;
     queryLine.textContent = `${data.results.length} results for ${what}`;
     render(data);
   } catch (e) {
@@ -332,6 +415,11 @@ viewer.addEventListener("keydown", (ev) => {
   if (ev.key === "ArrowLeft") { ev.preventDefault(); openViewer(current - 1); }
 });
 $("#viewer-close").addEventListener("click", closeViewer);
+$("#viewer-like").addEventListener("click", () => {
+  const hit = hits[current];
+  closeViewer();
+  if (hit) search({ like: hit.id, name: fileName(hit) });
+});
 $("#viewer-prev").addEventListener("click", () => openViewer(current - 1));
 $("#viewer-next").addEventListener("click", () => openViewer(current + 1));
 
