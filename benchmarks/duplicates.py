@@ -39,7 +39,12 @@ def originals(split: str) -> list[tuple[str, Path]]:
     out = [(s.key.replace("/", "_"), s.image) for s in stamps]
     if split == "heldout":
         out += [(f"ood-{i.set}-{i.path.stem}", i.path) for i in ood_images.load()]
-    return out
+    seen: dict[str, int] = {}
+    unique = []
+    for name, path in out:  # two photos may share a stem (butterfly.jpg, butterfly.png): never one name
+        seen[name] = seen.get(name, 0) + 1
+        unique.append((name if seen[name] == 1 else f"{name}-{seen[name]}", path))
+    return unique
 
 
 def planted(split: str, limit: int | None = None) -> tuple[Path, list[Planted]]:
@@ -61,7 +66,7 @@ def planted(split: str, limit: int | None = None) -> tuple[Path, list[Planted]]:
 def collection(folder: Path) -> Collection:
     """The folder ingested (default space, no views), as a user would: `omnibind ingest`."""
     coll = Collection.open(folder.parent / f"{folder.name}-collection", space="default")
-    report = ingest(coll, folder, views="none", build_index=False)
+    report = ingest(coll, folder, views="none", build_index=False, exclude=["planted.json"])
     if report.failed:
         print(f"failed: {report.failed[:5]}", file=sys.stderr)
     return coll

@@ -47,10 +47,16 @@ def duplicates_command(
 
 
 def group_table(n: int, group: object) -> Table:
-    """One group: the keep item first and marked, each member's source, similarity, size, resolution."""
+    """One group: the keep item first and marked, each member's source (after the folder the group
+    shares, named in the title), similarity to the keep, size, resolution."""
+    import os
+
     from omnibind.render import short
 
-    table = Table(title=f"{n}. {group.kind} {group.modality}: keep ({group.reason})", title_justify="left",
+    sources = [m.source or m.id for m in group.members]
+    folder = os.path.commonpath([os.path.dirname(s) for s in sources]) if all(s.startswith("/") for s in sources) else ""
+    where = f" in {short(folder, 40)}/" if len(folder) > 1 else ""
+    table = Table(title=f"{n}. {group.kind} {group.modality}{where}: keep ({group.reason})", title_justify="left",
                   width=min(console.width, 80))
     table.add_column("", width=4)
     table.add_column("source", overflow="fold", ratio=1)
@@ -59,7 +65,8 @@ def group_table(n: int, group: object) -> Table:
     table.add_column("pixels", justify="right", width=9)
     for m in group.members:
         resolution = f"{m.width}x{m.height}" if m.width and m.height else ""
-        table.add_row("keep" if m.id == group.keep else "", short(m.source or m.id, 200), f"{m.similarity:.3f}",
+        shown = os.path.relpath(m.source, folder) if where and m.source else m.source or m.id
+        table.add_row("keep" if m.id == group.keep else "", short(shown, 200), f"{m.similarity:.3f}",
                       human_bytes(m.size), resolution)
     return table
 

@@ -1,30 +1,32 @@
 """Duplicates in a collection: the same bytes under two paths, and near-copies (resized,
 re-encoded, slightly cropped, converted) of one picture, sound, video or note.
 
-Why two signals for pictures: the stored vectors live in a text-anchored space, so they say what a
-picture shows, not how it looks. Measured on the Tux Paint train stamps (benchmarks/duplicates.py),
-distinct stamps of the same kind (the letters J and j, two euro coins, two traffic lights) reach
-cosine 0.99, higher than a stamp and its own 25% copy. A near group of pictures therefore needs a
-high vector cosine (same subject) *and* a high similarity of the stored thumbnails (same pixels:
-`signature`, a tiny mean-removed colour image). Sounds and videos must also last as long as each
-other (a re-encode keeps the duration; `DURATION_SLACK`). Text has no thumbnail: exact hash, and
-near only at a high cosine.
+Why pictures are compared by their thumbnails, not their vectors: the stored vectors live in a
+text-anchored space, so they say what a picture shows, not how it looks. On the Tux Paint train
+stamps (benchmarks/duplicates.py) distinct stamps of one kind (the letters J and j, two coins)
+reach cosine 0.99, while a stamp's own JPEG copy can fall to 0.75 and its 25% copy to 0.4; a
+copy's original was among its 32 nearest vectors for only 89% of copies, but among its nearest
+thumbnails for all. So a picture's near-copies are found by `signature` (its stored thumbnail
+shrunk to 12x12 colour pixels, mean removed, plus 9 slightly cropped views) and kept when the
+aligned similarity reaches PIXEL_THRESHOLD; a vector cut on top only lost copies, so pictures
+have none by default. Sounds and notes are compared by vector cosine, and sounds and videos must
+also last as long as each other (a re-encode keeps the duration; DURATION_SLACK).
 
 Groups are built around their keep item (leader clustering, not connected components): items are
 visited best-first by the keep rule, and each unassigned item takes every unassigned neighbour
-that passes the tests *against it*. So every member is a near-copy of the item suggested to keep,
+that passes the test *against it*. So every member is a near-copy of the item suggested to keep,
 and a chain A~B~C with A and C far apart never lands in one group (connected components would
-merge it; complete linkage would need every pair, which a star around the keep makes unnecessary:
-the keep is the one item a user compares with).
+merge it; complete linkage would ask every pair to match, which a user never compares: they
+compare each member with the one they keep).
 
 Keep rule (`keep_key`): highest pixel count (width x height; the `width`/`height` columns when the
 table has them, else the image header of the file), then the largest file, then the earliest
 `created` (else `mtime`), then the shortest path. Nothing here deletes anything.
 
-Scale: up to EXACT_LIMIT items of a modality, candidate pairs come from an exact blocked matrix
-product (memory bounded by BLOCK_BYTES); above it from a FAISS HNSW graph over the item vectors
-(each item's NEIGHBOURS nearest: a group larger than that may be split), or a CollectionError
-without FAISS.
+Scale: each item is linked to at most its NEIGHBOURS nearest candidates (memory n x 32 pairs).
+Up to EXACT_LIMIT items of a modality they come from an exact blocked matrix product (memory
+bounded by BLOCK_BYTES), above it from a FAISS HNSW graph built for the run, or a CollectionError
+without FAISS. Pictures read every thumbnail once (a few kB each).
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class Member:
-    """One item of a group. `similarity`: cosine of its vector to the keep item's (1.0 for the keep
-    and for exact copies); `pixels`: thumbnail similarity to the keep item (pictures only)."""
+    """One item of a group. `similarity`: how alike it is to the keep item by the test that grouped
+    it (pictures: thumbnail similarity; others: vector cosine; 1.0 for the keep and exact copies);
+    `cosine`: its vector's cosine to the keep item's."""
 
     id: str
     source: str | None
@@ -71,7 +74,7 @@ class Member:
     width: int | None = None
     height: int | None = None
     duration: float | None = None
-    pixels: float | None = None
+    cosine: float | None = None
 
 
 @dataclass
@@ -390,8 +393,8 @@ def _group(kind: str, members: list[int], items: Items, pixels: dict[int, float 
     rows = [items.rows[i] for i in members]
     out = []
     for n, (i, r) in enumerate(zip(members, rows)):
-        similarity = 1.0 if n == 0 or kind == "exact" else float(items.vectors[members[0]] @ items.vectors[i])
-        pix = pixels.get(i)
-        out.append(Member(r["id"], r.get("source"), r["modality"], round(min(similarity, 1.0), 4), r.get("size"),
-                          r.get("width"), r.get("height"), r.get("duration"), None if pix is None else round(pix, 4)))
+        cosine = 1.0 if n == 0 or kind == "exact" else min(1.0, float(items.vectors[members[0]] @ items.vectors[i]))
+        similarity = cosine if pixels.get(i) is None else min(1.0, float(pixels[i]))
+        out.append(Member(r["id"], r.get("source"), r["modality"], round(similarity, 4), r.get("size"),
+                          r.get("width"), r.get("height"), r.get("duration"), round(cosine, 4)))
     return DuplicateGroup(kind, rows[0]["modality"], out, rows[0]["id"], keep_reason(rows[0], rows[1:]))
