@@ -55,7 +55,7 @@ def group_table(n: int, group: object) -> Table:
 
     sources = [m.source or m.id for m in group.members]
     folder = os.path.commonpath([os.path.dirname(s) for s in sources]) if all(s.startswith("/") for s in sources) else ""
-    where = f" in {short(folder, 40)}/" if len(folder) > 1 else ""
+    where = f" in {folder if len(folder) <= 30 else '...' + folder[-27:]}/" if len(folder) > 1 else ""
     table = Table(title=f"{n}. {group.kind} {group.modality}{where}: keep ({group.reason})", title_justify="left",
                   width=min(console.width, 80))
     table.add_column("", width=4)
