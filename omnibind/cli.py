@@ -21,14 +21,13 @@ from omnibind.cli_compose import compose_command  # `omnibind compose` (issue 17
 from omnibind.cli_search import search_command  # `omnibind search`: options for filters, modes, rerank
 from omnibind.cli_export import export_command  # `omnibind export`: Parquet or NumPy files of a collection
 from omnibind.cli_serve import serve_command  # `omnibind serve`: its own module
+from omnibind.cli_duplicates import duplicates_command  # `omnibind duplicates`: exact and near copies
 
 app = typer.Typer(help="omnibind: text, images, audio and video in one embedding space, offline by default.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 err = Console(stderr=True)
 app.command("compose")(compose_command)
-app.command("search")(search_command)
-app.command("export")(export_command)
 
 
 
@@ -343,4 +342,7 @@ def eval_(
                   + (f"; table updated in {readme}" if readme else ""))
 
 
+app.command("search")(search_command)  # after ingest, as a user meets them
+app.command("duplicates")(duplicates_command)
+app.command("export")(export_command)
 app.command("serve")(serve_command)  # registered last: listed last in --help, as before

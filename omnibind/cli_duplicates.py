@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from omnibind.cli_options import CollectionOpt, Flag, HomeOpt
+from omnibind.cli_options import HOME, CollectionOpt, Flag, HomeOpt
 from omnibind.errors import OmnibindError
 
 console = Console()
@@ -33,7 +33,7 @@ def duplicates_command(
     from omnibind.duplicates import find_duplicates
 
     try:
-        coll = Collection.open(collection, create=False, home=home.expanduser().resolve() if home else None)
+        coll = Collection.open(collection, create=False, home=home.expanduser().resolve() if home else HOME["home"])
         groups = find_duplicates(coll, threshold=threshold, modality=modality)
     except (OmnibindError, ValueError) as exc:
         err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
