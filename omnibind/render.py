@@ -25,7 +25,10 @@ SCORE_KINDS = {
     "cosine": "raw cosine (uncalibrated)",
     "strength": "match strength 0-1, one scale for every kind of item (strong >= 0.75, weak < 0.4; "
                 "--json adds cosine, z and probability)",
+    "bm25": "BM25 of the query's words in the item's name, tags, note or text (higher matches more; "
+            "not comparable across queries)",
 }
+WORDS_MARK = " (words)"  # a hybrid hit whose words matched the query (`keyword_score`)
 
 
 def quiet_libraries(err: Console) -> None:
@@ -116,6 +119,10 @@ def hits_table(title: str, hits: Sequence[Any], root: str | None = None) -> Tabl
 
 
 def _shown(hit: Any, root: str | None) -> str:
+    return _place(hit, root) + (WORDS_MARK if hit.fields.get("keyword_score") else "")
+
+
+def _place(hit: Any, root: str | None) -> str:
     shown = os.path.relpath(hit.source, root) if root and hit.source and not hit.source.startswith("<") else (hit.source or hit.id)
     segment = getattr(hit, "segment", None)
     if segment:  # where in the item the match is: "lecture.ogg 12:31–12:45: '…the mitochondria…'"
@@ -136,6 +143,8 @@ def score_footer(hits: Sequence[Any]) -> str:
     kinds = sorted({h.kind for h in hits})
     note = getattr(hits, "note", None)
     lines = ["[dim]score: " + "; ".join(SCORE_KINDS.get(k, k) for k in kinds) + "[/]"] if kinds else []
+    if any(h.fields.get("keyword_score") for h in hits):
+        lines.append(f"[dim]{WORDS_MARK.strip()}: the query's words are in the item's name, tags, note or text[/]")
     return "\n".join(lines + ([f"[yellow]{note}[/]"] if note else []))
 
 

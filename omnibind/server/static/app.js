@@ -154,6 +154,7 @@ function strengthWord(s, word) { return word || (s >= 0.75 ? "strong" : s >= 0.4
 function scoreText(hit) {
   if (hasStrength(hit)) return `${strengthWord(hit.strength, hit.match)} match`;
   if (hit.score_kind === "probability") return `${(100 * hit.score).toFixed(1)}% match`;
+  if (hit.score_kind === "bm25") return "words match";
   if (hit.score_kind === "z") return `z ${hit.score.toFixed(2)}`;
   return `cos ${hit.cosine.toFixed(3)}`;
 }
@@ -166,6 +167,7 @@ function scoreShare(hit, best) {
 
 function scoreTitle(hit) {
   const parts = [];
+  if (hit.keyword_score) parts.push(`words matched (BM25 ${hit.keyword_score.toFixed(2)})`);
   if (hasStrength(hit)) parts.push(`strength ${hit.strength.toFixed(2)}`);
   if (typeof hit.score === "number") parts.push(`${hit.score_kind || "score"} ${hit.score.toFixed(3)}`);
   if (typeof hit.cosine === "number" && hit.score_kind !== "cosine") parts.push(`cosine ${hit.cosine.toFixed(3)}`);
@@ -230,7 +232,7 @@ function card(hit, i, best) {
                               "aria-label": `Open result ${i + 1}: ${fileName(hit)}` }, `${i + 1}. ${fileName(hit)}`);
   const meta = el("div", { class: "meta" }, open,
     el("div", { class: "row" }, el("span", { class: `badge ${hit.modality}` }, hit.modality),
-       el("span", { class: "score", title: scoreTitle(hit) }, scoreText(hit))),
+       el("span", { class: "score", title: scoreTitle(hit) }, scoreText(hit) + (hit.keyword_score ? " · words" : ""))),
     el("div", { class: "bar", title: scoreTitle(hit) }, fill), segmentLine(hit), likeButton(hit));
   const li = el("li", { class: "card", "data-modality": hit.modality, "data-index": String(i) }, mediaFor(hit), meta);
   li.addEventListener("click", (ev) => {
