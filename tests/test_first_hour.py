@@ -187,9 +187,10 @@ def test_cli_json_gives_metadata_as_an_object_like_http(space, tmp_path: Path):
     from omnibind.search import search
 
     c = Collection.open(tmp_path / "c", space)
-    c.add(["a note about the harbour"], ids=["n1"], metadata=[{"tags": ["sea"]}])
+    c.add(["a note about the harbour"], ids=["n1"], metadata=[{"tags": ["sea"], "camera": "x"}])
     hit = search(c, "harbour", k=1)[0].to_dict()
-    assert hit["metadata"] == {"tags": ["sea"]}  # was the JSON text '{"tags": ["sea"]}' on the CLI
+    assert hit["metadata"] == {"camera": "x"}  # was the JSON text '{"camera": "x"}' on the CLI
+    assert hit["tags"] == ["sea"]  # tags are a typed column (issue 19), not metadata
 
 
 def test_collections_table_names_the_home_once_and_cuts_no_path(tmp_path: Path):
