@@ -8,12 +8,11 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
 from rich.console import Console
 
 from omnibind import render
-from omnibind.cli_options import CollectionOpt, Flag, HomeOpt
+from omnibind.cli_options import HOME, CollectionOpt, Flag, HomeOpt
 from omnibind.errors import OmnibindError
 
 console = Console()
@@ -57,10 +56,7 @@ def export_command(
 
 def _home(home: Optional[Path]) -> Optional[Path]:
     """The command's --home, else the global one (`omnibind --home ... export`), else the default."""
-    if home is None:
-        ctx = click.get_current_context(silent=True)
-        home = ctx.find_root().params.get("home") if ctx is not None else None
-    return Path(home).expanduser().resolve() if home else None
+    return Path(home).expanduser().resolve() if home else HOME["home"]
 
 
 class _progress:

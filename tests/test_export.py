@@ -112,6 +112,14 @@ def test_cli(coll, tmp_path: Path):
     assert bad.exit_code == 1 and "no collection 'nope'" in bad.output
 
 
+def test_the_real_cli_takes_the_global_home(coll, tmp_path: Path):
+    from omnibind.cli import app
+
+    out = tmp_path / "g.parquet"
+    done = CliRunner().invoke(app, ["--home", str(coll.path.parent.parent), "export", str(out), "-c", "ex"])
+    assert done.exit_code == 0 and pq.read_table(out).num_rows == 5, done.output
+
+
 def test_npy_without_ids_txt_when_an_id_has_a_line_break(space, tmp_path: Path):
     odd = Collection.open("odd", space=space, home=tmp_path / "home")
     odd.add(["one note", "another note"], ids=["plain", "two\nlines"])
