@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from omnibind.collection import Collection
 
 MODES = ("vector", "text", "hybrid")
-DEFAULT_MODE = "vector"  # chosen by measurement (docs/search.md)
+DEFAULT_MODE = "hybrid"  # chosen by measurement: >= vector on every held-out task (docs/search.md)
 WORDS = "words"
 INDEX_NAME = "words_idx"
 RRF_K = 60  # reciprocal-rank constant (Cormack et al. 2009; LanceDB's RRFReranker default)
