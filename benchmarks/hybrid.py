@@ -4,9 +4,11 @@
     python benchmarks/hybrid.py --split test --variants vector,text-and,rrf-and-1 ...   # held-out
 
 Variants: `vector`; `text-and` / `text-or` (BM25, all words / any word); `rrf-<op>-<w>` (weighted
-RRF, k=60, text list by AND or OR, text weight w); `mix-<a>` (a calibrated mix: the vector hit's
-match log-odds + a * BM25 / best BM25 of the query, OR text list). Prints one JSON line per
-(set, variant) and a table to stderr.
+RRF, k=60, text list by AND or OR, text weight w for every word); `mix-<a>` (a calibrated mix: the
+vector hit's match log-odds + a * BM25 / best BM25 of the query, OR text list); `seen-<w>-<s>-<c>`
+(the shipped rule, AND: words the vector never saw weigh w, words it embedded weigh s and nothing
+when the vector top's strength >= c; `seen-2-1-0.75` is the default, `seen-2-0-1` drops embedded
+words). Prints one JSON line per (set, variant) and a table to stderr.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from omnibind.search import search
 from omnibind.space import load_space
 
 GRID = ["vector", "text-and", "text-or", "rrf-and-0.5", "rrf-and-1", "rrf-and-2", "rrf-or-0.25", "rrf-or-0.5",
-        "rrf-or-1", "mix-1", "mix-3"]
+        "rrf-or-1", "mix-1", "mix-3", "seen-2-0-1", "seen-2-0.5-2", "seen-2-1-2", "seen-2-1-0.75", "seen-2-1-0.85",
+        "seen-2-1-0.9", "seen-2-2-0.75", "seen-2-2-0.85", "seen-2-2-0.9"]
+NEVER = 2.0  # a strength no hit reaches: the vector list is never confident
 
 
 def _mix(collection: Any, text: str, k: int, alpha: float) -> list[str]:
@@ -54,8 +58,12 @@ def ranked(collection: Any, text: str, variant: str, k: int = 10) -> list[str]:
         return [i for i, _, _ in fulltext.text_ranking(collection, text, wanted, None, k, op)]
     if variant.startswith("mix-"):
         return _mix(collection, text, k, float(variant.split("-")[1]))
+    if variant.startswith("seen-"):
+        w, s, c = (float(x) for x in variant.split("-")[1:])
+        return [h.id for h in search_module.hybrid_search(collection, text, k, weight=w, seen_weight=s, confident=c)]
     _, op, w = variant.split("-")
-    return [h.id for h in search_module.hybrid_search(collection, text, k, weight=float(w), operator=op.upper())]
+    return [h.id for h in search_module.hybrid_search(collection, text, k, weight=float(w), operator=op.upper(),
+                                                      seen_weight=float(w), confident=NEVER)]
 
 
 def measure(embed: Any, data: K.KeywordSet, variants: list[str]) -> dict[str, dict[str, float]]:

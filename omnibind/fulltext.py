@@ -16,26 +16,43 @@ words removed; `ensure_fts`). Three modes:
   help (docs/search.md). A query none of whose words all occur in one row gives exactly the
   vector list. Hits keep the vector side's calibrated strength as their score (the one 0-1
   scale), ranked by the fused order; items only the words found are scored by vector too.
+
+Words the vector never saw count more than words it embedded (`text_weights`). A file name, tags
+and a note are never embedded: a match there is new evidence and weighs TEXT_WEIGHT. A text item's
+text and a segment's words (speech, OCR, page, chunk) *are* what the row's vector embedded: a match
+there repeats what the vector already weighed, so it votes (SEEN_WEIGHT) only when the vector list
+is not confident (its top hit's strength below CONFIDENT, `hits.STRONG`); a confident vector list
+is never reordered by words it saw. Measured: plain fusion lowers text-to-text paraphrase search,
+where overlapping words promote wrong sentences over what meaning ranks well (docs/search.md).
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from omnibind.facts import name_words, words_of  # noqa: F401 - (re-exported: what the index reads)
+from omnibind.hits import STRONG
 
 if TYPE_CHECKING:
     from omnibind.collection import Collection
 
 MODES = ("vector", "text", "hybrid")
-DEFAULT_MODE = "vector"  # chosen by measurement (docs/search.md)
+DEFAULT_MODE = "hybrid"  # chosen by measurement: >= vector on every held-out task (docs/search.md)
 WORDS = "words"
 INDEX_NAME = "words_idx"
 RRF_K = 60  # reciprocal-rank constant (Cormack et al. 2009; LanceDB's RRFReranker default)
 TEXT_WEIGHT = 2.0  # weight of the text list in the fusion (the vector list weighs 1; chosen on train data)
 TEXT_DEPTH = 50  # items each list brings to the fusion at least
 TEXT_OPERATOR = "AND"  # every query word must be in the row (see the module docstring)
+SEEN_WEIGHT = 1.0  # weight of words the vector embedded, when the vector list is not confident (train data)
+CONFIDENT = STRONG  # a vector top hit this strong is not reordered by words its vector embedded
+EMBEDDED_KINDS = ("speech", "ocr", "page", "chunk")  # segment rows whose vector embedded their words
+STOP_WORDS = frozenset(  # the index's English stop words (Lucene's list, as tantivy's filter)
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these "
+    "they this to was will with".split())
 REBUILD_MIN = 4096  # rows past the index searched flat before the index is rebuilt
 REBUILD_SHARE = 0.1  # ... or this share of the indexed rows, whichever is more
 
@@ -139,13 +156,60 @@ def text_ranking(collection: "Collection", text: str, wanted: Sequence[str], whe
         limit *= 4
 
 
-def rrf(lists: Sequence[Sequence[str]], weights: Sequence[float], k: int = RRF_K) -> list[str]:
+def _stem(word: str) -> str:
+    """A crude English stem: a plural -s, then -ing or -ed, then a final -e cut ('cakes', 'cake' ->
+    'cak'; 'riding', 'ride' -> 'rid')."""
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    for end in ("ing", "ed"):
+        if len(word) > len(end) + 2 and word.endswith(end):
+            word = word[:-len(end)]
+            break
+    return word[:-1] if len(word) > 3 and word.endswith("e") else word
+
+
+def terms(text: str) -> set[str]:
+    """The words of `text` roughly as the index sees them: lower case, ASCII, split at anything
+    not a letter or digit, stop words dropped, crudely stemmed (a cruder stemmer than the
+    index's: a miss only makes a match count as words the vector embedded)."""
+    flat = unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode().lower()
+    return {_stem(w) for w in re.findall(r"[a-z0-9]+", flat) if w not in STOP_WORDS}
+
+
+def words_embedded(row: dict[str, Any], query: str) -> bool:
+    """Whether the query's words matched where the row's vector embedded them: a segment with
+    words (its text), or a text item whose file name, tags and note do not hold every query word
+    (so its text does). An item row of any other modality holds only words never embedded."""
+    kind = row.get("kind")
+    if kind in EMBEDDED_KINDS:
+        return True
+    if kind not in (None, "item") or row.get("modality") != "text":
+        return False
+    tags = row.get("tags") or []
+    unseen = terms(words_of(row.get("source"), None, list(tags), row.get("note")))
+    return not terms(query) <= unseen
+
+
+def text_weights(rows: Sequence[dict[str, Any]], query: str, top_strength: float | None,
+                 weight: float = TEXT_WEIGHT, seen_weight: float = SEEN_WEIGHT,
+                 confident: float = CONFIDENT) -> list[float]:
+    """The fusion weight of each text-list row (module docstring): `weight` for words the vector
+    never saw; `seen_weight` for words it embedded, 0 when the vector's top hit is confident
+    (`top_strength` >= `confident`; None, an uncalibrated list: never confident)."""
+    seen = seen_weight if top_strength is None or top_strength < confident else 0.0
+    return [seen if words_embedded(r, query) else weight for r in rows]
+
+
+def rrf(lists: Sequence[Sequence[str]], weights: Sequence[float | Sequence[float]], k: int = RRF_K) -> list[str]:
     """Weighted reciprocal-rank fusion: ids by sum(weight / (k + rank)) over the lists holding
-    them (rank from 1); ties keep the first list's order."""
+    them (rank from 1); a list's weight is one number or one per entry, and an entry of weight 0
+    does not count (nor enter). Ties keep the first list's order."""
     score: dict[str, float] = {}
     first: dict[str, tuple[int, int]] = {}
     for n, (ids, w) in enumerate(zip(lists, weights)):
-        for rank, i in enumerate(ids, 1):
-            score[i] = score.get(i, 0.0) + w / (k + rank)
-            first.setdefault(i, (n, rank))
+        each = [float(w)] * len(ids) if isinstance(w, (int, float)) else [float(x) for x in w]
+        for rank, (i, wi) in enumerate(zip(ids, each), 1):
+            if wi > 0:
+                score[i] = score.get(i, 0.0) + wi / (k + rank)
+                first.setdefault(i, (n, rank))
     return sorted(score, key=lambda i: (-score[i], first[i]))

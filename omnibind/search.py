@@ -481,32 +481,43 @@ def text_search(collection: Collection, query: Any, k: int, *, modality: str | S
 
 def hybrid_search(collection: Collection, query: Any, k: int, *, modality: str | Sequence[str] | None = None,
                   where: str | None = None, query_modality: str | None = None, weight: float = fulltext.TEXT_WEIGHT,
-                  operator: str = fulltext.TEXT_OPERATOR, depth: int = fulltext.TEXT_DEPTH, **options: Any) -> Hits:
-    """Vector and text lists fused by weighted RRF (module docstring); a hit keeps its vector
-    score, gains `fields["keyword_score"]` (BM25) when its words matched, and names the segment
-    whose words matched when the words ranked it higher than its meaning did."""
+                  operator: str = fulltext.TEXT_OPERATOR, depth: int = fulltext.TEXT_DEPTH,
+                  seen_weight: float = fulltext.SEEN_WEIGHT, confident: float = fulltext.CONFIDENT,
+                  **options: Any) -> Hits:
+    """Vector and text lists fused by weighted RRF, words the vector embedded weighing less and
+    not at all against a confident vector list (omnibind/fulltext.py docstring). A hit keeps its
+    vector score, gains `fields["keyword_score"]` (BM25) when its words matched, and names the
+    segment whose words matched when the words ranked it higher than its meaning did. Words
+    that do not vote (none match, or only embedded ones against a confident top) give exactly
+    the vector list."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     text = _query_text(query, "hybrid")
     q, query_modality = query_input(collection, query, query_modality)
     deep = max(k, depth)
-    vec = search(collection, q, deep, modality=modality, where=where, query_modality=query_modality, mode="vector",
-                   **options)
+    deep_hits = search(collection, q, deep, modality=modality, where=where, query_modality=query_modality,
+                       mode="vector", **options)
+    vec = Hits(_diverse(list(deep_hits), k))  # the crowd rule for the top k, as a k-deep vector search
+    vec.note = deep_hits.note
     with collection.pinned():
         wanted = _modalities(modality, collection.modality_counts())
         texts = (fulltext.text_ranking(collection, text, wanted, where, deep, operator, SEGMENT_FETCH, MAX_FETCH)
-                 if text and wanted else [])
-    if not texts:
+                 if text and wanted and fulltext.has_words(collection) else [])  # made before words: vector
+    top = vec[0].score if vec and vec[0].kind == "strength" else None
+    weights = fulltext.text_weights([row for _, row, _ in texts], text or "", top, weight, seen_weight, confident)
+    if not any(w > 0 for w in weights):
         out = Hits(vec[:k])
         out.note = vec.note
         return out
-    order = fulltext.rrf([[h.id for h in vec], [i for i, _, _ in texts]], [1.0, weight])[:k]
+    order = fulltext.rrf([[h.id for h in vec], [i for i, _, _ in texts]], [1.0, weights])[:2 * k]
     by_id = {h.id: h for h in vec}
     missing = [i for i in order if i not in by_id]
     if missing:
         by_id.update(_vector_hits(collection, q, missing, modality, where, query_modality, options))
-    out = Hits(_with_words(collection, [by_id[i] for i in order if i in by_id], texts,
-                           {h.id: n for n, h in enumerate(vec)}))
+    fused = [by_id[i] for i in order if i in by_id]
+    if len({h.modality for h in fused}) > 1:  # a mixed list keeps the crowd rule (one modality: no-op)
+        fused = _diverse(fused, k)
+    out = Hits(_with_words(collection, fused[:k], texts, {h.id: n for n, h in enumerate(vec)}))
     out.note = vec.note if not out or "keyword_score" not in out[0].fields else None
     return out
 

@@ -1,5 +1,6 @@
 """Full-text and hybrid search (omnibind/fulltext.py): words in file names, notes and segments
-are found, filters apply, hybrid without a keyword match is exactly vector search, the index
+are found, filters apply, hybrid without a keyword match is exactly vector search, words the
+vector embedded do not reorder a confident vector list (file names always can), the index
 follows writes, and modes are checked. Generated texts and images; the offline default space."""
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from PIL import Image
 from omnibind import fulltext, views
 from omnibind.collection import Collection, make_rows
 from omnibind.inputs import to_input
-from omnibind.search import search
+from omnibind.search import hybrid_search, search
 from omnibind.views import Segment
 
 NOTES = ["a recipe for lemon cake with butter and sugar", "the history of the roman empire",
          "my cat sleeps on the sofa all afternoon", "how to change a flat bicycle tyre",
          "notes from the quarterly budget meeting"]
+TUESDAY = "on tuesday the bicycle shop fixed my tyre, and I had lemon cake, but no recipe"
 LONG = "The kettle whistles on the stove.\nA letter from Ravenscroft arrived today.\nTaxes are due in April."
 
 
@@ -123,3 +125,42 @@ def test_fusion_is_weighted_reciprocal_rank():
     assert fulltext.rrf([["a", "b", "c"], ["c"]], [1.0, 1.0]) == ["c", "a", "b"]
     assert fulltext.rrf([["a", "b"], ["b"]], [1.0, 0.0]) == ["a", "b"]
     assert fulltext.rrf([["a", "b"], []], [1.0, 2.0]) == ["a", "b"]
+
+
+def test_words_the_vector_embedded_weigh_less_and_not_against_a_confident_top():
+    image = {"kind": "item", "modality": "image", "source": "/p/lemon_cake.png"}
+    text = {"kind": "item", "modality": "text", "source": "<text>", "tags": [], "note": None}
+    noted = {**text, "source": "/notes/x.txt", "note": "Lemon cakes for grandma"}  # the note holds the words
+    tagged = {**text, "tags": ["lemon"]}  # only one of them: the text holds the other
+    segments = [{"kind": "chunk", "modality": "text"}, {"kind": "speech", "modality": "audio"},
+                {"kind": "ocr", "modality": "image"}]
+    rows = [image, text, noted, tagged, *segments]
+    assert fulltext.text_weights(rows, "the lemon cake", 0.5) == [2.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0]
+    assert fulltext.text_weights(rows, "the lemon cake", None) == [2.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0]
+    assert fulltext.text_weights(rows, "the lemon cake", fulltext.CONFIDENT) == [2.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0]
+    assert fulltext.CONFIDENT == 0.75 and fulltext.SEEN_WEIGHT == 1.0 and fulltext.TEXT_WEIGHT == 2.0
+
+
+def test_a_confident_vector_list_is_not_reordered_by_words_it_embedded(space, tmp_path: Path):
+    c = Collection.open(tmp_path / "gate", space)
+    c.add(NOTES + [TUESDAY], ids=[f"n{i}" for i in range(len(NOTES))] + ["d0"])
+    fulltext.ensure_fts(c)
+    query = "lemon cake recipe tuesday"  # n0 means it; only d0 holds every word
+    vector = search(c, query, k=6, mode="vector")
+    top = vector[0].score
+    assert [h.id for h in vector][:2] == ["n0", "d0"] and vector[0].kind == "strength" and top < fulltext.CONFIDENT
+    assert [h.id for h in search(c, query, k=6, mode="hybrid")][:2] == ["d0", "n0"]  # unsure top: words vote
+    assert [h.id for h in hybrid_search(c, query, 6, confident=top + 1e-3)][:2] == ["d0", "n0"]
+    sure = hybrid_search(c, query, 6, confident=top)  # a top this strong is confident
+    assert [(h.id, h.score) for h in sure] == [(h.id, h.score) for h in vector] and sure.note == vector.note
+    assert all("keyword_score" not in h.fields for h in sure)
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    item = dataclasses.replace(to_input(image), source="/photos/lemon_cake_recipe_tuesday.png")
+    c.upsert(make_rows(item, space.embed([item])[0], "p0"))
+    fulltext.ensure_fts(c)
+    assert hybrid_search(c, query, 7, confident=top)[0].id == "p0"  # words never embedded vote anyway
+
+
+def test_fusion_weights_per_entry_and_zero_weight_entries_do_not_enter():
+    assert fulltext.rrf([["a", "b"], ["c", "b"]], [1.0, [0.0, 3.0]]) == ["b", "a"]
+    assert fulltext.rrf([["a", "b"], ["c", "b"]], [1.0, [3.0, 0.0]]) == ["c", "a", "b"]
