@@ -45,8 +45,9 @@ def search_command(
                                             "'/photos/2024/**' (path)."),
     where: Optional[str] = typer.Option(None, help="SQL filter on item columns, e.g. \"size > 10000\" or "
                                         "\"width >= 1920\"."),
-    mode: Optional[str] = typer.Option(None, help="vector (meaning, the default), text (words: file names, tags, "
-                                       "notes, transcripts, OCR; BM25) or hybrid (both, fused)."),
+    mode: Optional[str] = typer.Option(None, help="hybrid (meaning, and words where they add to it: the default), "
+                                       "vector (meaning only) or text (words only: names, tags, notes, "
+                                       "transcripts, OCR; BM25)."),
     rerank: Optional[str] = typer.Option(None, help="Rerank the best candidates: hubness, or cross-encoder:PATH "
                                          "(a local sentence-transformers CrossEncoder folder)."),
     raw: bool = Flag("--raw", help="Rank by raw cosine instead of calibrated scores."),

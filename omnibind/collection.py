@@ -41,6 +41,7 @@ from omnibind.inputs import Input, load_file, to_input
 from omnibind.paths import (HOME_ENV, META_FILE, CollectionError, collection_path, existing_collection,  # noqa: F401
                             omnibind_home)  # (re-exported)
 from omnibind.space import Space, load_space
+from omnibind.sql import sql_list, sql_string  # noqa: F401 - (re-exported)
 from omnibind.views.embed import TEXT_KINDS, calibration_group
 from omnibind.writer import LOCK_FILE, WriterLock
 
@@ -223,6 +224,8 @@ class SpaceRecord:
 
 class Collection:
     """A named, persistent set of embedded items; see the module docstring."""
+
+    RESULT_COLUMNS = RESULT_COLUMNS  # what a hit shows (full-text search selects them by the collection)
 
     def __init__(self, path: Path, space: Space, meta: dict[str, Any], table: Any) -> None:
         self.path, self.space, self.meta, self.table = path, space, meta, table
@@ -535,6 +538,9 @@ class Collection:
         extra = list(metadata) if metadata is not None else [{}] * len(items)
         self.upsert([row for x, item, e, i, m in zip(items, decoded, embedded, ids, extra)
                      for row in make_rows(item, e, i, metadata=m, views=self.views, facts=_facts(x, item))])
+        from omnibind.fulltext import ensure_fts
+
+        ensure_fts(self)  # the words index, made or caught up here: a search never has to write it
         return ids
 
     def tag(self, ids: Sequence[str], add: Sequence[str] = (), remove: Sequence[str] = (),
@@ -818,15 +824,6 @@ def _vector_matrix(t: pa.Table, dim: int) -> np.ndarray:
 def file_state(sha256: str | None, sidecar: str | None) -> str | None:
     """What says a file is unchanged: its content hash, with its sidecar's digest when it has one."""
     return f"{sha256}+{sidecar}" if sidecar and sha256 else sha256
-
-
-def sql_string(value: str) -> str:
-    """A SQL string literal (single quotes doubled)."""
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def sql_list(values: Iterable[str]) -> str:
-    return ", ".join(sql_string(v) for v in values)
 
 
 def _facts(obj: Any, item: Input) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from omnibind.facts import normalise_tags
+from omnibind.sql import sql_string
 
 AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([hdwy])$")
 AGE_SECONDS = {"h": 3600, "d": 86400, "w": 7 * 86400, "y": 365.25 * 86400}
@@ -66,13 +67,13 @@ class Filters:
         """One SQL filter for `omnibind.search.search(where=...)`, or None for no filter."""
         parts = []
         if self.tags:
-            parts.append(f"array_has_all(tags, [{', '.join(_quote(t) for t in self.tags)}])")
+            parts.append(f"array_has_all(tags, [{', '.join(sql_string(t) for t in self.tags)}])")
         if self.after is not None:
             parts.append(f"created >= {self.after!r}")
         if self.before is not None:
             parts.append(f"created < {self.before!r}")
         if self.path_glob:
-            parts.append(f"regexp_like(source, {_quote(glob_regex(self.path_glob))})")
+            parts.append(f"regexp_like(source, {sql_string(glob_regex(self.path_glob))})")
         if self.where:
             parts.append(f"({self.where})")
         return " AND ".join(parts) or None
@@ -133,6 +134,3 @@ def glob_regex(glob: str) -> str:
     body = "".join(out)
     return f"^{body}$" if "/" in glob else f"(?:^|/){body}$"
 
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

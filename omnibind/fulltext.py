@@ -116,7 +116,8 @@ def text_rows(collection: "Collection", text: str, wanted: Sequence[str], where:
     """(row, BM25 score) of the rows whose words match `text`, best first, at most `limit`."""
     from lancedb.query import FullTextOperator, MatchQuery
 
-    from omnibind.collection import RESULT_COLUMNS, CollectionError, sql_list
+    from omnibind.paths import CollectionError
+    from omnibind.sql import sql_list
 
     if not has_words(collection):
         raise ModeError(f"collection {collection.path} has no words column (made before full-text search): "
@@ -125,7 +126,7 @@ def text_rows(collection: "Collection", text: str, wanted: Sequence[str], where:
         ensure_fts(collection)
     filt = " AND ".join(f for f in (f"modality IN ({sql_list(wanted)})", f"({where})" if where else "") if f)
     query = MatchQuery(text, WORDS, operator=FullTextOperator.AND if operator == "AND" else FullTextOperator.OR)
-    builder = (collection.table.search(query, query_type="fts").select(RESULT_COLUMNS + ["vector", "_score"])
+    builder = (collection.table.search(query, query_type="fts").select(collection.RESULT_COLUMNS + ["vector", "_score"])
                .where(filt, prefilter=True).limit(limit))
     try:
         rows = builder.to_list()

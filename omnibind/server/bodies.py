@@ -37,7 +37,7 @@ class SearchBody(BaseModel):
     before: str | None = Field(None, max_length=64, description="Only items created before this date or age.")
     path_glob: str | None = Field(None, max_length=1000, description="Only paths matching: '*.jpg', '/photos/**'.")
     like: str | None = Field(None, max_length=4096, description="More like this stored item (its id); `text` is then ignored.")
-    mode: str | None = Field(None, max_length=16, description="vector (default), text (words, BM25) or hybrid.")
+    mode: str | None = Field(None, max_length=16, description="hybrid (default), vector or text (words, BM25).")
     rerank: str | None = Field(None, max_length=64, description="A reranker HTTP callers may name: hubness.")
     collection: str | None = Field(None, max_length=200, description="A served collection (default: the default one).")
 

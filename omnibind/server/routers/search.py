@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Request
 from starlette.concurrency import run_in_threadpool
 
+from omnibind import fulltext
 from omnibind.collection import Collection
 from omnibind.search import Hit, query_input
 from omnibind.search import search as run_search
@@ -47,7 +48,7 @@ async def search(request: Request, state: State, caller: CallerDep, background: 
     if budget.big:
         background.add_task(release_memory)
     await run_in_threadpool(state.refresh, coll)
-    if reranker is not None or (body.mode or "vector").strip().lower() != "vector":  # words or a reranker: the
+    if reranker is not None or fulltext.check_mode(body.mode or fulltext.DEFAULT_MODE) != "vector":  # words or a reranker: the
         hits = await state.gate.run(caller, lambda job: job.locked(  # query's input, not only its vector
             _search, coll, query, None, k, body, where, reranker))
     else:  # only the query's embedding holds the model lock; ranking (in memory or LanceDB) runs beside it
@@ -67,7 +68,7 @@ def _collection(state: Any, in_path: str | None, in_body: str | None) -> Collect
 def _checked(body: SearchBody, coll: Collection) -> tuple[str | None, Any]:
     """(SQL filter, reranker or None) of a search body; 422 for a malformed filter, an unknown
     mode or a reranker HTTP callers may not name (a local model path)."""
-    from omnibind import fulltext, rerank
+    from omnibind import rerank
 
     try:
         fulltext.check_mode(body.mode or fulltext.DEFAULT_MODE)

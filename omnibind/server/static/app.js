@@ -133,7 +133,7 @@ function filtersOn() {
 
 $("#f-clear").addEventListener("click", () => {
   for (const id of ["#f-tag", "#f-after", "#f-before", "#f-glob"]) $(id).value = "";
-  $("#mode").value = "vector";
+  $("#mode").value = "hybrid";
   if (lastQuery) search(lastQuery);
 });
 for (const id of ["#mode", "#f-after", "#f-before"]) {
