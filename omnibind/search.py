@@ -156,7 +156,8 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     """The `k` best items for `query` (text, a Path to a file of any modality, or a vector).
 
     `modality` restricts item modalities; `where` is a LanceDB SQL filter on the row (e.g.
-    "size > 1000", "source LIKE '%/2024/%'" or "metadata LIKE '%holiday%'"). `exact=None` uses the ANN index
+    "size > 1000", "array_has(tags, 'holiday')", "created >= 1704067200": `omnibind.filters` builds them
+    from tags, dates and path globs). `exact=None` uses the ANN index
     when there is one (and always re-scores its candidates with exact cosines), `True` forces a
     flat scan. `rerank` (a `omnibind.rerank.Reranker`, a registered name such as "hubness", or a
     legacy `(query_vector, hits)` callable) reorders the merged list of `depth(k)` candidates per
