@@ -232,8 +232,10 @@ function card(hit, i, best) {
                               "aria-label": `Open result ${i + 1}: ${fileName(hit)}` }, `${i + 1}. ${fileName(hit)}`);
   const meta = el("div", { class: "meta" }, open,
     el("div", { class: "row" }, el("span", { class: `badge ${hit.modality}` }, hit.modality),
-       el("span", { class: "score", title: scoreTitle(hit) }, scoreText(hit) + (hit.keyword_score ? " · words" : ""))),
-    el("div", { class: "bar", title: scoreTitle(hit) }, fill), segmentLine(hit), likeButton(hit));
+       el("span", { class: "score", title: scoreTitle(hit) }, scoreText(hit))),
+    el("div", { class: "bar", title: scoreTitle(hit) }, fill), segmentLine(hit),
+    hit.keyword_score ? el("div", { class: "segment", title: scoreTitle(hit) }, "✓ the words match") : null,
+    likeButton(hit));
   const li = el("li", { class: "card", "data-modality": hit.modality, "data-index": String(i) }, mediaFor(hit), meta);
   li.addEventListener("click", (ev) => {
     if (ev.target.closest("audio, a")) return; // their own controls
