@@ -49,7 +49,7 @@ from omnibind import fulltext, modalities
 from omnibind.collection import RESULT_COLUMNS, Collection, CollectionError, sql_list
 from omnibind.hits import FAIR, STRONG, Hit, Hits, strength, strength_of_logit
 from omnibind.inputs import Input, to_input
-from omnibind.rerank import Rerank, RerankQuery, depth, resolve
+from omnibind.rerank import Rerank, RerankQuery, depth, depth as rerank_depth, resolve
 from omnibind.views.embed import calibration_group, describe
 
 MIN_SAMPLE = 20  # a modality's sample weighs as much as the space's prior at this many items
@@ -155,9 +155,8 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
            query_modality: str | None = None, query_item: Input | None = None, mode: str | None = None) -> list[Hit]:
     """The `k` best items for `query` (text, a Path to a file of any modality, or a vector).
 
-    `modality` restricts item modalities; `where` is a LanceDB SQL filter on the row (e.g.
-    "size > 1000", "array_has(tags, 'holiday')", "created >= 1704067200": `omnibind.filters` builds them
-    from tags, dates and path globs). `exact=None` uses the ANN index
+    `modality` restricts item modalities; `where` is a LanceDB SQL filter on the row ("size > 1000",
+    "array_has(tags, 'sea')": omnibind/filters.py builds them). `exact=None` uses the ANN index
     when there is one (and always re-scores its candidates with exact cosines), `True` forces a
     flat scan. `rerank` (a `omnibind.rerank.Reranker`, a registered name such as "hubness", or a
     legacy `(query_vector, hits)` callable) reorders the merged list of `depth(k)` candidates per
@@ -443,6 +442,8 @@ def search_mode(collection: Collection, query: Any, k: int, mode: str, *, modali
                 where: str | None = None, query_modality: str | None = None, **options: Any) -> Hits:
     """`search(..., mode="text"|"hybrid")` (omnibind/search.py dispatches here)."""
     mode = fulltext.check_mode(mode)
+    if mode == "text" and options.get("rerank") is not None:
+        raise fulltext.ModeError("text mode ranks by words alone: rerank works in vector and hybrid mode")
     if mode == "text":
         return text_search(collection, query, k, modality=modality, where=where, query_modality=query_modality)
     return hybrid_search(collection, query, k, modality=modality, where=where, query_modality=query_modality, **options)
@@ -494,7 +495,12 @@ def hybrid_search(collection: Collection, query: Any, k: int, *, modality: str |
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     text = _query_text(query, "hybrid")
-    q, query_modality = query_input(collection, query, query_modality)
+    rerank = options.pop("rerank", None)  # the rerank stage comes after the fusion: it sees both lists' finds
+    reranker = resolve(rerank, collection.space) if rerank is not None else None
+    q, query_modality, decoded = _embedded_query(collection, query, query_modality)
+    seen = RerankQuery(options.pop("query_item", None) or decoded, q, query_modality, collection)
+    wide, k_out = (rerank_depth(k, reranker), k) if reranker else (k, k)
+    k = wide  # the fused list is as long as the reranker wants it
     deep = max(k, depth)
     deep_hits = search(collection, q, deep, modality=modality, where=where, query_modality=query_modality,
                        mode="vector", **options)
@@ -507,9 +513,7 @@ def hybrid_search(collection: Collection, query: Any, k: int, *, modality: str |
     top = vec[0].score if vec and vec[0].kind == "strength" else None
     weights = fulltext.text_weights([row for _, row, _ in texts], text or "", top, weight, seen_weight, confident)
     if not any(w > 0 for w in weights):
-        out = Hits(vec[:k])
-        out.note = vec.note
-        return out
+        return _reranked(reranker, seen, list(vec[:k]), k_out, vec.note)
     order = fulltext.rrf([[h.id for h in vec], [i for i, _, _ in texts]], [1.0, weights])[:2 * k]
     by_id = {h.id: h for h in vec}
     missing = [i for i in order if i not in by_id]
@@ -518,8 +522,14 @@ def hybrid_search(collection: Collection, query: Any, k: int, *, modality: str |
     fused = [by_id[i] for i in order if i in by_id]
     if len({h.modality for h in fused}) > 1:  # a mixed list keeps the crowd rule (one modality: no-op)
         fused = _diverse(fused, k)
-    out = Hits(_with_words(collection, fused[:k], texts, {h.id: n for n, h in enumerate(vec)}))
-    out.note = vec.note if not out or "keyword_score" not in out[0].fields else None
+    out = _with_words(collection, fused[:k], texts, {h.id: n for n, h in enumerate(vec)})
+    return _reranked(reranker, seen, out, k_out, vec.note if not out or "keyword_score" not in out[0].fields else None)
+
+
+def _reranked(reranker: Any, query: RerankQuery, hits: list[Hit], k: int, note: str | None) -> Hits:
+    """The fused list through the rerank stage (if any), cut to k, with the list's note."""
+    out = Hits((reranker(query, hits) if reranker else hits)[:k])
+    out.note = note
     return out
 
 

@@ -89,3 +89,33 @@ def media(tmp_path: Path) -> dict[str, Path]:
         "video": write_video(tmp_path / "clip.mp4", with_audio=True),
         "text": text,
     }
+
+
+class LinesView:
+    """A test view: each non-blank line of a text is a chunk segment (`calls` counts its runs)."""
+
+    name = "lines"
+    modalities = ("text",)
+    shapes_vector = True
+    calls = 0
+
+    def segments(self, item, space):
+        from omnibind.views import Segment
+
+        LinesView.calls += 1
+        out, pos = [], 0
+        for line in item.payload.split("\n"):
+            if line.strip():
+                out.append(Segment("chunk", text=line, chars=(pos, pos + len(line))))
+            pos += len(line) + 1
+        return out if len(out) > 1 else []
+
+
+@pytest.fixture
+def lines_view():
+    """The `lines` view registered for one test."""
+    from omnibind import views
+
+    views.register("lines", LinesView)
+    yield LinesView
+    views.unregister("lines")

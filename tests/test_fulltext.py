@@ -13,37 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from omnibind import fulltext, views
+from omnibind import fulltext
 from omnibind.collection import Collection, make_rows
 from omnibind.inputs import to_input
 from omnibind.search import hybrid_search, search
-from omnibind.views import Segment
 
 NOTES = ["a recipe for lemon cake with butter and sugar", "the history of the roman empire",
          "my cat sleeps on the sofa all afternoon", "how to change a flat bicycle tyre",
          "notes from the quarterly budget meeting"]
 TUESDAY = "on tuesday the bicycle shop fixed my tyre, and I had lemon cake, but no recipe"
 LONG = "The kettle whistles on the stove.\nA letter from Ravenscroft arrived today.\nTaxes are due in April."
-
-
-class LinesView:
-    """Each line of a text is a chunk segment (as in tests/test_segments.py)."""
-
-    name, modalities, shapes_vector = "lines", ("text",), True
-
-    def segments(self, item, space):
-        out, pos = [], 0
-        for line in item.payload.split("\n"):
-            out.append(Segment("chunk", text=line, chars=(pos, pos + len(line))))
-            pos += len(line) + 1
-        return out if len(out) > 1 else []
-
-
-@pytest.fixture
-def lines_view():
-    views.register("lines", LinesView)
-    yield
-    views.unregister("lines")
 
 
 @pytest.fixture

@@ -19,22 +19,7 @@ from omnibind.rerank import (
     CrossEncoderReranker, RerankError, RerankQuery, candidate_text, depth, get, hub_scores, names,
 )
 from omnibind.search import search
-from omnibind.views import Segment
-from tests.conftest import draw_image
-
-
-class LinesView:
-    """Each line of a text is a chunk segment (as in test_segments)."""
-
-    name, modalities, shapes_vector = "lines", ("text",), True
-
-    def segments(self, item, space):
-        out, pos = [], 0
-        for line in item.payload.split("\n"):
-            if line.strip():
-                out.append(Segment("chunk", text=line, chars=(pos, pos + len(line))))
-            pos += len(line) + 1
-        return out if len(out) > 1 else []
+from conftest import LinesView, draw_image
 
 
 NOTES = {"long.txt": "The kettle whistles on the stove.\nA red fox runs across the snowy field.",

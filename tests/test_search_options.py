@@ -62,6 +62,8 @@ def test_cli_rerank_and_its_errors(coll):
     assert len(json.loads(result.stdout)) == 3
     bad = cli(root, "a red circle", "--rerank", "nosuch")
     assert bad.exit_code == 1 and "hubness" in bad.output
+    words_only = cli(root, "zebrafinch", "--mode", "text", "--rerank", "hubness")
+    assert words_only.exit_code == 1 and "rerank works in vector and hybrid mode" in words_only.output
 
 
 def test_cli_like_leaves_the_item_out(coll):

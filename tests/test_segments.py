@@ -9,39 +9,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from omnibind import views
 from omnibind.collection import META_FILE, Collection
 from omnibind.ingest import ingest
 from omnibind.scale.ray_ingest import _complete_items
 from omnibind.search import search
+from conftest import LinesView
 from omnibind.views import Segment
-
-
-class LinesView:
-    """Each line of a text is a chunk segment located by its characters."""
-
-    name = "lines"
-    modalities = ("text",)
-    shapes_vector = True
-    calls = 0
-
-    def segments(self, item, space):
-        LinesView.calls += 1
-        out, pos = [], 0
-        for line in item.payload.split("\n"):
-            if line.strip():
-                out.append(Segment("chunk", text=line, chars=(pos, pos + len(line))))
-            pos += len(line) + 1
-        return out if len(out) > 1 else []
-
-
-@pytest.fixture
-def lines_view():
-    views.register("lines", LinesView)
-    yield LinesView
-    views.unregister("lines")
 
 
 NOTE = "The kettle whistles on the stove.\nA red fox runs across the snowy field.\nTaxes are due in April."
