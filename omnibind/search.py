@@ -141,8 +141,9 @@ def query_input(collection: Collection, query: Any, modality: str | None = None)
     return collection.space.embed([item])[0], item.modality
 
 
-def _embedded_query(collection: Collection, query: Any, modality: str | None) -> tuple[np.ndarray, str | None, Input | None]:
-    """`query_input` and the decoded query (None for a vector): what a reranker reads."""
+def embedded_query(collection: Collection, query: Any, modality: str | None) -> tuple[np.ndarray, str | None, Input | None]:
+    """`query_input` and the decoded query (None for a vector): what a reranker and the words
+    of hybrid search read (the server embeds with this under its model lock, then ranks)."""
     if isinstance(query, np.ndarray) and query.dtype.kind == "f":
         return (*query_input(collection, query, modality), None)
     item = to_input(query, collection.space.limits)
@@ -177,7 +178,7 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     with collection.pinned():  # one LanceDB version query per search, not ten
         collection.check_consistent()
         reranker = resolve(rerank, collection.space) if rerank is not None else None
-        q, query_modality, decoded = _embedded_query(collection, query, query_modality)
+        q, query_modality, decoded = embedded_query(collection, query, query_modality)
         if collection.calibration.stale(collection.group_counts()):  # added without an ingest, or one died early
             collection.calibration.refresh()
         samples = collection.calibration.samples()
@@ -445,26 +446,31 @@ def search_mode(collection: Collection, query: Any, k: int, mode: str, *, modali
     if mode == "text" and options.get("rerank") is not None:
         raise fulltext.ModeError("text mode ranks by words alone: rerank works in vector and hybrid mode")
     if mode == "text":
-        return text_search(collection, query, k, modality=modality, where=where, query_modality=query_modality)
+        return text_search(collection, query, k, modality=modality, where=where, query_modality=query_modality,
+                           query_item=options.get("query_item"))
     return hybrid_search(collection, query, k, modality=modality, where=where, query_modality=query_modality, **options)
 
 
-def _query_text(query: Any, mode: str) -> str | None:
-    """The words of a query: a text query's text; files and vectors have none (text mode refuses them)."""
+def _query_text(query: Any, mode: str, item: Input | None = None) -> str | None:
+    """The words of a query: a text query's text, or the text input a vector query was embedded
+    from (`query_item`: the server embeds under its model lock, then ranks); files and other
+    vectors have none (text mode refuses them)."""
     if isinstance(query, str):
         return query
+    if item is not None and item.modality == "text" and isinstance(item.payload, str):
+        return item.payload
     if mode == "text":
         raise fulltext.ModeError("text mode searches words: give a text query (files and vectors: mode vector or hybrid)")
     return None
 
 
 def text_search(collection: Collection, query: Any, k: int, *, modality: str | Sequence[str] | None = None,
-                where: str | None = None, query_modality: str | None = None) -> Hits:
+                where: str | None = None, query_modality: str | None = None, query_item: Input | None = None) -> Hits:
     """The k items whose words best match the query (BM25 of their best row; `Hit.kind` "bm25",
     `score` the BM25 score, `cosine` the row's cosine to the query's vector)."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    text = _query_text(query, "text")
+    text = _query_text(query, "text", query_item)
     with collection.pinned():
         collection.check_consistent()
         q, _ = query_input(collection, query, query_modality)
@@ -494,10 +500,10 @@ def hybrid_search(collection: Collection, query: Any, k: int, *, modality: str |
     the vector list."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    text = _query_text(query, "hybrid")
+    text = _query_text(query, "hybrid", options.get("query_item"))
     rerank = options.pop("rerank", None)  # the rerank stage comes after the fusion: it sees both lists' finds
     reranker = resolve(rerank, collection.space) if rerank is not None else None
-    q, query_modality, decoded = _embedded_query(collection, query, query_modality)
+    q, query_modality, decoded = embedded_query(collection, query, query_modality)
     seen = RerankQuery(options.pop("query_item", None) or decoded, q, query_modality, collection)
     wide, k_out = (rerank_depth(k, reranker), k) if reranker else (k, k)
     k = wide  # the fused list is as long as the reranker wants it

@@ -90,6 +90,8 @@ def test_http_modes_rerank_and_like(http):
     client, src = http
     r = client.post("/v1/search", json={"text": "zebrafinch", "mode": "text"})
     assert r.status_code == 200 and names(r.json()["results"]) == ["zebrafinch.png"], r.text
+    r = client.post("/v1/search", json={"text": "zebrafinch", "k": 3})  # the default mode reads words too
+    assert names(r.json()["results"])[0] == "zebrafinch.png" and r.json()["results"][0]["keyword_score"], r.text
     r = client.post("/v1/search", json={"text": "a red circle", "mode": "hybrid", "rerank": "hubness", "k": 3})
     assert r.status_code == 200 and len(r.json()["results"]) == 3, r.text
     for body, words in [({"mode": "fuzzy"}, "hybrid"), ({"rerank": "cross-encoder:/tmp/model"}, "hubness"),

@@ -130,13 +130,19 @@ def build_collection(embed: Callable[[Sequence[Any], str], np.ndarray], data: Ke
     return collection
 
 
-def ranks(collection: Any, data: KeywordSet, depth: int = 10, **options: Any) -> list[int | None]:
-    """The 1-based rank of each query's right item in `search(..., k=depth, **options)` (None: absent)."""
+def ranks(collection: Any, data: KeywordSet, depth: int = 10, vectors: np.ndarray | None = None,
+          **options: Any) -> list[int | None]:
+    """The 1-based rank of each query's right item in `search(..., k=depth, **options)` (None: absent).
+    With `vectors` (the queries embedded once, in batches) each search gets its query's vector and
+    text input, as the server passes them, instead of embedding the query again per mode."""
+    from omnibind.inputs import Text, to_input
     from omnibind.search import search
 
     out: list[int | None] = []
-    for text, j in data.queries:
-        ids = [h.id for h in search(collection, text, k=depth, **options)]
+    for n, (text, j) in enumerate(data.queries):
+        query: Any = text if vectors is None else vectors[n]
+        extra = {} if vectors is None else {"query_modality": "text", "query_item": to_input(Text(text))}
+        ids = [h.id for h in search(collection, query, k=depth, **extra, **options)]
         out.append(ids.index(f"item-{j}") + 1 if f"item-{j}" in ids else None)
     return out
 
@@ -158,7 +164,9 @@ def run_set(embed: Callable[[Sequence[Any], str], np.ndarray], data: KeywordSet,
     order = [DEFAULT_MODE] + [m for m in modes if m != DEFAULT_MODE]
     with tempfile.TemporaryDirectory(prefix="omnibind-keywords-") as tmp:
         collection = build_collection(embed, data, Path(tmp) / "c")
-        metrics = {f"{m} query->item": rank_metrics(ranks(collection, data, mode=m, **options)) for m in order}
+        vectors = embed([text for text, _ in data.queries], "text")  # once for every mode
+        metrics = {f"{m} query->item": rank_metrics(ranks(collection, data, vectors=vectors, mode=m, **options))
+                   for m in order}
     return TaskResult(data.name, "retrieval", data.dataset, metrics)
 
 

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from omnibind import fulltext
 from omnibind.collection import Collection
-from omnibind.search import Hit, query_input
+from omnibind.search import Hit, embedded_query
 from omnibind.search import search as run_search
 from omnibind.server.bodies import SearchBody, form_limits, json_or_form, parse, read_uploads, validate
 from omnibind.server.budget import Budget, release_memory
@@ -48,12 +48,11 @@ async def search(request: Request, state: State, caller: CallerDep, background: 
     if budget.big:
         background.add_task(release_memory)
     await run_in_threadpool(state.refresh, coll)
-    if reranker is not None or fulltext.check_mode(body.mode or fulltext.DEFAULT_MODE) != "vector":  # words or a reranker: the
-        hits = await state.gate.run(caller, lambda job: job.locked(  # query's input, not only its vector
-            _search, coll, query, None, k, body, where, reranker))
-    else:  # only the query's embedding holds the model lock; ranking (in memory or LanceDB) runs beside it
-        vector, modality = await state.gate.run(caller, lambda job: job.locked(query_input, coll, query))
-        hits = await run_in_threadpool(_search, coll, vector, modality, k, body, where)
+    if reranker is not None:  # a reranker may run a model: the whole search holds the model lock
+        hits = await state.gate.run(caller, lambda job: job.locked(_search, coll, query, None, k, body, where, reranker))
+    else:  # only the query's embedding holds the model lock; ranking (words, vectors) runs beside it
+        vector, modality, item = await state.gate.run(caller, lambda job: job.locked(embedded_query, coll, query, None))
+        hits = await run_in_threadpool(_search, coll, vector, modality, k, body, where, None, item)
     return {"collection": coll.name, "query": files[0].filename if files else body.text,
             "results": [hit_json(h, items) for h in hits], "note": getattr(hits, "note", None)}
 
@@ -79,10 +78,10 @@ def _checked(body: SearchBody, coll: Collection) -> tuple[str | None, Any]:
 
 
 def _search(coll: Collection, query: Any, modality: str | None, k: int, body: SearchBody, where: str | None,
-            reranker: Any = None) -> list[Hit]:
+            reranker: Any = None, item: Any = None) -> list[Hit]:
     try:
         return run_search(coll, query, k=k, modality=body.modality, where=where, calibrated=not body.raw,
-                          query_modality=modality, mode=body.mode, rerank=reranker)
+                          query_modality=modality, mode=body.mode, rerank=reranker, query_item=item)
     except ValueError as exc:  # unknown modality, a file query in text mode
         raise ApiError(422, str(exc)) from None
 
