@@ -99,3 +99,14 @@ def test_evaluation_never_imports_merge_or_the_cli():
                      else [])
             bad = [n for n in names if n.startswith(("omnibind.merge", "omnibind.cli"))]
             assert not bad, f"{path.name} imports {bad}"
+
+
+def test_keyword_rank_metrics_name_what_the_report_reads():
+    import math
+
+    from omnibind.evaluate.keywords import rank_metrics
+
+    m = rank_metrics([1, 2, None, 7])
+    assert (m["R@1"], m["R@5"], m["R@10"], m["queries"]) == (25.0, 50.0, 75.0, 4)
+    assert m["MRR"] == round((1 + 1 / 2 + 1 / 7) / 4, 4)
+    assert m["nDCG@10"] == round((1 + 1 / math.log2(3) + 1 / math.log2(8)) / 4, 4)

@@ -148,10 +148,12 @@ def ranks(collection: Any, data: KeywordSet, depth: int = 10, vectors: np.ndarra
 
 
 def rank_metrics(found: Sequence[int | None]) -> dict[str, float]:
-    """R@1/5/10 (%) and MRR@10 of the right items' ranks."""
+    """R@1/5/10 (%), MRR@10 and nDCG@10 (one relevant item: 1/log2(rank + 1)) of the right items'
+    ranks, as `metrics.retrieval_metrics` names them (the report's table reads both)."""
     n = max(1, len(found))
     out = {f"R@{k}": round(100 * sum(1 for r in found if r is not None and r <= k) / n, 1) for k in KS}
     out["MRR"] = round(float(sum(1.0 / r for r in found if r is not None)) / n, 4)
+    out["nDCG@10"] = round(float(sum(1.0 / np.log2(r + 1) for r in found if r is not None and r <= 10)) / n, 4)
     out["queries"] = len(found)
     return out
 
