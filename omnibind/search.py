@@ -52,6 +52,7 @@ from omnibind.inputs import Input, to_input
 from omnibind.rerank import Rerank, RerankQuery, depth, depth as rerank_depth, resolve
 from omnibind.views.embed import calibration_group, describe
 
+NO_MATCH = "no confident match: nothing stands out from the typical item of its kind"
 MIN_SAMPLE = 20  # a modality's sample weighs as much as the space's prior at this many items
 CROWD_SHARE = 0.6  # most of a top k one modality may fill with matches that are not strong
 
@@ -238,7 +239,7 @@ def _note(hits: list[Hit], calibrated: bool, thin: list[str]) -> str | None:
         return (f"raw cosine: too few {', '.join(thin)} items to calibrate (under {MIN_SAMPLE}) and no prior "
                 "for them in the space (refit its calibration: scripts/fit_calibration.py)")
     if hits and hits[0].kind == "strength" and hits[0].score < FAIR:
-        return "no confident match: nothing stands out from the typical item of its kind"
+        return NO_MATCH
     return None
 
 
@@ -529,7 +530,8 @@ def hybrid_search(collection: Collection, query: Any, k: int, *, modality: str |
     if len({h.modality for h in fused}) > 1:  # a mixed list keeps the crowd rule (one modality: no-op)
         fused = _diverse(fused, k)
     out = _with_words(collection, fused[:k], texts, {h.id: n for n, h in enumerate(vec)})
-    return _reranked(reranker, seen, out, k_out, vec.note if not out or "keyword_score" not in out[0].fields else None)
+    words_won = bool(out) and "keyword_score" in out[0].fields  # then the top is a match after all
+    return _reranked(reranker, seen, out, k_out, None if words_won and vec.note == NO_MATCH else vec.note)
 
 
 def _reranked(reranker: Any, query: RerankQuery, hits: list[Hit], k: int, note: str | None) -> Hits:

@@ -362,25 +362,26 @@ def test_cli_ingest_search_collections_classify(home, folder: Path):
 def test_space_pair_calibration_maps_z_scores_to_match_probabilities(ingested: Collection, monkeypatch):
     """Ranked on the pair fits' match log-odds (on z without fits), shown as one strength, with z and
     the probability attached; a thin modality is calibrated through the fit's cosine prior, and
-    only without one falls to cosine."""
+    only without one falls to cosine. (Vector mode: hybrid reorders by words on top of this.)"""
     import omnibind.search as search_mod
     from omnibind.search import pair_calibration, pair_prior, strength, strength_of_logit
 
     fits = {"text->text": [2.0, -6.0], "text->image": [3.0, -9.0], "text->audio": [1.5, -4.0]}
     monkeypatch.setattr(ingested.space, "calibration", fits)
-    thin = search(ingested, "heavy rain on the roof", k=20)  # 1-5 items per modality, fits without priors
+    thin = search(ingested, "heavy rain on the roof", k=20, mode="vector")  # 1-5 items per modality, fits without priors
     assert {h.kind for h in thin} == {"cosine"} and all(h.score == h.cosine for h in thin)
     assert [h.cosine for h in thin] == sorted((h.cosine for h in thin), reverse=True)
     assert "too few" in thin.note and "image" in thin.note  # the footer names the modality
+    assert "too few" in search(ingested, "heavy rain on the roof", k=20).note  # hybrid keeps it when words win
     monkeypatch.setattr(search_mod, "MIN_SAMPLE", 1)
     monkeypatch.setattr(ingested.space, "calibration", {})
-    z = {h.id: h for h in search(ingested, "heavy rain on the roof", k=20)}
+    z = {h.id: h for h in search(ingested, "heavy rain on the roof", k=20, mode="vector")}
     assert {h.kind for h in z.values()} == {"strength"} and all(h.probability is None for h in z.values())
     assert all(h.score == pytest.approx(strength(h.z)) for h in z.values())  # no fits: ranked and scored on z
     monkeypatch.setattr(ingested.space, "calibration", fits)
     assert pair_calibration(ingested.space, "text", "video") == (3.0, -9.0)  # a video is calibrated as an image
     assert pair_calibration(ingested.space, None, "image") is None and pair_calibration(ingested.space, "image", "audio") is None
-    hits = search(ingested, "heavy rain on the roof", k=20)
+    hits = search(ingested, "heavy rain on the roof", k=20, mode="vector")
     assert len(hits) == len(z) == 11
     for h in hits:
         a, b = pair_calibration(ingested.space, "text", h.modality)
@@ -393,7 +394,7 @@ def test_space_pair_calibration_maps_z_scores_to_match_probabilities(ingested: C
     with_priors = {k: [*v, 0.1, 0.05] for k, v in fits.items()}
     monkeypatch.setattr(ingested.space, "calibration", with_priors)
     assert pair_prior(ingested.space, "text", "video") == (0.1, 0.05)
-    primed = search(ingested, "heavy rain on the roof", k=20)  # the same thin collection, now calibrated
+    primed = search(ingested, "heavy rain on the roof", k=20, mode="vector")  # the same thin collection, now calibrated
     assert {h.kind for h in primed} == {"strength"} and primed.note is None or "no confident" in primed.note
 
 
