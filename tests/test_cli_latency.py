@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from conftest import draw_image
+from live_server import Live, free_port
 from omnibind import catalog, client, render, spaceinfo
 from omnibind.cli import app
 
@@ -140,33 +139,17 @@ def test_info_falls_back_for_what_it_cannot_describe(tmp_path: Path):
     assert result.exit_code == 1 and "no space at" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served(notes):
     """`omnibind serve` of the notes collection, in a thread, advertised as the CLI does."""
-    import uvicorn
-
     from omnibind.server import ServerSettings, create_app
 
     home, coll = notes
-    port = _free_port()
-    web = create_app(ServerSettings(collection="notes", home=home), "token-for-tests", coll)
-    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    with client.advertise(coll, "127.0.0.1", port, home) as record:
-        thread.start()
-        for _ in range(200):
-            if server.started:
-                break
-            time.sleep(0.05)
+    live = Live(create_app(ServerSettings(collection="notes", home=home), "token-for-tests", coll), start=False)
+    with client.advertise(coll, "127.0.0.1", live.port, home) as record:
+        live.start()
         yield home, coll, record
-    server.should_exit = True
-    thread.join(10)
+    live.stop()
     assert not record.exists()
 
 
@@ -244,7 +227,7 @@ def test_stale_and_foreign_records_are_ignored(notes, tmp_path: Path):
     dead.wait()
     servers = home / client.SERVERS
     servers.mkdir(exist_ok=True)
-    base = {"host": "127.0.0.1", "port": _free_port(), "collection": "notes", "path": str(coll.path),
+    base = {"host": "127.0.0.1", "port": free_port(), "collection": "notes", "path": str(coll.path),
             "fingerprint": coll.meta["space"]["fingerprint"], "version": client.__version__}
     client._write_private(servers / "notes-dead.json", json.dumps({**base, "pid": dead.pid}))
     client._write_private(servers / "notes-refused.json", json.dumps({**base, "pid": os.getpid()}))

@@ -4,10 +4,6 @@ OpenAI's error shape."""
 
 import base64
 import io
-import socket
-import threading
-import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -15,6 +11,7 @@ import pytest
 
 from conftest import draw_image
 from omnibind.collection import Collection
+from live_server import Live
 from omnibind.server import ServerSettings, create_app
 
 openai = pytest.importorskip("openai", reason="the openai client is a test dependency (pip install openai)")
@@ -22,30 +19,13 @@ openai = pytest.importorskip("openai", reason="the openai client is a test depen
 TOKEN = "test-token-openai"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory, space):
-    import uvicorn
-
     home = tmp_path_factory.mktemp("home")
     coll = Collection.open("oa", space=space, home=home)
-    app = create_app(ServerSettings(collection="oa", home=home, max_texts=8), TOKEN, coll)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(5)
+    live = Live(create_app(ServerSettings(collection="oa", home=home, max_texts=8), TOKEN, coll))
+    yield f"{live.url}/v1"
+    live.stop()
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,8 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from conftest import draw_image, write_wav
+from live_server import Live
 from omnibind.collection import Collection
 from omnibind.ingest import ingest
 from omnibind.server import ServerSettings, create_app
@@ -237,45 +236,36 @@ def test_previews_follow_the_media_rules(client, world, tmp_path: Path, monkeypa
 # -- the page in Chromium ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Live:
-    """An app served by uvicorn in a thread (stoppable: the 'server down' test stops it)."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
-        self.url = f"http://127.0.0.1:{self.server.config.port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def browser(world) -> Iterator[Any]:
+    need_chromium()
+    os.environ["OMNIBIND_CACHE"] = str(world["tmp"] / "cache")
+    with chromium_on(world["app"]) as b:
+        yield b
+    os.environ.pop("OMNIBIND_CACHE", None)
+
+
+def need_chromium() -> None:
+    """Skip unless Debian's Chromium and Playwright are installed (scripts/setup.sh installs both)."""
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    os.environ["OMNIBIND_CACHE"] = str(world["tmp"] / "cache")
-    live = Live(world["app"])
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        b.url = live.url
-        yield b
-        b.close()
-    live.stop()
-    os.environ.pop("OMNIBIND_CACHE", None)
+    pytest.importorskip("playwright.sync_api")
+
+
+@contextmanager
+def chromium_on(app: Any) -> Iterator[Any]:
+    """Chromium, with `.url` the address of `app` served live for as long as the block runs."""
+    from playwright.sync_api import sync_playwright
+
+    live = Live(app)
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            b.url = live.url
+            yield b
+            b.close()
+    finally:
+        live.stop()
 
 
 def open_page(browser: Any, width: int, url: str | None = None) -> tuple[Any, list[str]]:

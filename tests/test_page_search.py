@@ -4,8 +4,6 @@ like this" on a card and in the viewer, and the collection picker of a server of
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -14,7 +12,7 @@ from conftest import draw_image
 from omnibind.collection import Collection
 from omnibind.ingest import ingest
 from omnibind.server import ServerSettings, create_app
-from test_page import CHROMIUM, FLAGS, Live, fits, open_page
+from test_page import chromium_on, fits, need_chromium, open_page
 
 NOTES = {"harbour.txt": "boats moored in a quiet harbour at dawn", "oven.txt": "bread baking in a hot oven",
          "match.txt": "the final score of the football match", "garden.txt": "tulips flowering in a spring garden"}
@@ -22,9 +20,7 @@ NOTES = {"harbour.txt": "boats moored in a quiet harbour at dawn", "oven.txt": "
 
 @pytest.fixture(scope="module")
 def two(tmp_path_factory, space) -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
-    playwright = pytest.importorskip("playwright.sync_api")
+    need_chromium()
     root = tmp_path_factory.mktemp("page19")
     notes, pics = root / "notes", root / "pics"
     notes.mkdir()
@@ -39,13 +35,8 @@ def two(tmp_path_factory, space) -> Iterator[Any]:
     second = Collection.open("pics", space=space, home=home)
     assert not ingest(first, notes).failed and not ingest(second, pics).failed
     settings = ServerSettings(collection="notes", others=["pics"], home=home)
-    live = Live(create_app(settings, "tok-page19-123", first, others=[second]))
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        browser.url = live.url
+    with chromium_on(create_app(settings, "tok-page19-123", first, others=[second])) as browser:
         yield browser
-        browser.close()
-    live.stop()
 
 
 def names(page: Any) -> list[str]:

@@ -2,11 +2,8 @@
 path confinement, upload limits; and the search page in Debian's Chromium driven by Playwright."""
 
 import io
-import json
 import os
 import shutil
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +17,7 @@ from omnibind.collection import Collection
 from omnibind.ingest import ingest
 from omnibind.server import ServerSettings, create_app, load_token
 from omnibind.server.settings import confine
+from live_server import Live
 from test_collection import make_folder
 
 TOKEN = "test-token-123"
@@ -290,28 +288,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def live_server(served):
-    import uvicorn
-
     client, coll, folder, _ = served
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", folder
-    server.should_exit = True
-    thread.join(5)
+    live = Live(client.app)
+    yield live.url, folder
+    live.stop()
 
 
 def test_page_in_chromium(live_server, tmp_path: Path):

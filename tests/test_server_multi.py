@@ -4,15 +4,13 @@ search body's `collection`, links into the right collection, the listing, spaces
 fingerprint, `--all`, and `omnibind search` finding a server that serves a collection among others."""
 
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 
+from live_server import Live
 from omnibind import client as cli_client
 from omnibind.collection import Collection
 from omnibind.paths import CollectionError
@@ -178,28 +176,14 @@ def test_without_all_an_ingest_into_a_new_name_is_not_served(served, tmp_path: P
     assert http.post("/v1/collections/newone/search", json={"text": "note"}).status_code == 404
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_omnibind_search_finds_the_server_of_a_collection_served_among_others(world):
-    import uvicorn
-
     home, photos, sounds = world
-    port = _free_port()
     web = create_app(ServerSettings(collection="photos", others=["sounds"], home=home), TOKEN, photos)
     state = web.state.server
-    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    live = Live(web, start=False)
     try:
-        with cli_client.advertise(photos, "127.0.0.1", port, home, [state.served["sounds"]]) as record:
-            thread.start()
-            for _ in range(200):
-                if server.started:
-                    break
-                time.sleep(0.05)
+        with cli_client.advertise(photos, "127.0.0.1", live.port, home, [state.served["sounds"]]) as record:
+            live.start()
             saved = json.loads(record.read_text())
             assert [o["collection"] for o in saved["others"]] == ["sounds"]
             found = cli_client.search("sounds", "a dog barking", home=home, k=2)
@@ -212,8 +196,7 @@ def test_omnibind_search_finds_the_server_of_a_collection_served_among_others(wo
             cli_client.readvertise(record, [state.served["sounds"]])
             assert cli_client.search("sounds", "a dog barking", home=home).via == "server"
     finally:
-        server.should_exit = True
-        thread.join(10)
+        live.stop()
     assert not record.exists()
 
 
