@@ -160,11 +160,16 @@ def make_rows(item: Input, embedded: Any, item_id: str, *, sha256: str | None = 
         "item": item_id, "kind": ITEM, "views": ",".join(views),
         "start": None, "end": None, "page": None, "char_start": None, "char_end": None,
         **{k: typed.get(k) for k in FACT_COLUMNS}, "tags": tags,
-        "words": words_of(item.source, text, tags, typed.get("note")),
     }
+    row["words"] = item_words(row)
     segments = getattr(embedded, "segments", None) or []
     vectors = getattr(embedded, "segment_vectors", None)
     return [row] + [_segment_row(row, n, seg, vectors[n]) for n, seg in enumerate(segments)]
+
+
+def item_words(row: dict[str, Any]) -> str:
+    """An item row's full-text words from its path, text, tags and note (rebuilt when they change)."""
+    return words_of(row["source"], row.get("text"), row.get("tags") or [], row.get("note"))
 
 
 def _segment_row(item: dict[str, Any], n: int, segment: Any, vector: np.ndarray) -> dict[str, Any]:
@@ -585,7 +590,7 @@ class Collection:
             for r in changed:
                 r.update(values[r["item"]])
                 if r["kind"] == ITEM:
-                    r["words"] = words_of(r["source"], r["text"], r["tags"] or [], r["note"])
+                    r["words"] = item_words(r)
             if changed:
                 self._rewrite(changed)
             return items

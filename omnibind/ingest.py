@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omnibind.collection import ITEM, Collection, file_state, source_path
-from omnibind.facts import normalise_tags, words_of
+from omnibind.collection import ITEM, ITEMS_ONLY, Collection, file_state, item_words, source_path
+from omnibind.facts import normalise_tags
 from omnibind.fulltext import ensure_fts
 from omnibind.inputs import beneath
 from omnibind.pipeline import BatchResult, embed_batch, list_sources
@@ -199,7 +199,7 @@ def _keep_tags(collection: Collection, rows: list[dict[str, Any]], known: dict[s
         if old.get(r.get("item") or r["id"]):
             r["tags"] = list(dict.fromkeys([*old[r.get("item") or r["id"]], *(r.get("tags") or [])]))
             if r.get("kind", ITEM) == ITEM:
-                r["words"] = words_of(r["source"], r.get("text"), r["tags"], r.get("note"))
+                r["words"] = item_words(r)
 
 
 def finish(collection: Collection, report: IngestReport, previous: set[str], present: set[str], prune: bool,
@@ -225,10 +225,10 @@ def finish(collection: Collection, report: IngestReport, previous: set[str], pre
 
 def _renamed(collection: Collection, gone: list[str], present: set[str]) -> list[tuple[str, str]]:
     """(old, new) pairs of a vanished item and a present one with the same content: a moved file."""
-    manifest = collection.manifest()
-    content = {i: str(state[0]).split("+")[0] for i, state in manifest.items()}  # the sha256, without the sidecar's
-    by_hash = {content[i]: i for i in sorted(present) if i in manifest}
-    return sorted((old, by_hash[content[old]]) for old in gone if old in manifest and content[old] in by_hash)
+    t = collection.column("id", "sha256", where=ITEMS_ONLY)  # content only: a sidecar may differ
+    content = dict(zip(t.column("id").to_pylist(), t.column("sha256").to_pylist()))
+    by_hash = {content[i]: i for i in sorted(present) if i in content}
+    return sorted((old, by_hash[content[old]]) for old in gone if old in content and content[old] in by_hash)
 
 
 def _write_log(collection: Collection, report: IngestReport, log: Path | None) -> Path:

@@ -149,10 +149,11 @@ def _refresh_facts(result: BatchResult, read: FileData, source: str, limits: Any
 
 def _sidecar(source: str, limits: Any, root: str | None, result: BatchResult) -> Sidecar | None:
     """A local file's sidecar (omnibind/facts.py), or None; an unusable one becomes a note."""
-    if "://" in source and not source.startswith("file://"):
+    local = local_path(source)
+    if local is None:
         return None
     try:
-        return read_sidecar(source_path(source.removeprefix("file://")), limits, root)
+        return read_sidecar(local, limits, root)
     except InputError as exc:
         result.notes.append((source, f"sidecar ignored: {exc.reason}"))
         return None
@@ -186,11 +187,19 @@ def _fail(result: BatchResult, source: str, reason: str, known: dict[str, str]) 
         result.stale.append(source)  # its content changed into something unreadable: the old vector is wrong
 
 
+def local_path(source: str) -> str | None:
+    """The filesystem path of a local source (a path or a file:// URI), None for other URIs."""
+    if "://" not in source or source.startswith("file://"):
+        return source_path(source.removeprefix("file://"))
+    return None
+
+
 def read_source(source: str, limits: Any, root: str | None = None) -> FileData:
     """A local path (or file:// URI) read once with `read_file` — beneath `root` when given — or
     any URI a pyarrow filesystem understands (s3://, gs://, hdfs://...) read whole."""
-    if "://" not in source or source.startswith("file://"):
-        return read_file(source_path(source.removeprefix("file://")), limits, within=root)
+    local = local_path(source)
+    if local is not None:
+        return read_file(local, limits, within=root)
     import pyarrow.fs as pafs
 
     try:

@@ -49,7 +49,7 @@ from omnibind import fulltext, modalities
 from omnibind.collection import RESULT_COLUMNS, Collection, CollectionError, sql_list
 from omnibind.hits import FAIR, STRONG, Hit, Hits, strength, strength_of_logit
 from omnibind.inputs import Input, to_input
-from omnibind.rerank import Rerank, RerankQuery, depth, depth as rerank_depth, resolve
+from omnibind.rerank import Rerank, RerankQuery, depth, resolve
 from omnibind.views.embed import calibration_group, describe
 
 NO_MATCH = "no confident match: nothing stands out from the typical item of its kind"
@@ -490,7 +490,7 @@ def text_search(collection: Collection, query: Any, k: int, *, modality: str | S
 
 def hybrid_search(collection: Collection, query: Any, k: int, *, modality: str | Sequence[str] | None = None,
                   where: str | None = None, query_modality: str | None = None, weight: float = fulltext.TEXT_WEIGHT,
-                  operator: str = fulltext.TEXT_OPERATOR, depth: int = fulltext.TEXT_DEPTH,
+                  operator: str = fulltext.TEXT_OPERATOR, text_depth: int = fulltext.TEXT_DEPTH,
                   seen_weight: float = fulltext.SEEN_WEIGHT, confident: float = fulltext.CONFIDENT,
                   **options: Any) -> Hits:
     """Vector and text lists fused by weighted RRF, words the vector embedded weighing less and
@@ -506,9 +506,9 @@ def hybrid_search(collection: Collection, query: Any, k: int, *, modality: str |
     reranker = resolve(rerank, collection.space) if rerank is not None else None
     q, query_modality, decoded = embedded_query(collection, query, query_modality)
     seen = RerankQuery(options.pop("query_item", None) or decoded, q, query_modality, collection)
-    wide, k_out = (rerank_depth(k, reranker), k) if reranker else (k, k)
+    wide, k_out = (depth(k, reranker), k) if reranker else (k, k)
     k = wide  # the fused list is as long as the reranker wants it
-    deep = max(k, depth)
+    deep = max(k, text_depth)
     deep_hits = search(collection, q, deep, modality=modality, where=where, query_modality=query_modality,
                        mode="vector", **options)
     vec = Hits(_diverse(list(deep_hits), k))  # the crowd rule for the top k, as a k-deep vector search
