@@ -132,21 +132,18 @@ def query_vector(collection: Collection, query: Any) -> np.ndarray:
 def query_input(collection: Collection, query: Any, modality: str | None = None) -> tuple[np.ndarray, str | None]:
     """(unit vector, modality) of a query; a raw vector's modality is `modality` (None: unknown,
     so scores stay z-scores); pass it for a query embedded earlier, e.g. outside a model lock."""
-    if isinstance(query, np.ndarray) and query.dtype.kind == "f":
-        v = query.astype(np.float32).reshape(-1)
-        if v.shape[0] != collection.space.dim:
-            raise CollectionError(f"query vector has {v.shape[0]} dims, the collection {collection.space.dim}")
-        norm = float(np.linalg.norm(v))
-        return (v if abs(norm - 1.0) < 1e-6 else v / max(norm, 1e-12)), modality  # a unit vector as it is: bit for bit
-    item = to_input(query, collection.space.limits)
-    return collection.space.embed([item])[0], item.modality
+    return embedded_query(collection, query, modality)[:2]
 
 
 def embedded_query(collection: Collection, query: Any, modality: str | None) -> tuple[np.ndarray, str | None, Input | None]:
     """`query_input` and the decoded query (None for a vector): what a reranker and the words
     of hybrid search read (the server embeds with this under its model lock, then ranks)."""
     if isinstance(query, np.ndarray) and query.dtype.kind == "f":
-        return (*query_input(collection, query, modality), None)
+        v = query.astype(np.float32).reshape(-1)
+        if v.shape[0] != collection.space.dim:
+            raise CollectionError(f"query vector has {v.shape[0]} dims, the collection {collection.space.dim}")
+        norm = float(np.linalg.norm(v))
+        return (v if abs(norm - 1.0) < 1e-6 else v / max(norm, 1e-12)), modality, None  # a unit vector: bit for bit
     item = to_input(query, collection.space.limits)
     return collection.space.embed([item])[0], item.modality, item
 
@@ -172,8 +169,8 @@ def search(collection: Collection, query: Any, k: int = 10, *, modality: str | S
     """
     if (mode := fulltext.check_mode(mode or fulltext.DEFAULT_MODE)) != "vector":
         return search_mode(collection, query, k, mode, modality=modality, where=where, calibrated=calibrated,
-                                    exact=exact, rerank=rerank, refine=refine, nprobes=nprobes,
-                                    query_modality=query_modality, query_item=query_item)
+                           exact=exact, rerank=rerank, refine=refine, nprobes=nprobes,
+                           query_modality=query_modality, query_item=query_item)
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     with collection.pinned():  # one LanceDB version query per search, not ten
