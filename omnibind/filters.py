@@ -78,9 +78,6 @@ class Filters:
             parts.append(f"({self.where})")
         return " AND ".join(parts) or None
 
-    def __bool__(self) -> bool:
-        return self.sql() is not None
-
 
 def date_seconds(value: str | float | None, name: str = "date") -> float | None:
     """A date or an age (module docstring) as Unix seconds; FilterError naming the option."""
